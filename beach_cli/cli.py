@@ -1,0 +1,198 @@
+"""Command line: parse, resolve settings, run the session, turn errors into one line + exit code."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+import traceback
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from . import __version__, config
+from .errors import BeachError
+
+log = logging.getLogger("beach")
+
+EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143
+
+
+def _setup_logging(debug: bool, log_file: str | None, level: str | None, default: int) -> None:
+    lvl = logging.DEBUG if debug else getattr(logging, (level or "").upper(), default)
+    handler: logging.Handler
+    if log_file:
+        handler = logging.FileHandler(log_file)
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.terminator = "\r\n"  # readable even while a terminal is in raw mode
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(lvl)
+    if not debug:  # aiortc/aioice narrate every packet at INFO
+        for name in ("aiortc", "aioice", "aiohttp.access"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def _run(main: Callable[[], Awaitable[int]], debug: bool) -> int:
+    """Run `main` on uvloop when available; map every way out to an exit code."""
+    loop_factory: Any = None
+    try:
+        import uvloop
+
+        loop_factory = uvloop.new_event_loop
+    except ImportError:
+        pass
+    terminated = False
+
+    async def wrapper() -> int:
+        nonlocal terminated
+        task = asyncio.current_task()
+        assert task is not None
+        loop = asyncio.get_running_loop()
+
+        def on_signal() -> None:
+            nonlocal terminated
+            terminated = True
+            task.cancel()
+
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            loop.add_signal_handler(sig, on_signal)
+        return await main()
+
+    try:
+        with asyncio.Runner(loop_factory=loop_factory, debug=False) as runner:
+            return runner.run(wrapper())
+    except BeachError as exc:
+        if debug:
+            traceback.print_exc()
+        click.echo(f"beach: {exc.message}", err=True)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        click.echo("beach: interrupted", err=True)
+        return EXIT_INTERRUPTED
+    except asyncio.CancelledError:
+        if terminated:
+            click.echo("beach: terminated", err=True)
+            return EXIT_TERMINATED
+        raise
+    except Exception as exc:
+        if debug:
+            traceback.print_exc()
+        click.echo(f"beach: unexpected error: {exc!r} (run with --debug for details)", err=True)
+        return 1
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="beach")
+@click.option("--debug", is_flag=True, envvar="BEACH_DEBUG", help="Verbose logs and tracebacks.")
+@click.option("--log-file", type=click.Path(dir_okay=False), help="Write logs to this file.")
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]))
+@click.pass_context
+def cli(ctx: click.Context, debug: bool, log_file: str | None, log_level: str | None) -> None:
+    """Share a terminal peer-to-peer, sealed end to end even from the server."""
+    ctx.obj = {"debug": debug, "log_file": log_file, "log_level": log_level}
+
+
+def _settings(ctx: click.Context, default_level: int, **flags: Any) -> dict[str, Any]:
+    obj = ctx.obj
+    _setup_logging(obj["debug"], obj["log_file"], obj["log_level"], default_level)
+    try:
+        return config.load(flags)
+    except BeachError as exc:
+        click.echo(f"beach: {exc.message}", err=True)
+        sys.exit(exc.exit_code)
+
+
+@cli.command()
+@click.option("--host", "bind", help="Address to listen on.  [default: 0.0.0.0]")
+@click.option("--port", type=int, help="Port to listen on.  [default: 7777]")
+@click.option("--stun", "ice_servers", multiple=True, help="STUN/TURN URL handed to clients.")
+@click.pass_context
+def serve(ctx: click.Context, bind: str | None, port: int | None, ice_servers: tuple[str, ...]) -> None:
+    """Run the rendezvous server that hosts and joiners meet through."""
+    s = _settings(ctx, logging.INFO, bind=bind, port=port, ice_servers=ice_servers)
+
+    async def main() -> int:
+        from .server import SignalServer, start_server
+
+        server = SignalServer(ice_servers=config.ice_server_dicts(s["ice_servers"]))
+        try:
+            runner, bound = await start_server(s["bind"], s["port"], server)
+        except OSError as exc:
+            raise BeachError(f"cannot listen on {s['bind']}:{s['port']}: {exc.strerror}") from exc
+        click.echo(f"beach serve: listening on ws://{s['bind']}:{bound}/ws", err=True)
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await runner.cleanup()
+        return 0
+
+    sys.exit(_run(main, ctx.obj["debug"]))
+
+
+@cli.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@click.option("--server", help="Signaling server URL (else BEACH_SERVER, else an embedded one).")
+@click.option("--port", type=int, help="Port of the embedded server.  [default: 7777]")
+@click.option("--bind", help="Address the embedded server listens on.  [default: 0.0.0.0]")
+@click.option("--advertise", help="Address to print in the join command (embedded server).")
+@click.option("--ice-server", "ice_servers", multiple=True, help="STUN/TURN URL (repeatable).")
+@click.option("--info-file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write session, tokens and join commands here as JSON.")
+@click.option("--secret-length", type=click.IntRange(4, 32), help="Characters in a token's secret.")
+@click.option("--size", "size_mode", type=click.Choice(["smallest", "host"]), default="smallest",
+              show_default=True, help="Size the PTY to the smallest read-write window, or the host's.")
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+@click.pass_context
+def host(ctx: click.Context, command: tuple[str, ...], info_file: Path | None, size_mode: str,
+         advertise: str | None, **flags: Any) -> None:
+    """Share your shell (or `-- CMD ARGS...`) and print how to join."""
+    from .host import HostOptions, HostSession
+    from .terminal import LocalTerminal
+
+    s = _settings(ctx, logging.ERROR, **flags)
+    opts = HostOptions(
+        command=list(command), server=s["server"], port=s["port"], bind=s["bind"],
+        advertise=advertise, ice_servers=s["ice_servers"], info_file=info_file,
+        secret_length=s["secret_length"], size_mode=size_mode, connect_timeout=s["connect_timeout"],
+    )
+
+    async def main() -> int:
+        status = await HostSession(opts, LocalTerminal()).run()
+        click.echo(f"beach: the shared shell {status.describe()}", err=True)
+        return status.code
+
+    sys.exit(_run(main, ctx.obj["debug"]))
+
+
+@cli.command()
+@click.option("--server", help="Signaling server URL (as printed by `beach host`).")
+@click.option("--ice-server", "ice_servers", multiple=True, help="STUN/TURN URL (repeatable).")
+@click.option("--timeout", "connect_timeout", type=float, help="Seconds to wait for a connection.")
+@click.argument("token")
+@click.pass_context
+def join(ctx: click.Context, token: str, **flags: Any) -> None:
+    """Attach to a shared terminal. Detach with Ctrl-] then d."""
+    from .join import JoinOptions, join_and_report
+    from .terminal import LocalTerminal
+
+    s = _settings(ctx, logging.ERROR, **flags)
+    if not s["server"]:
+        click.echo("beach: no server given: use --server URL (as printed by the host) "
+                   "or set BEACH_SERVER", err=True)
+        sys.exit(2)
+
+    async def main() -> int:
+        opts = JoinOptions(token, s["server"], s["connect_timeout"], tuple(s["ice_servers"]))
+        return await join_and_report(opts, LocalTerminal())
+
+    sys.exit(_run(main, ctx.obj["debug"]))
+
+
+def main() -> None:
+    cli(prog_name="beach")

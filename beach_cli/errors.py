@@ -1,0 +1,51 @@
+"""Typed errors with a human message. The CLI turns each into one line and an exit code."""
+
+from __future__ import annotations
+
+
+class BeachError(Exception):
+    """An expected failure: its message is shown to the user as is."""
+
+    exit_code = 1
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class ProtocolError(BeachError):
+    """A message or frame that does not follow the wire format."""
+
+    exit_code = 3
+
+
+class ServerUnreachable(BeachError):
+    exit_code = 4
+
+
+class UnknownSession(BeachError):
+    exit_code = 5
+
+
+class WrongToken(BeachError):
+    exit_code = 6
+
+
+class Refused(BeachError):
+    """The host or the server turned us away (denied, full, rate-limited)."""
+
+    exit_code = 7
+
+
+class HostGone(BeachError):
+    exit_code = 8
+
+
+class ConnectTimeout(BeachError):
+    exit_code = 9
+
+
+class SecurityError(BeachError):
+    """A sealed message failed to open, a replay, or a key confirmation mismatch."""
+
+    exit_code = 10

@@ -1,0 +1,365 @@
+"""`beach host`: a shell on a PTY, the host's own terminal in raw passthrough, and a fan-out of
+the PTY's output to every joiner over its own data channel.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import shutil
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from .errors import BeachError, ServerUnreachable, UnknownSession
+from .keys import DEFAULT_SECRET_LENGTH, Token, random_code
+from .lan import advertised_address
+from .peer import RemotePeer
+from .pty import ExitStatus, PtyProcess
+from .screen import ScreenHistory
+from .signaling import SignalingClient
+from .terminal import LocalTerminal
+
+log = logging.getLogger("beach.host")
+
+# Pause reading the PTY while the host's own terminal has this much unwritten: the host's
+# terminal paces the program, exactly as without beach.
+LOCAL_HIGH_WATER = 1024 * 1024
+MAX_FAILED_ATTEMPTS = 5
+NOTICE_QUIET = 0.15  # show a notice only after output has paused this long
+RECONNECT_MAX_DELAY = 30.0
+
+
+@dataclass
+class HostOptions:
+    command: list[str]
+    server: str | None = None
+    port: int = 7777
+    bind: str = "0.0.0.0"
+    advertise: str | None = None
+    ice_servers: list[str] = field(default_factory=list)
+    info_file: Path | None = None
+    secret_length: int = DEFAULT_SECRET_LENGTH
+    size_mode: str = "smallest"  # or "host"
+    connect_timeout: float = 20.0
+
+
+class HostSession:
+    def __init__(self, opts: HostOptions, terminal: LocalTerminal) -> None:
+        self.opts = opts
+        self.term = terminal
+        self.console = Console(stderr=True, highlight=False)
+        self.screen = ScreenHistory()
+        self.peers: dict[str, RemotePeer] = {}
+        self.session_id = ""
+        self._secrets: dict[str, str] = {}
+        self._reclaim = ""
+        self.failures = 0
+        self.ice_servers: list[dict[str, Any]] = []
+        self.sig: SignalingClient | None = None
+        self.pty: PtyProcess | None = None
+        self._runner: Any = None
+        self._server_url = ""
+        self._public_url = ""
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._notice: str | None = None
+        self._notice_timer: asyncio.TimerHandle | None = None
+        self._paused = False
+
+    # -- setup -----------------------------------------------------------------------------------
+
+    async def _start_embedded_server(self) -> None:
+        from .server import SignalServer, start_server
+
+        server = SignalServer(ice_servers=[{"urls": [u]} for u in self.opts.ice_servers])
+        try:
+            self._runner, port = await start_server(self.opts.bind, self.opts.port, server)
+        except OSError as exc:
+            raise BeachError(
+                f"cannot start the embedded server on port {self.opts.port}: {exc.strerror} "
+                "(choose another with --port, or use --server)"
+            ) from exc
+        address = self.opts.advertise or advertised_address()
+        self._server_url = f"ws://127.0.0.1:{port}/ws"
+        self._public_url = f"ws://{address}:{port}/ws"
+
+    async def _register(self) -> None:
+        assert self.sig is not None
+        await self.sig.send(
+            "host", session=self.session_id or None, reclaim=self._reclaim or None
+        )
+        msg = await self.sig.recv(self.opts.connect_timeout)
+        if msg["type"] == "error":
+            raise UnknownSession(f"the server refused the session: {msg['message']}")
+        if msg["type"] != "registered":
+            raise BeachError(f"unexpected answer from the server: {msg['type']}")
+        self.session_id, self._reclaim = msg["session"], msg["reclaim"]
+        configured = [{"urls": [u]} for u in self.opts.ice_servers]
+        self.ice_servers = configured + [s for s in self.sig.ice_servers if s not in configured]
+
+    def secret(self, role: str) -> str:
+        return self._secrets[role]
+
+    def token(self, role: str) -> Token:
+        return Token(self.session_id, role, self._secrets[role])  # type: ignore[arg-type]
+
+    def join_command(self, role: str) -> list[str]:
+        return ["beach", "join", "--server", self._public_url, str(self.token(role))]
+
+    def _new_secrets(self) -> None:
+        n = self.opts.secret_length
+        self._secrets = {"rw": random_code(n), "view": random_code(n)}
+
+    def _write_info(self) -> None:
+        if self.opts.info_file is None:
+            return
+        info = {
+            "session": self.session_id,
+            "server": self._public_url,
+            "join_token": str(self.token("rw")),
+            "join_command": self.join_command("rw"),
+            "view_token": str(self.token("view")),
+            "view_join_command": self.join_command("view"),
+            "pid": os.getpid(),
+        }
+        path = self.opts.info_file
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(info, indent=2) + "\n")
+        tmp.replace(path)  # atomic: a reader never sees half a file
+
+    def _banner(self) -> None:
+        c = self.console
+        c.print(f"[bold]beach[/] sharing session [bold cyan]{self.session_id}[/]")
+        c.print("  to join (read-write):  [bold green]" + " ".join(self.join_command("rw")) + "[/]")
+        c.print("  to watch (view-only):  [green]" + " ".join(self.join_command("view")) + "[/]")
+        c.print("  the shell starts below; exit it to end the session", style="dim")
+
+    # -- main ------------------------------------------------------------------------------------
+
+    async def run(self) -> ExitStatus:
+        if self.opts.server is None:
+            await self._start_embedded_server()
+        else:
+            self._server_url = self._public_url = SignalingClient(self.opts.server).url
+        try:
+            self.sig = SignalingClient(self._server_url)
+            await self.sig.connect(self.opts.connect_timeout)
+            await self._register()
+            self._new_secrets()
+            self._write_info()
+            self._banner()
+            return await self._share()
+        finally:
+            await self._shutdown()
+
+    async def _share(self) -> ExitStatus:
+        cols, rows = self.term.size()
+        env = dict(os.environ)
+        env.setdefault("TERM", "xterm-256color")
+        if env["TERM"] in ("", "dumb"):
+            env["TERM"] = "xterm-256color"
+        env["BEACH_SESSION"] = self.session_id
+        argv = self.opts.command or [os.environ.get("SHELL") or shutil.which("bash") or "/bin/sh"]
+        self.pty = await PtyProcess.spawn(argv, cols, rows, env)
+        self.term.enter_raw()
+        self.term.on_drain(self._local_drained)
+        self.term.start_input(self.pty.write, lambda: None)
+        if self.term.is_tty:
+            self.term.on_resize(lambda c, r: self.sizes_changed())
+        self.pty.start_reading(self._on_output)
+        self._spawn(self._signaling_loop())
+        status = await self.pty.wait()
+        await self._finish_peers(status)
+        return status
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _shutdown(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        for peer in list(self.peers.values()):
+            peer.task.cancel()
+        await asyncio.gather(*self._tasks, *(p.task for p in self.peers.values()), return_exceptions=True)
+        if self.pty is not None:
+            self.pty.terminate()
+            self.pty.close()
+        await self.term.drain(1.0)
+        self.term.restore()
+        if self.sig is not None:
+            await self.sig.close()
+        if self._runner is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._runner.cleanup(), 2.0)
+        if self.opts.info_file is not None:
+            with contextlib.suppress(OSError):
+                self.opts.info_file.unlink()
+
+    async def _finish_peers(self, status: ExitStatus) -> None:
+        live = [p for p in self.peers.values() if p.state == "live"]
+        for peer in live:
+            peer.finish(status)
+        await asyncio.gather(*(p.flushed(3.0) for p in live))
+
+    # -- the hot path ----------------------------------------------------------------------------
+
+    def _on_output(self, data: bytes) -> None:
+        self.term.write(data)
+        self.screen.feed(data)
+        for peer in self.peers.values():
+            if peer.state == "live":
+                peer.output(data)
+        if self.term.pending > LOCAL_HIGH_WATER and self.pty is not None:
+            self.pty.pause_reading()
+            self._paused = True
+        if self._notice is not None:
+            self._schedule_notice()
+
+    def _local_drained(self) -> None:
+        if self._paused and self.pty is not None:
+            self._paused = False
+            self.pty.resume_reading()
+
+    def input_from_peer(self, peer: RemotePeer, data: bytes) -> None:
+        if self.pty is not None:
+            self.pty.write(data)
+
+    # -- sizes -----------------------------------------------------------------------------------
+
+    def sizes_changed(self) -> None:
+        """The PTY follows the smallest window among the host and read-write joiners."""
+        if self.pty is None:
+            return
+        cols, rows = self.term.size()
+        if self.opts.size_mode == "smallest":
+            for peer in self.peers.values():
+                if peer.state == "live" and peer.role == "rw" and peer.size:
+                    cols, rows = min(cols, peer.size[0]), min(rows, peer.size[1])
+        if (cols, rows) != (self.pty.cols, self.pty.rows):
+            self.pty.resize(cols, rows)
+            for peer in self.peers.values():
+                peer.send_size(cols, rows)
+
+    # -- joiners ---------------------------------------------------------------------------------
+
+    def peer_live(self, peer: RemotePeer) -> None:
+        assert self.pty is not None
+        peer.start(self.pty.cols, self.pty.rows)
+        self.sizes_changed()
+        self.notify(f"{peer.label} joined ({'read-write' if peer.role == 'rw' else 'view-only'})")
+
+    def peer_gone(self, peer: RemotePeer) -> None:
+        if self.peers.get(peer.id) is peer:
+            del self.peers[peer.id]
+        if peer.role in ("rw", "view") and peer.state == "closed" and peer._sender is not None:
+            self.notify(f"{peer.label} left")
+        self.sizes_changed()
+
+    def failed_attempt(self, peer: RemotePeer) -> None:
+        self.failures += 1
+        log.warning("join attempt from %s with a wrong token (%d)", peer.label, self.failures)
+        if self.failures >= MAX_FAILED_ATTEMPTS:
+            self.failures = 0
+            self._new_secrets()
+            self._write_info()
+            self.notify(
+                f"{MAX_FAILED_ATTEMPTS} wrong tokens: new join token {self.token('rw')} "
+                f"(view-only {self.token('view')})"
+            )
+        else:
+            self.notify(f"wrong token from {peer.label}")
+
+    async def signal(self, peer_id: str, data: dict[str, Any]) -> None:
+        if self.sig is None or self.sig.closed:
+            raise ServerUnreachable("not connected to the server")
+        await self.sig.send("signal", to=peer_id, data=data)
+
+    async def drop(self, peer_id: str, reason: str) -> None:
+        if self.sig is not None and not self.sig.closed:
+            await self.sig.send("drop", peer=peer_id, reason=reason[:200])
+
+    async def _signaling_loop(self) -> None:
+        delay = 1.0
+        while True:
+            try:
+                assert self.sig is not None
+                while True:
+                    self._dispatch(await self.sig.recv())
+                    delay = 1.0
+            except ServerUnreachable:
+                self.notify("lost the server; live joiners stay connected, reconnecting")
+            # Reconnect with backoff and reclaim the same session, so the token stays valid.
+            while True:
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RECONNECT_MAX_DELAY)
+                try:
+                    if self.sig is not None:
+                        await self.sig.close()
+                    self.sig = SignalingClient(self._server_url)
+                    await self.sig.connect(self.opts.connect_timeout)
+                    await self._register()
+                    self.notify("reconnected to the server")
+                    break
+                except BeachError as exc:
+                    log.info("reconnect failed: %s", exc)
+
+    def _dispatch(self, msg: dict[str, Any]) -> None:
+        mtype = msg["type"]
+        if mtype == "peer_joined":
+            self.peers[msg["peer"]] = RemotePeer(self, msg["peer"], msg.get("addr", ""))
+        elif mtype == "signal":
+            peer = self.peers.get(msg["from"])
+            if peer is None:
+                return
+            try:
+                peer.inbox.put_nowait(msg["data"])
+            except asyncio.QueueFull:
+                peer.close()
+        elif mtype == "peer_left":
+            peer = self.peers.get(msg["peer"])
+            # Once WebRTC is under way the data channel decides liveness: joiners hang up on the
+            # server as soon as their channel opens.
+            if peer is not None and peer.link is None:
+                peer.close()
+        elif mtype == "error":
+            log.warning("server: %s", msg["message"])
+
+    # -- notices for the host ------------------------------------------------------------------
+
+    def notify(self, text: str) -> None:
+        """Show a short notice without corrupting the shared screen: in the terminal title,
+        written only once the program's output has paused (never inside an escape sequence)."""
+        log.info("%s", text)
+        self._notice = f"{time.strftime('%H:%M')} {text}"
+        self._schedule_notice()
+
+    def _schedule_notice(self) -> None:
+        if self._notice_timer is not None:
+            self._notice_timer.cancel()
+        loop = asyncio.get_running_loop()
+        self._notice_timer = loop.call_later(NOTICE_QUIET, self._show_notice)
+
+    def _show_notice(self) -> None:
+        text, self._notice = self._notice, None
+        if text is None or not self.term.out_is_tty:
+            return
+        live = sum(1 for p in self.peers.values() if p.state == "live")
+        title = f"beach {self.session_id}: {live} joined | {text}"
+        safe = "".join(ch for ch in title if ch.isprintable())
+        self.term.write(f"\x1b]2;{safe}\x07".encode())
+
+
+def install_signal_handlers(task: asyncio.Task[Any]) -> None:
+    """SIGTERM/SIGHUP end the session cleanly (terminal restored, child hung up)."""
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        loop.add_signal_handler(sig, task.cancel)

@@ -1,0 +1,274 @@
+"""The host's side of one joiner: key exchange, WebRTC offer, then a bounded sender.
+
+Each joiner has its own task, inbox and output buffer, so a slow or hostile joiner can never
+stall the PTY, the host's terminal or the other joiners. A joiner that falls more than
+BACKLOG_LIMIT behind is not fed the backlog: its buffer is dropped and it gets a fresh snapshot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import zlib
+from typing import TYPE_CHECKING, Any
+
+from .errors import BeachError, ProtocolError, SecurityError, WrongToken
+from .keys import ROLES, KeyExchange
+from .protocol import (
+    FRAME_VERSION,
+    MAX_CHUNK_BYTES,
+    Frame,
+    Hello,
+    decode_hello,
+    decode_resize,
+    encode_exit,
+    encode_frame,
+    encode_hello,
+    encode_resize,
+    parse_payload,
+    payload,
+)
+
+if TYPE_CHECKING:
+    from .host import HostSession
+    from .pty import ExitStatus
+    from .rtc import PeerLink
+
+log = logging.getLogger("beach.peer")
+
+HANDSHAKE_TIMEOUT = 30.0
+HELLO_TIMEOUT = 10.0
+BACKLOG_LIMIT = 4 * 1024 * 1024
+INBOX_LIMIT = 64
+FEATURES = ("zlib",)
+
+
+class RemotePeer:
+    def __init__(self, host: HostSession, peer_id: str, addr: str) -> None:
+        self.host = host
+        self.id = peer_id
+        self.addr = addr
+        self.role = "?"
+        self.state = "handshake"
+        self.size: tuple[int, int] | None = None
+        self.link: PeerLink | None = None
+        self.inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue(INBOX_LIMIT)
+        self._hello: Hello | None = None
+        self._hello_event = asyncio.Event()
+        self._buf = bytearray()
+        self._resync = False
+        self._wake = asyncio.Event()
+        self._exit: bytes | None = None
+        self._compress: Any = None
+        self._sender: asyncio.Task[None] | None = None
+        self.dropped_input = 0
+        self._guessed = False  # the joiner has our SPAKE2 message: it spent one guess
+        self._verified = False
+        self.task = asyncio.create_task(self._run(), name=f"peer-{peer_id}")
+
+    @property
+    def label(self) -> str:
+        return f"{self.id} ({self.addr})" if self.addr else self.id
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        try:
+            await asyncio.wait_for(self._handshake(), HANDSHAKE_TIMEOUT)
+            assert self.link is not None
+            self.state = "live"
+            self.host.peer_live(self)
+            await self.link.lost.wait()
+            log.info("peer %s: %s", self.id, self.link.lost_reason)
+        except WrongToken:
+            await self._reject("wrong token")
+        except TimeoutError:
+            log.info("peer %s: handshake timed out", self.id)
+            await self._reject("handshake timed out")
+        except (BeachError, ProtocolError) as exc:
+            log.info("peer %s: %s", self.id, exc)
+            await self._reject(str(exc))
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("peer %s: unexpected error", self.id)
+        finally:
+            if self._guessed and not self._verified:
+                # Wrong token, or a joiner that checked our confirmation and vanished: either
+                # way one guess at the secret was spent.
+                self.host.failed_attempt(self)
+            self.state = "closed"
+            if self._sender is not None:
+                self._sender.cancel()
+            if self.link is not None:
+                await self.link.close()
+            self.host.peer_gone(self)
+
+    async def _reject(self, reason: str) -> None:
+        with contextlib.suppress(BeachError):
+            await self.host.signal(self.id, payload("reject", reason=reason))
+            await self.host.drop(self.id, reason)
+
+    async def _next(self, kind: str) -> dict[str, Any]:
+        data = parse_payload(await self.inbox.get())
+        if data["k"] == "reject":
+            if data["reason"] == "wrong token":
+                raise WrongToken("the joiner's token did not match")
+            raise BeachError("the joiner gave up")
+        if data["k"] != kind:
+            raise ProtocolError(f"expected {kind}, got {data['k']}")
+        return data
+
+    async def _handshake(self) -> None:
+        from .rtc import PeerLink
+
+        # 1. SPAKE2: the joiner speaks first and names the role its token is for.
+        theirs = await self._next("pake")
+        role = theirs.get("role")
+        if role not in ROLES:
+            raise ProtocolError("unknown role")
+        self.role = role
+        kx = KeyExchange("host", self.host.session_id, self.id, role, self.host.secret(role))
+        ours = await asyncio.to_thread(kx.start)
+        await asyncio.to_thread(kx.finish, theirs)
+        self._guessed = True
+        await self.host.signal(self.id, ours)
+        await self.host.signal(self.id, kx.confirmation())
+        # 2. The joiner proves it derived the same key (raises WrongToken otherwise).
+        theirs = await self._next("confirm")
+        kx.verify(theirs)
+        self._verified = True
+        # 3. WebRTC, every message sealed: the DTLS fingerprint in the SDP is authentic.
+        self.state = "connecting"
+        self.link = PeerLink(self.host.ice_servers, self._on_frame, name=f"peer {self.id}")
+        offer = await self.link.make_offer()
+        await self.host.signal(self.id, kx.seal({"t": "offer", "sdp": offer}))
+        opened = asyncio.ensure_future(self.link.wait_open(HANDSHAKE_TIMEOUT))
+        try:
+            while not opened.done():
+                getter = asyncio.ensure_future(self.inbox.get())
+                done, _ = await asyncio.wait({opened, getter}, return_when=asyncio.FIRST_COMPLETED)
+                if getter not in done:
+                    getter.cancel()
+                    break
+                data = parse_payload(getter.result())
+                if data["k"] == "reject":
+                    raise BeachError("the joiner gave up")
+                msg = kx.open(data)
+                if msg["t"] == "answer":
+                    await self.link.accept_answer(msg["sdp"])
+                elif msg["t"] == "candidate":
+                    await self.link.add_candidate(msg)
+            await opened
+        finally:
+            opened.cancel()
+        # 4. Greetings over the channel; the joiner says which features it speaks.
+        try:
+            await asyncio.wait_for(self._hello_event.wait(), HELLO_TIMEOUT)
+        except TimeoutError as exc:
+            raise BeachError("the joiner never said hello") from exc
+
+    def close(self) -> None:
+        """Called when the server reports the joiner gone."""
+        if self.link is not None:
+            self.link.lost.set()
+        elif not self.task.done():
+            self.task.cancel()
+
+    # -- frames from the joiner ----------------------------------------------------------------
+
+    def _on_frame(self, kind: Frame, body: bytes) -> None:
+        try:
+            if kind == Frame.HELLO and self._hello is None:
+                self._hello = decode_hello(body)
+                self.size = (self._hello.cols, self._hello.rows)
+                self._hello_event.set()
+            elif kind == Frame.INPUT:
+                if self.state == "live" and self.role == "rw":
+                    self.host.input_from_peer(self, body)
+                else:
+                    self.dropped_input += len(body)
+            elif kind == Frame.RESIZE:
+                self.size = decode_resize(body)
+                if self.state == "live":
+                    self.host.sizes_changed()
+            elif kind == Frame.SNAPSHOT:  # a joiner asks to be brought up to date
+                self.request_resync()
+        except ProtocolError as exc:
+            log.warning("peer %s: bad frame: %s", self.id, exc)
+
+    # -- output to the joiner --------------------------------------------------------------------
+
+    def start(self, cols: int, rows: int) -> None:
+        """Greet the joiner and start streaming, beginning with a snapshot."""
+        assert self.link is not None and self._hello is not None
+        features = tuple(f for f in FEATURES if f in self._hello.features)
+        if "zlib" in features:
+            self._compress = zlib.compressobj(level=1)
+        self.link.send(encode_hello(Hello(FRAME_VERSION, self.role, cols, rows, features)))
+        self._resync = True
+        self._wake.set()
+        self._sender = asyncio.create_task(self._send_loop(), name=f"sender-{self.id}")
+
+    def send_size(self, cols: int, rows: int) -> None:
+        if self.link is not None and self.state == "live":
+            self.link.send(encode_resize(cols, rows))
+
+    def notice(self, text: str) -> None:
+        if self.link is not None:
+            self.link.send(encode_frame(Frame.NOTICE, text.encode()[:1024]))
+
+    def output(self, data: bytes) -> None:
+        if self._sender is None or self._exit is not None:
+            return
+        if len(self._buf) + len(data) > BACKLOG_LIMIT:
+            self.request_resync()
+            return
+        self._buf += data
+        self._wake.set()
+
+    def request_resync(self) -> None:
+        self._buf.clear()
+        self._resync = True
+        self._wake.set()
+
+    def finish(self, status: ExitStatus) -> None:
+        self._exit = encode_exit(status.code, status.signal)
+        self._wake.set()
+
+    def _pack(self, kind: Frame, data: bytes) -> bytes:
+        if self._compress is not None:
+            data = self._compress.compress(data) + self._compress.flush(zlib.Z_SYNC_FLUSH)
+        return encode_frame(kind, data)
+
+    async def _send_loop(self) -> None:
+        link = self.link
+        assert link is not None
+        while not link.lost.is_set():
+            await self._wake.wait()
+            self._wake.clear()
+            while (self._buf or self._resync) and not link.lost.is_set():
+                await link.writable()
+                if self._resync:
+                    self._resync = False
+                    self._buf.clear()
+                    snap = self.host.screen.snapshot()
+                    first, rest = snap[:MAX_CHUNK_BYTES], snap[MAX_CHUNK_BYTES:]
+                    link.send(self._pack(Frame.SNAPSHOT, first))
+                    self._buf[:0] = rest
+                    continue
+                chunk = bytes(self._buf[:MAX_CHUNK_BYTES])
+                del self._buf[:MAX_CHUNK_BYTES]
+                link.send(self._pack(Frame.OUTPUT, chunk))
+            if self._exit is not None and not self._buf:
+                link.send(self._exit)
+                return
+
+    async def flushed(self, timeout: float) -> None:
+        """Wait until the exit frame is handed to the channel and the joiner hangs up."""
+        with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+            if self._sender is not None:
+                await asyncio.wait_for(asyncio.shield(self._sender), timeout)
+            if self.link is not None:
+                await asyncio.wait_for(self.link.lost.wait(), timeout)

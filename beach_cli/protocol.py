@@ -1,0 +1,303 @@
+"""The wire, in one place: signaling messages (JSON over the WebSocket), the key-plane payloads
+carried inside `signal`, and the binary frames on the WebRTC data channel.
+
+Everything that crosses a process boundary is encoded and validated here, so a malformed
+message becomes a `ProtocolError` value at the edge instead of an exception deep inside.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import struct
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import Any
+
+from .errors import ProtocolError
+
+# Signaling protocol version; a server refuses messages of any other version.
+VERSION = 1
+# Data-channel protocol version, exchanged in HELLO frames.
+FRAME_VERSION = 1
+
+# Largest signaling message accepted by either side (SDP with many candidates is ~5 KiB).
+MAX_MESSAGE_BYTES = 64 * 1024
+# aiortc refuses data-channel messages above 262,144 bytes; stay well below with room for the
+# frame header and compression overhead.
+MAX_FRAME_BYTES = 262_144
+MAX_CHUNK_BYTES = 64 * 1024
+
+_ID_RE = re.compile(r"^[a-z0-9]{1,32}$")
+
+# ---------------------------------------------------------------------------------------------
+# Signaling messages
+# ---------------------------------------------------------------------------------------------
+
+# Each message type lists its fields: name -> (python type, required, max length for str).
+_Spec = dict[str, tuple[type, bool, int]]
+_ID = (str, True, 32)
+_OPT_ID = (str, False, 32)
+
+CLIENT_MESSAGES: dict[str, _Spec] = {
+    # host -> server: register a new session, or reclaim one after a reconnect.
+    "host": {"session": _OPT_ID, "reclaim": (str, False, 64)},
+    # joiner -> server: ask to be introduced to the host of a session.
+    "join": {"session": _ID},
+    # either -> server: relay `data` to one named party ("host" from a joiner, a peer id from
+    # the host). The server never looks inside `data`.
+    "signal": {"to": _ID, "data": (dict, True, 0)},
+    # host -> server: disconnect one peer (wrong secret, denied, ...).
+    "drop": {"peer": _ID, "reason": (str, False, 200)},
+}
+
+SERVER_MESSAGES: dict[str, _Spec] = {
+    "welcome": {"server": (str, True, 64), "ice_servers": (list, True, 0)},
+    "registered": {"session": _ID, "reclaim": (str, True, 64)},
+    "joined": {"session": _ID, "peer": _ID},
+    "peer_joined": {"peer": _ID, "addr": (str, False, 64)},
+    "peer_left": {"peer": _ID},
+    "host_left": {"reason": (str, False, 200)},
+    "signal": {"from": _ID, "data": (dict, True, 0)},
+    "error": {"code": (str, True, 32), "message": (str, True, 500)},
+}
+
+# Error codes the server sends.
+E_BAD_MESSAGE = "bad_message"
+E_UNKNOWN_SESSION = "unknown_session"
+E_UNKNOWN_PEER = "unknown_peer"
+E_NOT_ALLOWED = "not_allowed"
+E_RATE_LIMITED = "rate_limited"
+E_TOO_MANY = "too_many"
+E_DROPPED = "dropped"
+
+
+def _check(msg: dict[str, Any], specs: dict[str, _Spec]) -> dict[str, Any]:
+    mtype = msg.get("type")
+    if not isinstance(mtype, str) or mtype not in specs:
+        raise ProtocolError(f"unknown message type {str(mtype)[:32]!r}")
+    if msg.get("v") != VERSION:
+        raise ProtocolError(f"unsupported protocol version {str(msg.get('v'))[:16]!r}")
+    spec = specs[mtype]
+    for name, (ftype, required, maxlen) in spec.items():
+        if name not in msg:
+            if required:
+                raise ProtocolError(f"{mtype}: missing field {name!r}")
+            continue
+        value = msg[name]
+        # bool is an int subclass; never accept it where another type is wanted.
+        if not isinstance(value, ftype) or (isinstance(value, bool) and ftype is not bool):
+            raise ProtocolError(f"{mtype}: field {name!r} must be {ftype.__name__}")
+        if ftype is str:
+            if maxlen and len(value) > maxlen:
+                raise ProtocolError(f"{mtype}: field {name!r} too long")
+            if spec[name] in (_ID, _OPT_ID) and not _ID_RE.match(value):
+                raise ProtocolError(f"{mtype}: field {name!r} is not a valid id")
+    unknown = set(msg) - set(spec) - {"type", "v"}
+    if unknown:
+        raise ProtocolError(f"{mtype}: unexpected fields {sorted(unknown)[:4]}")
+    return msg
+
+
+def _parse(raw: str | bytes, specs: dict[str, _Spec]) -> dict[str, Any]:
+    if len(raw) > MAX_MESSAGE_BYTES:
+        raise ProtocolError("message too large")
+    try:
+        msg = json.loads(raw)
+    except (ValueError, RecursionError) as exc:
+        raise ProtocolError("message is not valid JSON") from exc
+    if not isinstance(msg, dict):
+        raise ProtocolError("message must be a JSON object")
+    return _check(msg, specs)
+
+
+def parse_client_message(raw: str | bytes) -> dict[str, Any]:
+    """Validate a message a client sent to the server."""
+    return _parse(raw, CLIENT_MESSAGES)
+
+
+def parse_server_message(raw: str | bytes) -> dict[str, Any]:
+    """Validate a message the server sent to a client."""
+    return _parse(raw, SERVER_MESSAGES)
+
+
+def _encode(mtype: str, specs: dict[str, _Spec], fields: dict[str, Any]) -> str:
+    msg = {"type": mtype, "v": VERSION, **{k: v for k, v in fields.items() if v is not None}}
+    _check(msg, specs)  # never send what the other side would refuse
+    text = json.dumps(msg, separators=(",", ":"))
+    if len(text) > MAX_MESSAGE_BYTES:
+        raise ProtocolError("message too large")
+    return text
+
+
+def client_message(mtype: str, **fields: Any) -> str:
+    return _encode(mtype, CLIENT_MESSAGES, fields)
+
+
+def server_message(mtype: str, **fields: Any) -> str:
+    return _encode(mtype, SERVER_MESSAGES, fields)
+
+
+# ---------------------------------------------------------------------------------------------
+# Key-plane payloads: the `data` of `signal` messages. Opaque to the server.
+# ---------------------------------------------------------------------------------------------
+
+# "pake"    {role, m}        SPAKE2 message (base64); joiner's carries the role it claims
+# "confirm" {mac}            key confirmation (base64 HMAC over the transcript)
+# "sealed"  {n, c}           AEAD ciphertext (base64) with its sequence number
+# "reject"  {reason}         the host refuses this attempt (wrong secret, denied, full)
+PAYLOADS: dict[str, _Spec] = {
+    "pake": {"role": (str, False, 8), "m": (str, True, 200)},
+    "confirm": {"mac": (str, True, 100)},
+    "sealed": {"n": (int, True, 0), "c": (str, True, MAX_MESSAGE_BYTES)},
+    "reject": {"reason": (str, True, 200)},
+}
+
+
+def payload(kind: str, **fields: Any) -> dict[str, Any]:
+    data = {"k": kind, **fields}
+    parse_payload(data)
+    return data
+
+
+def parse_payload(data: Any) -> dict[str, Any]:
+    if not isinstance(data, dict):
+        raise ProtocolError("signal payload must be an object")
+    kind = data.get("k")
+    if not isinstance(kind, str) or kind not in PAYLOADS:
+        raise ProtocolError(f"unknown signal payload {str(kind)[:16]!r}")
+    spec = PAYLOADS[kind]
+    for name, (ftype, required, maxlen) in spec.items():
+        if name not in data:
+            if required:
+                raise ProtocolError(f"{kind}: missing field {name!r}")
+            continue
+        value = data[name]
+        if not isinstance(value, ftype) or isinstance(value, bool):
+            raise ProtocolError(f"{kind}: field {name!r} must be {ftype.__name__}")
+        if ftype is str and maxlen and len(value) > maxlen:
+            raise ProtocolError(f"{kind}: field {name!r} too long")
+    return data
+
+
+# Sealed messages, once opened: {"t": "offer"|"answer", "sdp": str} or
+# {"t": "candidate", "candidate": str, "sdpMid": str|None, "sdpMLineIndex": int|None}.
+SEALED_TYPES = {"offer", "answer", "candidate"}
+
+
+def parse_sealed(plain: bytes) -> dict[str, Any]:
+    try:
+        msg = json.loads(plain)
+    except ValueError as exc:
+        raise ProtocolError("sealed message is not JSON") from exc
+    if not isinstance(msg, dict) or msg.get("t") not in SEALED_TYPES:
+        raise ProtocolError("unknown sealed message")
+    if msg["t"] in ("offer", "answer") and not isinstance(msg.get("sdp"), str):
+        raise ProtocolError("sealed sdp missing")
+    if msg["t"] == "candidate" and not isinstance(msg.get("candidate"), str):
+        raise ProtocolError("sealed candidate missing")
+    return msg
+
+
+# ---------------------------------------------------------------------------------------------
+# Data-channel frames: one type byte, then the body.
+# ---------------------------------------------------------------------------------------------
+
+
+class Frame(IntEnum):
+    HELLO = 1  # JSON: {"v", "role", "cols", "rows", "features": [...]} both ways
+    OUTPUT = 2  # terminal bytes, host -> joiner (zlib stream if negotiated)
+    INPUT = 3  # keystrokes, joiner -> host
+    RESIZE = 4  # u16 cols, u16 rows: joiner's window (->host) or the PTY size (->joiner)
+    EXIT = 5  # JSON: {"code": int, "signal": int|null}
+    PING = 6  # 8 opaque bytes, echoed in PONG
+    PONG = 7
+    NOTICE = 8  # UTF-8 text the joiner shows outside the shared screen
+    SNAPSHOT = 9  # like OUTPUT, but starts a fresh screen (late join, resync)
+
+
+_RESIZE = struct.Struct("!HH")
+
+
+@dataclass(frozen=True, slots=True)
+class Hello:
+    version: int
+    role: str
+    cols: int
+    rows: int
+    features: tuple[str, ...]
+
+
+def encode_frame(kind: Frame, body: bytes = b"") -> bytes:
+    frame = bytes((kind,)) + body
+    if len(frame) > MAX_FRAME_BYTES:
+        raise ProtocolError("frame too large")
+    return frame
+
+
+def decode_frame(data: bytes | str) -> tuple[Frame, bytes]:
+    if isinstance(data, str) or not data:
+        raise ProtocolError("frames are non-empty binary messages")
+    try:
+        kind = Frame(data[0])
+    except ValueError as exc:
+        raise ProtocolError(f"unknown frame type {data[0]}") from exc
+    return kind, bytes(data[1:])
+
+
+def encode_hello(hello: Hello) -> bytes:
+    body = {
+        "v": hello.version,
+        "role": hello.role,
+        "cols": hello.cols,
+        "rows": hello.rows,
+        "features": list(hello.features),
+    }
+    return encode_frame(Frame.HELLO, json.dumps(body).encode())
+
+
+def decode_hello(body: bytes) -> Hello:
+    try:
+        d = json.loads(body)
+    except ValueError as exc:
+        raise ProtocolError("hello is not JSON") from exc
+    if not isinstance(d, dict):
+        raise ProtocolError("hello must be an object")
+    v, role, feats = d.get("v"), d.get("role"), d.get("features", [])
+    if not isinstance(v, int) or not isinstance(role, str) or not isinstance(feats, list):
+        raise ProtocolError("malformed hello")
+    cols, rows = _size(d.get("cols"), d.get("rows"))
+    return Hello(v, role[:16], cols, rows, tuple(str(f)[:32] for f in feats[:16]))
+
+
+def _size(cols: Any, rows: Any) -> tuple[int, int]:
+    if not isinstance(cols, int) or not isinstance(rows, int):
+        raise ProtocolError("window size must be integers")
+    if not (1 <= cols <= 10_000 and 1 <= rows <= 10_000):
+        raise ProtocolError("window size out of range")
+    return cols, rows
+
+
+def encode_resize(cols: int, rows: int) -> bytes:
+    return encode_frame(Frame.RESIZE, _RESIZE.pack(cols, rows))
+
+
+def decode_resize(body: bytes) -> tuple[int, int]:
+    if len(body) != _RESIZE.size:
+        raise ProtocolError("malformed resize")
+    return _size(*_RESIZE.unpack(body))
+
+
+def encode_exit(code: int, signal: int | None) -> bytes:
+    return encode_frame(Frame.EXIT, json.dumps({"code": code, "signal": signal}).encode())
+
+
+def decode_exit(body: bytes) -> tuple[int, int | None]:
+    try:
+        d = json.loads(body)
+        code, sig = d["code"], d.get("signal")
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ProtocolError("malformed exit frame") from exc
+    if not isinstance(code, int) or not (sig is None or isinstance(sig, int)):
+        raise ProtocolError("malformed exit frame")
+    return code, sig

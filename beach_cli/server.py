@@ -1,0 +1,330 @@
+"""`beach serve`: the rendezvous server. It assigns session ids, introduces joiners to hosts
+and relays opaque `signal` payloads between them. It never sees a secret or a terminal byte.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+from . import __version__
+from .errors import ProtocolError
+from .keys import ALPHABET
+from .protocol import (
+    E_BAD_MESSAGE,
+    E_NOT_ALLOWED,
+    E_RATE_LIMITED,
+    E_TOO_MANY,
+    E_UNKNOWN_PEER,
+    E_UNKNOWN_SESSION,
+    MAX_MESSAGE_BYTES,
+    parse_client_message,
+    server_message,
+)
+
+log = logging.getLogger("beach.server")
+
+SESSION_ID_LENGTH = 6
+PEER_ID_LENGTH = 8
+OUTBOX_LIMIT = 256  # messages queued for one slow client before it is dropped
+SEND_TIMEOUT = 10.0
+
+
+@dataclass
+class ServerLimits:
+    max_peers_per_session: int = 64
+    join_attempts_per_minute: int = 30  # per client address and per session
+    host_grace_seconds: float = 60.0  # a host that lost its connection may reclaim its session
+    heartbeat_seconds: float = 20.0
+
+
+class Client:
+    """One WebSocket connection with a bounded outbox drained by its own writer task."""
+
+    def __init__(self, ws: web.WebSocketResponse, addr: str) -> None:
+        self.ws = ws
+        self.addr = addr
+        self.session: Session | None = None
+        self.peer_id: str | None = None  # set for joiners
+        self._outbox: asyncio.Queue[str | None] = asyncio.Queue(OUTBOX_LIMIT)
+        self._writer = asyncio.create_task(self._drain())
+
+    def send(self, text: str) -> None:
+        try:
+            self._outbox.put_nowait(text)
+        except asyncio.QueueFull:
+            log.warning("dropping client %s: outbox full", self.addr)
+            self._writer.cancel()
+            asyncio.ensure_future(self.ws.close(message=b"too slow"))
+
+    def close_after_flush(self) -> None:
+        with contextlib.suppress(asyncio.QueueFull):
+            self._outbox.put_nowait(None)
+
+    async def _drain(self) -> None:
+        with contextlib.suppress(ConnectionError, asyncio.CancelledError, RuntimeError):
+            while True:
+                text = await self._outbox.get()
+                if text is None:
+                    await asyncio.wait_for(self.ws.close(), SEND_TIMEOUT)
+                    return
+                await asyncio.wait_for(self.ws.send_str(text), SEND_TIMEOUT)
+        with contextlib.suppress(Exception):
+            await self.ws.close()
+
+    async def stop(self) -> None:
+        self._writer.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._writer
+
+    def error(self, code: str, message: str) -> None:
+        self.send(server_message("error", code=code, message=message))
+
+
+@dataclass
+class Session:
+    id: str
+    reclaim: str
+    host: Client | None
+    peers: dict[str, Client] = field(default_factory=dict)
+    host_lost_at: float | None = None
+    join_times: list[float] = field(default_factory=list)
+
+
+class RateLimiter:
+    """Sliding one-minute window of event times per key, pruned as it goes."""
+
+    def __init__(self, per_minute: int) -> None:
+        self.per_minute = per_minute
+        self._events: dict[str, list[float]] = {}
+
+    def allow(self, key: str) -> bool:
+        now = time.monotonic()
+        events = [t for t in self._events.get(key, ()) if now - t < 60.0]
+        if len(events) >= self.per_minute:
+            self._events[key] = events
+            return False
+        events.append(now)
+        self._events[key] = events
+        return True
+
+    def prune(self) -> None:
+        now = time.monotonic()
+        for key in [k for k, v in self._events.items() if not v or now - v[-1] >= 60.0]:
+            del self._events[key]
+
+
+class SignalServer:
+    def __init__(
+        self, limits: ServerLimits | None = None, ice_servers: list[dict[str, Any]] | None = None
+    ) -> None:
+        self.limits = limits or ServerLimits()
+        self.ice_servers = ice_servers or []
+        self.sessions: dict[str, Session] = {}
+        self.clients: set[Client] = set()
+        self._by_addr = RateLimiter(self.limits.join_attempts_per_minute)
+        self._by_session = RateLimiter(self.limits.join_attempts_per_minute)
+        self._reaper: asyncio.Task[None] | None = None
+
+    # -- aiohttp wiring ------------------------------------------------------------------------
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_get("/", self.handle_ws)
+        app.router.add_get("/ws", self.handle_ws)
+        app.router.add_get("/healthz", self.handle_health)
+        app.on_startup.append(self._on_startup)
+        app.on_shutdown.append(self._on_shutdown)
+        return app
+
+    async def _on_startup(self, _app: web.Application) -> None:
+        self._reaper = asyncio.create_task(self._reap_loop())
+
+    async def _on_shutdown(self, _app: web.Application) -> None:
+        if self._reaper:
+            self._reaper.cancel()
+        for client in list(self.clients):
+            with contextlib.suppress(Exception):
+                await client.ws.close(message=b"server shutting down")
+
+    async def handle_health(self, _request: web.Request) -> web.Response:
+        peers = sum(len(s.peers) for s in self.sessions.values())
+        return web.json_response(
+            {"status": "ok", "version": __version__, "sessions": len(self.sessions), "peers": peers}
+        )
+
+    async def handle_ws(self, request: web.Request) -> web.StreamResponse:
+        ws = web.WebSocketResponse(
+            heartbeat=self.limits.heartbeat_seconds, max_msg_size=MAX_MESSAGE_BYTES
+        )
+        if not ws.can_prepare(request).ok:
+            return web.Response(text="beach signaling server: connect with a WebSocket\n")
+        await ws.prepare(request)
+        client = Client(ws, request.remote or "?")
+        self.clients.add(client)
+        client.send(
+            server_message("welcome", server=f"beach/{__version__}", ice_servers=self.ice_servers)
+        )
+        try:
+            async for msg in ws:
+                if msg.type == WSMsgType.TEXT:
+                    self._dispatch(client, msg.data)
+                elif msg.type == WSMsgType.BINARY:
+                    client.error(E_BAD_MESSAGE, "binary messages are not part of the protocol")
+                elif msg.type == WSMsgType.ERROR:
+                    break
+        finally:
+            self.clients.discard(client)
+            self._forget(client)
+            await client.stop()
+        return ws
+
+    # -- message handling ----------------------------------------------------------------------
+
+    def _dispatch(self, client: Client, raw: str) -> None:
+        try:
+            msg = parse_client_message(raw)
+        except ProtocolError as exc:
+            client.error(E_BAD_MESSAGE, exc.message)
+            return
+        handler = getattr(self, f"_on_{msg['type']}")
+        try:
+            handler(client, msg)
+        except Exception:  # the server survives any input; log and tell the client
+            log.exception("error handling %s from %s", msg["type"], client.addr)
+            client.error(E_BAD_MESSAGE, "the server could not process that message")
+
+    def _on_host(self, client: Client, msg: dict[str, Any]) -> None:
+        if client.session is not None:
+            client.error(E_NOT_ALLOWED, "this connection already belongs to a session")
+            return
+        sid, reclaim = msg.get("session"), msg.get("reclaim")
+        if sid is not None:
+            session = self.sessions.get(sid)
+            if session is None or not reclaim or not secrets.compare_digest(session.reclaim, reclaim):
+                client.error(E_UNKNOWN_SESSION, f"session {sid} cannot be reclaimed")
+                return
+            if session.host is not None:
+                old = session.host
+                old.session = None
+                old.close_after_flush()
+            session.host, session.host_lost_at = client, None
+            log.info("session %s reclaimed by %s", sid, client.addr)
+        else:
+            sid = self._new_id(SESSION_ID_LENGTH, self.sessions)
+            session = Session(sid, secrets.token_urlsafe(24), client)
+            self.sessions[sid] = session
+            log.info("session %s registered by %s", sid, client.addr)
+        client.session = session
+        client.send(server_message("registered", session=sid, reclaim=session.reclaim))
+
+    def _on_join(self, client: Client, msg: dict[str, Any]) -> None:
+        if client.session is not None:
+            client.error(E_NOT_ALLOWED, "this connection already belongs to a session")
+            return
+        if not self._by_addr.allow(client.addr) or not self._by_session.allow(msg["session"]):
+            client.error(E_RATE_LIMITED, "too many join attempts; wait a minute and try again")
+            return
+        session = self.sessions.get(msg["session"])
+        if session is None:
+            client.error(E_UNKNOWN_SESSION, f"there is no session {msg['session']}")
+            return
+        if session.host is None:
+            client.error(E_UNKNOWN_SESSION, f"the host of session {session.id} is not connected")
+            return
+        if len(session.peers) >= self.limits.max_peers_per_session:
+            client.error(E_TOO_MANY, "this session has too many joiners")
+            return
+        peer = self._new_id(PEER_ID_LENGTH, session.peers)
+        session.peers[peer] = client
+        client.session, client.peer_id = session, peer
+        client.send(server_message("joined", session=session.id, peer=peer))
+        session.host.send(server_message("peer_joined", peer=peer, addr=client.addr[:64]))
+
+    def _on_signal(self, client: Client, msg: dict[str, Any]) -> None:
+        session = client.session
+        if session is None:
+            client.error(E_NOT_ALLOWED, "host or join a session before signaling")
+            return
+        if client.peer_id is None:  # from the host, to one peer
+            target = session.peers.get(msg["to"])
+            sender = "host"
+        else:  # from a joiner, only ever to its host
+            target = session.host if msg["to"] == "host" else None
+            sender = client.peer_id
+        if target is None:
+            client.error(E_UNKNOWN_PEER, f"{msg['to']} is not connected")
+            return
+        target.send(server_message("signal", **{"from": sender}, data=msg["data"]))
+
+    def _on_drop(self, client: Client, msg: dict[str, Any]) -> None:
+        session = client.session
+        if session is None or client.peer_id is not None or session.host is not client:
+            client.error(E_NOT_ALLOWED, "only the host may drop a peer")
+            return
+        peer = session.peers.pop(msg["peer"], None)
+        if peer is not None:
+            peer.session = None
+            peer.error("dropped", msg.get("reason") or "the host closed this join attempt")
+            peer.close_after_flush()
+
+    # -- bookkeeping ---------------------------------------------------------------------------
+
+    def _forget(self, client: Client) -> None:
+        session = client.session
+        if session is None:
+            return
+        client.session = None
+        if client.peer_id is not None:
+            if session.peers.pop(client.peer_id, None) is not None and session.host:
+                session.host.send(server_message("peer_left", peer=client.peer_id))
+            return
+        if session.host is client:
+            # Keep the session for a grace period so the host can reclaim it after a blip.
+            session.host, session.host_lost_at = None, time.monotonic()
+            for peer in session.peers.values():
+                peer.session = None
+                peer.send(server_message("host_left", reason="the host disconnected"))
+                peer.close_after_flush()
+            session.peers.clear()
+            log.info("session %s: host disconnected", session.id)
+
+    async def _reap_loop(self) -> None:
+        while True:
+            await asyncio.sleep(5.0)
+            now = time.monotonic()
+            grace = self.limits.host_grace_seconds
+            for sid, session in list(self.sessions.items()):
+                if session.host is None and session.host_lost_at and now - session.host_lost_at > grace:
+                    del self.sessions[sid]
+                    log.info("session %s expired", sid)
+            self._by_addr.prune()
+            self._by_session.prune()
+
+    @staticmethod
+    def _new_id(length: int, taken: dict[str, Any]) -> str:
+        while True:
+            candidate = "".join(secrets.choice(ALPHABET) for _ in range(length))
+            if candidate not in taken:
+                return candidate
+
+
+async def start_server(
+    host: str, port: int, server: SignalServer | None = None
+) -> tuple[web.AppRunner, int]:
+    """Start listening; returns the runner (to clean up) and the port actually bound."""
+    server = server or SignalServer()
+    runner = web.AppRunner(server.app(), access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, reuse_address=True)
+    await site.start()
+    sockets = getattr(site._server, "sockets", None) or []
+    bound = sockets[0].getsockname()[1] if sockets else port
+    return runner, bound
