@@ -114,7 +114,9 @@ def _settings(ctx: click.Context, default_level: int, **flags: Any) -> dict[str,
 @click.option("--port", type=int, help="Port to listen on.  [default: 7777]")
 @click.option("--stun", "ice_servers", multiple=True, help="STUN/TURN URL handed to clients.")
 @click.pass_context
-def serve(ctx: click.Context, bind: str | None, port: int | None, ice_servers: tuple[str, ...]) -> None:
+def serve(
+    ctx: click.Context, bind: str | None, port: int | None, ice_servers: tuple[str, ...]
+) -> None:
     """Run the rendezvous server that hosts and joiners meet through."""
     s = _settings(ctx, logging.INFO, bind=bind, port=port, ice_servers=ice_servers)
 
@@ -142,24 +144,46 @@ def serve(ctx: click.Context, bind: str | None, port: int | None, ice_servers: t
 @click.option("--bind", help="Address the embedded server listens on.  [default: 0.0.0.0]")
 @click.option("--advertise", help="Address to print in the join command (embedded server).")
 @click.option("--ice-server", "ice_servers", multiple=True, help="STUN/TURN URL (repeatable).")
-@click.option("--info-file", type=click.Path(dir_okay=False, path_type=Path),
-              help="Write session, tokens and join commands here as JSON.")
+@click.option(
+    "--info-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write session, tokens and join commands here as JSON.",
+)
 @click.option("--secret-length", type=click.IntRange(4, 32), help="Characters in a token's secret.")
-@click.option("--size", "size_mode", type=click.Choice(["smallest", "host"]), default="smallest",
-              show_default=True, help="Size the PTY to the smallest read-write window, or the host's.")
+@click.option(
+    "--size",
+    "size_mode",
+    type=click.Choice(["smallest", "host"]),
+    default="smallest",
+    show_default=True,
+    help="Size the PTY to the smallest read-write window, or the host's.",
+)
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @click.pass_context
-def host(ctx: click.Context, command: tuple[str, ...], info_file: Path | None, size_mode: str,
-         advertise: str | None, **flags: Any) -> None:
+def host(
+    ctx: click.Context,
+    command: tuple[str, ...],
+    info_file: Path | None,
+    size_mode: str,
+    advertise: str | None,
+    **flags: Any,
+) -> None:
     """Share your shell (or `-- CMD ARGS...`) and print how to join."""
     from .host import HostOptions, HostSession
     from .terminal import LocalTerminal
 
     s = _settings(ctx, logging.ERROR, **flags)
     opts = HostOptions(
-        command=list(command), server=s["server"], port=s["port"], bind=s["bind"],
-        advertise=advertise, ice_servers=s["ice_servers"], info_file=info_file,
-        secret_length=s["secret_length"], size_mode=size_mode, connect_timeout=s["connect_timeout"],
+        command=list(command),
+        server=s["server"],
+        port=s["port"],
+        bind=s["bind"],
+        advertise=advertise,
+        ice_servers=s["ice_servers"],
+        info_file=info_file,
+        secret_length=s["secret_length"],
+        size_mode=size_mode,
+        connect_timeout=s["connect_timeout"],
     )
 
     async def main() -> int:
@@ -183,8 +207,10 @@ def join(ctx: click.Context, token: str, **flags: Any) -> None:
 
     s = _settings(ctx, logging.ERROR, **flags)
     if not s["server"]:
-        click.echo("beach: no server given: use --server URL (as printed by the host) "
-                   "or set BEACH_SERVER", err=True)
+        click.echo(
+            "beach: no server given: use --server URL (as printed by the host) or set BEACH_SERVER",
+            err=True,
+        )
         sys.exit(2)
 
     async def main() -> int:

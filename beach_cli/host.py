@@ -92,9 +92,7 @@ class HostSession:
 
     async def _register(self) -> None:
         assert self.sig is not None
-        await self.sig.send(
-            "host", session=self.session_id or None, reclaim=self._reclaim or None
-        )
+        await self.sig.send("host", session=self.session_id or None, reclaim=self._reclaim or None)
         msg = await self.sig.recv(self.opts.connect_timeout)
         if msg["type"] == "error":
             raise UnknownSession(f"the server refused the session: {msg['message']}")
@@ -187,9 +185,15 @@ class HostSession:
     async def _shutdown(self) -> None:
         for task in list(self._tasks):
             task.cancel()
+        # Let each joiner hang up cleanly (a prompt DTLS close tells the far side at once).
+        peers = [p.task for p in self.peers.values()]
         for peer in list(self.peers.values()):
-            peer.task.cancel()
-        await asyncio.gather(*self._tasks, *(p.task for p in self.peers.values()), return_exceptions=True)
+            peer.close()
+        if peers:
+            _, pending = await asyncio.wait(peers, timeout=3.0)
+            for task in pending:
+                task.cancel()
+        await asyncio.gather(*self._tasks, *peers, return_exceptions=True)
         if self.pty is not None:
             self.pty.terminate()
             self.pty.close()

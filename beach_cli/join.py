@@ -20,7 +20,6 @@ from .errors import (
     HostGone,
     ProtocolError,
     Refused,
-    ServerUnreachable,
     UnknownSession,
     WrongToken,
 )
@@ -96,7 +95,9 @@ class JoinSession:
     async def run(self) -> int:
         self._mark("start")
         # aiortc takes ~0.3 s to import: do it in a thread while we talk to the server.
-        rtc_import = asyncio.ensure_future(asyncio.to_thread(importlib.import_module, ".rtc", __package__))
+        rtc_import = asyncio.ensure_future(
+            asyncio.to_thread(importlib.import_module, ".rtc", __package__)
+        )
         sig = SignalingClient(self.opts.server)
         try:
             with self.console.status("connecting to server", spinner="dots") as status:
@@ -135,7 +136,9 @@ class JoinSession:
             if remaining <= 0:
                 from .errors import ConnectTimeout
 
-                raise ConnectTimeout(f"could not connect to the host within {self.opts.connect_timeout:.0f} s")
+                raise ConnectTimeout(
+                    f"could not connect to the host within {self.opts.connect_timeout:.0f} s"
+                )
             recv = asyncio.ensure_future(sig.recv(remaining))
             waiters: set[asyncio.Future[Any]] = {recv} | ({opened} if opened else set())
             done, _ = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
@@ -166,7 +169,9 @@ class JoinSession:
                     kx.verify(data)
                 except WrongToken:
                     with contextlib.suppress(BeachError):
-                        await sig.send("signal", to="host", data=payload("reject", reason="wrong token"))
+                        await sig.send(
+                            "signal", to="host", data=payload("reject", reason="wrong token")
+                        )
                     raise
                 await sig.send("signal", to="host", data=kx.confirmation())
                 self._mark("keys")
@@ -178,7 +183,9 @@ class JoinSession:
                     ice = [{"urls": [u]} for u in self.opts.ice_servers] + sig.ice_servers
                     self.link = rtc.PeerLink(ice, self._on_frame, name="host")
                     answer = await self.link.accept_offer(sealed["sdp"])
-                    await sig.send("signal", to="host", data=kx.seal({"t": "answer", "sdp": answer}))
+                    await sig.send(
+                        "signal", to="host", data=kx.seal({"t": "answer", "sdp": answer})
+                    )
                     opened = asyncio.ensure_future(self.link.wait_open(max(remaining, 1.0)))
                 elif sealed["t"] == "candidate" and self.link is not None:
                     await self.link.add_candidate(sealed)

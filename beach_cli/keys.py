@@ -170,7 +170,9 @@ class KeyExchange:
         self._send_seq += 1
         nonce = seq.to_bytes(12, "big")
         plain = json.dumps(message, separators=(",", ":")).encode()
-        return payload("sealed", n=seq, c=_b64(self._send_key.encrypt(nonce, plain, self._aad(self.side))))
+        return payload(
+            "sealed", n=seq, c=_b64(self._send_key.encrypt(nonce, plain, self._aad(self.side)))
+        )
 
     def open(self, data: dict[str, Any]) -> dict[str, Any]:
         msg = parse_payload(data)
@@ -183,8 +185,12 @@ class KeyExchange:
             raise SecurityError("a sealed message was replayed")
         other = "joiner" if self.side == "host" else "host"
         try:
-            plain = self._recv_key.decrypt(seq.to_bytes(12, "big"), _unb64(msg["c"]), self._aad(other))
+            plain = self._recv_key.decrypt(
+                seq.to_bytes(12, "big"), _unb64(msg["c"]), self._aad(other)
+            )
         except InvalidTag as exc:
-            raise SecurityError("a sealed message failed authentication (tampered in transit?)") from exc
+            raise SecurityError(
+                "a sealed message failed authentication (tampered in transit?)"
+            ) from exc
         self._recv_seq = seq
         return parse_sealed(plain)

@@ -13,7 +13,7 @@ import logging
 import zlib
 from typing import TYPE_CHECKING, Any
 
-from .errors import BeachError, ProtocolError, SecurityError, WrongToken
+from .errors import BeachError, ProtocolError, WrongToken
 from .keys import ROLES, KeyExchange
 from .protocol import (
     FRAME_VERSION,

@@ -34,10 +34,16 @@ _ID_RE = re.compile(r"^[a-z0-9]{1,32}$")
 # Signaling messages
 # ---------------------------------------------------------------------------------------------
 
+
 # Each message type lists its fields: name -> (python type, required, max length for str).
+# Ids (sessions, peers) are a type of their own: short lowercase alphanumerics.
+class _Id(str):
+    pass
+
+
 _Spec = dict[str, tuple[type, bool, int]]
-_ID = (str, True, 32)
-_OPT_ID = (str, False, 32)
+_ID = (_Id, True, 32)
+_OPT_ID = (_Id, False, 32)
 
 CLIENT_MESSAGES: dict[str, _Spec] = {
     # host -> server: register a new session, or reclaim one after a reconnect.
@@ -85,13 +91,15 @@ def _check(msg: dict[str, Any], specs: dict[str, _Spec]) -> dict[str, Any]:
                 raise ProtocolError(f"{mtype}: missing field {name!r}")
             continue
         value = msg[name]
+        is_id = ftype is _Id
+        want = str if is_id else ftype
         # bool is an int subclass; never accept it where another type is wanted.
-        if not isinstance(value, ftype) or (isinstance(value, bool) and ftype is not bool):
-            raise ProtocolError(f"{mtype}: field {name!r} must be {ftype.__name__}")
-        if ftype is str:
+        if not isinstance(value, want) or (isinstance(value, bool) and want is not bool):
+            raise ProtocolError(f"{mtype}: field {name!r} must be {want.__name__}")
+        if want is str:
             if maxlen and len(value) > maxlen:
                 raise ProtocolError(f"{mtype}: field {name!r} too long")
-            if spec[name] in (_ID, _OPT_ID) and not _ID_RE.match(value):
+            if is_id and not _ID_RE.match(value):
                 raise ProtocolError(f"{mtype}: field {name!r} is not a valid id")
     unknown = set(msg) - set(spec) - {"type", "v"}
     if unknown:

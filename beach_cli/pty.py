@@ -53,8 +53,15 @@ def get_winsize(fd: int) -> tuple[int, int] | None:
     return (cols, rows) if cols and rows else None
 
 
-def _make_controlling_tty() -> None:  # runs in the child, after setsid()
-    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+def _controlling_tty(slave: int) -> Callable[[], None]:
+    """Child-side setup: a new session whose controlling terminal is the PTY. Uses the slave's
+    own fd, not 0: uvloop runs preexec_fn before it dup2()s the standard fds into place."""
+
+    def setup() -> None:
+        os.setsid()
+        fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
+
+    return setup
 
 
 class PtyProcess:
@@ -82,8 +89,7 @@ class PtyProcess:
                 stdin=slave,
                 stdout=slave,
                 stderr=slave,
-                start_new_session=True,
-                preexec_fn=_make_controlling_tty,
+                preexec_fn=_controlling_tty(slave),
                 env=env,
                 close_fds=True,
             )

@@ -40,7 +40,9 @@ def ice_configuration(servers: list[dict[str, Any]]) -> RTCConfiguration:
             urls = [urls]
         if not isinstance(urls, list) or not all(isinstance(u, str) for u in urls) or not urls:
             continue
-        ice.append(RTCIceServer(urls=urls, username=s.get("username"), credential=s.get("credential")))
+        ice.append(
+            RTCIceServer(urls=urls, username=s.get("username"), credential=s.get("credential"))
+        )
     return RTCConfiguration(iceServers=ice)
 
 
@@ -76,6 +78,7 @@ class PeerLink:
         self._last_heard = time.monotonic()
         self._heartbeat: asyncio.Task[None] | None = None
         self.rtt: float | None = None
+        self._closing: asyncio.Future[None] | None = None
 
         @self.pc.on("connectionstatechange")
         def _on_state() -> None:
@@ -219,6 +222,10 @@ class PeerLink:
             self._heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._heartbeat
+        # Never cancel pc.close() itself: a cancelled close leaves aiortc's own shutdown task
+        # failing with InvalidStateError. Shield it and stop waiting after a bound instead.
+        if self._closing is None:
+            self._closing = asyncio.ensure_future(self.pc.close())
+            self._closing.add_done_callback(lambda f: f.cancelled() or f.exception())
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(self.pc.close(), 2.0)
-
+            await asyncio.wait_for(asyncio.shield(self._closing), 2.0)

@@ -61,7 +61,7 @@ class ScreenHistory:
             pass
         if wipe is not None:
             buf.clear()
-            data = data[wipe.start():]
+            data = data[wipe.start() :]
         buf += data
         if len(buf) > self.limit:
             # Keep the newest bytes, starting on a line boundary so no escape is cut in half.

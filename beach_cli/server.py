@@ -199,7 +199,8 @@ class SignalServer:
             handler(client, msg)
         except Exception:  # the server survives any input; log and tell the client
             log.exception("error handling %s from %s", msg["type"], client.addr)
-            client.error(E_BAD_MESSAGE, "the server could not process that message")
+            with contextlib.suppress(Exception):
+                client.error(E_BAD_MESSAGE, "the server could not process that message")
 
     def _on_host(self, client: Client, msg: dict[str, Any]) -> None:
         if client.session is not None:
@@ -208,7 +209,11 @@ class SignalServer:
         sid, reclaim = msg.get("session"), msg.get("reclaim")
         if sid is not None:
             session = self.sessions.get(sid)
-            if session is None or not reclaim or not secrets.compare_digest(session.reclaim, reclaim):
+            if (
+                session is None
+                or not reclaim
+                or not secrets.compare_digest(session.reclaim, reclaim)
+            ):
                 client.error(E_UNKNOWN_SESSION, f"session {sid} cannot be reclaimed")
                 return
             if session.host is not None:
@@ -302,7 +307,11 @@ class SignalServer:
             now = time.monotonic()
             grace = self.limits.host_grace_seconds
             for sid, session in list(self.sessions.items()):
-                if session.host is None and session.host_lost_at and now - session.host_lost_at > grace:
+                if (
+                    session.host is None
+                    and session.host_lost_at
+                    and now - session.host_lost_at > grace
+                ):
                     del self.sessions[sid]
                     log.info("session %s expired", sid)
             self._by_addr.prune()

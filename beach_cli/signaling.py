@@ -84,8 +84,12 @@ class SignalingClient:
                 raise ServerUnreachable(f"lost the connection to the server: {exc}") from exc
             if msg.type == aiohttp.WSMsgType.TEXT:
                 return parse_server_message(msg.data)
-            if msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSING,
-                            aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR):
+            if msg.type in (
+                aiohttp.WSMsgType.CLOSE,
+                aiohttp.WSMsgType.CLOSING,
+                aiohttp.WSMsgType.CLOSED,
+                aiohttp.WSMsgType.ERROR,
+            ):
                 raise ServerUnreachable("the server closed the connection")
             # binary or anything else is not part of the protocol; ignore it
 

@@ -101,7 +101,7 @@ class LocalTerminal:
     def _flush(self) -> None:
         while self._out:
             try:
-                n = os.write(self.stdout_fd, self._out[:1 << 20])
+                n = os.write(self.stdout_fd, self._out[: 1 << 20])
             except BlockingIOError:
                 break
             except OSError:  # the terminal went away (hangup): nothing more to show

@@ -1,0 +1,148 @@
+"""End-to-end harness: real `beach` processes in real pseudo-terminals (pexpect)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pexpect
+import pytest
+
+BIN = Path(sys.executable).parent
+BEACH = str(BIN / "beach")
+TIMEOUT = 20  # seconds for any single expectation
+
+
+def beach_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BEACH_")}
+    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
+    env["TERM"] = "xterm-256color"
+    env["PS1"] = "$ "
+    env["BEACH_CONFIG"] = "/nonexistent/beach-test-config.toml"
+    env.update(extra)
+    return env
+
+
+class Proc:
+    """A process in its own PTY; `expect` reads everything it prints."""
+
+    def __init__(self, argv: list[str], *, cols: int = 100, rows: int = 30, **env: str) -> None:
+        self.argv = argv
+        self.child = pexpect.spawn(
+            argv[0],
+            argv[1:],
+            env=beach_env(**env),
+            dimensions=(rows, cols),
+            timeout=TIMEOUT,
+            encoding="utf-8",
+            codec_errors="replace",
+        )
+
+    def expect(self, pattern: str | list, timeout: float = TIMEOUT) -> int:
+        return self.child.expect(pattern, timeout=timeout)
+
+    def send(self, text: str) -> None:
+        self.child.send(text)
+
+    def exit_code(self, timeout: float = TIMEOUT) -> int:
+        """Wait for the process to end and return a shell-style exit code."""
+        self.child.expect(pexpect.EOF, timeout=timeout)
+        self.child.close()
+        if self.child.signalstatus is not None:
+            return 128 + self.child.signalstatus
+        return self.child.exitstatus
+
+    @property
+    def output(self) -> str:
+        """Everything read so far (for failure messages and content checks)."""
+        return (self.child.before or "") if isinstance(self.child.before, str) else ""
+
+    def kill(self) -> None:
+        if self.child.isalive():
+            self.child.terminate(force=True)
+
+
+class Procs:
+    def __init__(self) -> None:
+        self.all: list[Proc] = []
+
+    def start(self, argv: list[str], **kw: object) -> Proc:
+        p = Proc(argv, **kw)  # type: ignore[arg-type]
+        self.all.append(p)
+        return p
+
+    def close(self) -> None:
+        for p in self.all:
+            p.kill()
+
+
+@pytest.fixture
+def procs() -> Iterator[Procs]:
+    ps = Procs()
+    yield ps
+    ps.close()
+
+
+@pytest.fixture
+def server(procs: Procs) -> str:
+    """A `beach serve` on a free loopback port; returns its URL."""
+    p = procs.start([BEACH, "serve", "--host", "127.0.0.1", "--port", "0"])
+    p.expect(r"listening on (ws://\S+)")
+    return p.child.match.group(1)
+
+
+SHELL = ["bash", "--norc", "--noprofile", "-i"]
+
+
+def start_host(
+    procs: Procs,
+    tmp_path: Path,
+    server: str | None,
+    *extra: str,
+    command: list[str] | None = None,
+    **kw: object,
+) -> tuple[Proc, dict]:
+    """Start `beach host` and return it with the JSON of its --info-file."""
+    info = tmp_path / f"info-{len(procs.all)}.json"
+    argv = [BEACH, "host", "--info-file", str(info)]
+    if server:
+        argv += ["--server", server]
+    argv += [*extra, "--", *(command or SHELL)]
+    host = procs.start(argv, **kw)
+    # The banner is printed after the info file is written.
+    host.expect("to join")
+    data = json.loads(info.read_text())
+    return host, data
+
+
+def start_join(procs: Procs, info: dict, key: str = "join_command", **kw: object) -> Proc:
+    cmd = list(info[key])
+    assert cmd[0] == "beach"
+    joiner = procs.start([BEACH, *cmd[1:]], **kw)
+    return joiner
+
+
+def shell_ready(p: Proc) -> None:
+    """Wait for the shared shell's prompt."""
+    p.expect(r"\$ ")
+
+
+def strip_ansi(text: str) -> str:
+    return re.sub(
+        r"\x1b\[[0-9;?!]*[a-zA-Z]|\x1b\][^\x07]*\x07|\x1b[()][A-Z0-9]|\x1b[=>c]", "", text
+    )
+
+
+def need(program: str) -> str:
+    """A system program a test needs: under CI it must be there (the test fails, never skips)."""
+    path = shutil.which(program)
+    if path is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{program} is required in CI (.ci/run installs it)")
+        pytest.skip(f"{program} not installed")
+    return path

@@ -1,0 +1,176 @@
+"""The core promise, end to end: real `beach serve`, `beach host` and `beach join` processes in
+pseudo-terminals, real aiohttp and aiortc on real sockets."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+import urllib.request
+
+import pexpect
+from conftest import BEACH, Procs, shell_ready, start_host, start_join
+
+
+def test_two_joiners_share_one_shell(procs: Procs, server: str, tmp_path) -> None:
+    host, info = start_host(procs, tmp_path, server)
+    shell_ready(host)
+    j1 = start_join(procs, info)
+    shell_ready(j1)  # the late joiner sees the current screen, prompt included
+    j2 = start_join(procs, info)
+    shell_ready(j2)
+
+    # Typed at a joiner: the shell's output (not just the echo) shows everywhere.
+    j1.send("echo from-j1-$((6*7))\r")
+    for p in (host, j1, j2):
+        p.expect("from-j1-42")
+
+    # Typed at the host: both joiners see it.
+    host.send("echo from-host-$((7*7))\r")
+    for p in (host, j1, j2):
+        p.expect("from-host-49")
+
+    # The shell's exit status reaches every process.
+    j2.send("exit 7\r")
+    assert host.exit_code() == 7
+    for j in (j1, j2):
+        j.expect("exited with status 7")
+        assert j.exit_code() == 7
+
+
+def test_late_joiner_sees_the_current_screen(procs: Procs, server: str, tmp_path) -> None:
+    host, info = start_host(procs, tmp_path, server)
+    shell_ready(host)
+    host.send("for i in $(seq 1 5); do echo line-$i-$((i*11)); done\r")
+    host.expect("line-5-55")
+    joiner = start_join(procs, info)
+    for i in range(1, 6):
+        joiner.expect(f"line-{i}-{i * 11}")
+    host.send("exit\r")
+    assert host.exit_code() == 0
+
+
+def test_unknown_session_is_one_clear_line(procs: Procs, server: str) -> None:
+    joiner = procs.start([BEACH, "join", "--server", server, "zzzzzz-abcdef"])
+    joiner.expect("beach: there is no session zzzzzz")
+    assert joiner.exit_code() == 5
+    assert "Traceback" not in joiner.child.before
+
+
+def test_malformed_token_is_refused_before_connecting(procs: Procs, server: str) -> None:
+    joiner = procs.start([BEACH, "join", "--server", server, "not a token"])
+    joiner.expect("is not a join token")
+    assert joiner.exit_code() == 6
+
+
+def test_wrong_secret_is_refused(procs: Procs, server: str, tmp_path) -> None:
+    host, info = start_host(procs, tmp_path, server)
+    shell_ready(host)
+    bad = info["session"] + "-wrong2"
+    joiner = procs.start([BEACH, "join", "--server", server, bad])
+    joiner.expect("the join token is wrong or no longer valid")
+    assert joiner.exit_code() == 6
+    assert "Traceback" not in joiner.child.before
+    # The host carries on, and the right token still works.
+    good = start_join(procs, info)
+    shell_ready(good)
+    good.send("echo still-$((2*21))\r")
+    good.expect("still-42")
+    host.send("exit\r")
+    assert host.exit_code() == 0
+
+
+def test_unreachable_server(procs: Procs) -> None:
+    joiner = procs.start([BEACH, "join", "--server", "ws://127.0.0.1:9", "abcdef-ghjkmn"])
+    joiner.expect("cannot reach the server")
+    assert joiner.exit_code() == 4
+    assert "Traceback" not in joiner.child.before
+
+
+def test_detach_leaves_the_session_running(procs: Procs, server: str, tmp_path) -> None:
+    host, info = start_host(procs, tmp_path, server)
+    shell_ready(host)
+    joiner = start_join(procs, info)
+    shell_ready(joiner)
+    joiner.send("\x1dd")  # Ctrl-] d
+    joiner.expect("detached")
+    assert joiner.exit_code() == 0
+    # The host's shell is untouched and a new joiner can come in.
+    host.send("echo after-$((3*3))\r")
+    host.expect("after-9")
+    again = start_join(procs, info)
+    again.expect("after-9")
+    again.send("exit 3\r")
+    assert host.exit_code() == 3
+    assert again.exit_code() == 3
+
+
+def test_embedded_server(procs: Procs, tmp_path) -> None:
+    host, info = start_host(procs, tmp_path, None, "--port", "0")
+    shell_ready(host)
+    server = info["join_command"][3]
+    assert server.startswith("ws://") and "127.0.0.1" not in server  # this machine's address
+    health = json.load(
+        urllib.request.urlopen(
+            server.replace("ws://", "http://").replace("/ws", "/healthz"), timeout=5
+        )
+    )
+    assert health["status"] == "ok" and health["sessions"] == 1
+    joiner = start_join(procs, info)
+    shell_ready(joiner)
+    joiner.send("echo embedded-$((5*5))\r")
+    host.expect("embedded-25")
+    host.send("exit 4\r")
+    assert joiner.exit_code() == 4
+    assert host.exit_code() == 4
+
+
+def test_host_runs_a_command_and_reports_a_signal(procs: Procs, server: str, tmp_path) -> None:
+    host, info = start_host(procs, tmp_path, server, command=["sh", "-c", "echo ready; sleep 60"])
+    host.expect("ready")
+    joiner = start_join(procs, info)
+    joiner.expect("ready")
+    joiner.send("\x03")  # Ctrl-C from the joiner reaches the command as SIGINT
+    joiner.expect("killed by SIGINT")
+    assert joiner.exit_code() == 130
+    assert host.exit_code() == 130
+
+
+def test_killed_host_is_noticed_quickly(procs: Procs, server: str, tmp_path) -> None:
+    host, info = start_host(procs, tmp_path, server)
+    shell_ready(host)
+    joiner = start_join(procs, info)
+    shell_ready(joiner)
+    start = time.monotonic()
+    host.child.kill(signal.SIGKILL)
+    joiner.expect("lost the connection to the host", timeout=10)
+    assert time.monotonic() - start < 6.0
+    assert joiner.exit_code() == 8
+
+
+def test_terminal_is_restored_on_every_way_out(procs: Procs, server: str, tmp_path) -> None:
+    host, info = start_host(procs, tmp_path, server)
+    shell_ready(host)
+    join = " ".join(info["join_command"])
+
+    def run_then_stty(how: str) -> str:
+        p = procs.start(["sh", "-c", f"{join}; echo rc=$?; stty -a"])
+        shell_ready(p)
+        if how == "detach":
+            p.send("\x1dd")
+        elif how == "sigterm":
+            pids = subprocess.run(["pgrep", "-P", str(p.child.pid)], capture_output=True, text=True)
+            os.kill(int(pids.stdout.split()[0]), signal.SIGTERM)
+        p.expect(r"rc=(\d+)")
+        rc = int(p.child.match.group(1))
+        p.expect(pexpect.EOF)
+        stty = p.child.before
+        assert " icanon" in stty and " echo " in stty and " -icanon" not in stty, stty
+        return str(rc)
+
+    assert run_then_stty("detach") == "0"
+    assert run_then_stty("sigterm") == "143"
+    host.send("exit\r")
+    assert host.exit_code() == 0
