@@ -24,7 +24,7 @@ from .lan import advertised_address
 from .peer import RemotePeer
 from .pty import ExitStatus, PtyProcess
 from .screen import ScreenHistory
-from .signaling import SignalingClient
+from .signaling import SignalingClient, short_url
 from .terminal import LocalTerminal
 
 log = logging.getLogger("beach.host")
@@ -109,7 +109,8 @@ class HostSession:
         return Token(self.session_id, role, self._secrets[role])  # type: ignore[arg-type]
 
     def join_command(self, role: str) -> list[str]:
-        return ["beach", "join", "--server", self._public_url, str(self.token(role))]
+        server = short_url(self._public_url)
+        return ["beach", "join", "--server", server, str(self.token(role))]
 
     def _new_secrets(self) -> None:
         n = self.opts.secret_length

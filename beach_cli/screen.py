@@ -56,12 +56,10 @@ class ScreenHistory:
 
     def _append(self, data: bytes) -> None:
         buf = self._alt if self.alt_active else self._main
-        wipe = None
-        for wipe in _WIPE.finditer(data):
-            pass
-        if wipe is not None:
+        wipes = list(_WIPE.finditer(data))
+        if wipes:
             buf.clear()
-            data = data[wipe.start() :]
+            data = data[wipes[-1].start() :]
         buf += data
         if len(buf) > self.limit:
             # Keep the newest bytes, starting on a line boundary so no escape is cut in half.

@@ -61,15 +61,17 @@ class Client:
             self._outbox.put_nowait(text)
         except asyncio.QueueFull:
             log.warning("dropping client %s: outbox full", self.addr)
+            # The writer task owns the socket: cancelling it ends with ws.close().
             self._writer.cancel()
-            asyncio.ensure_future(self.ws.close(message=b"too slow"))
 
     def close_after_flush(self) -> None:
         with contextlib.suppress(asyncio.QueueFull):
             self._outbox.put_nowait(None)
 
     async def _drain(self) -> None:
-        with contextlib.suppress(ConnectionError, asyncio.CancelledError, RuntimeError):
+        with contextlib.suppress(
+            ConnectionError, TimeoutError, asyncio.CancelledError, RuntimeError
+        ):
             while True:
                 text = await self._outbox.get()
                 if text is None:

@@ -27,6 +27,14 @@ def normalize_url(url: str) -> str:
     return urlunsplit((scheme, parts.netloc, parts.path or "/ws", parts.query, ""))
 
 
+def short_url(url: str) -> str:
+    """The shortest spelling `normalize_url` maps back to `url` (for printed commands)."""
+    parts = urlsplit(url)
+    if parts.scheme == "ws" and parts.path == "/ws" and not parts.query:
+        return parts.netloc
+    return url
+
+
 class SignalingClient:
     """One WebSocket to `beach serve`. Messages are validated on the way in and out."""
 

@@ -110,7 +110,7 @@ def test_detach_leaves_the_session_running(procs: Procs, server: str, tmp_path) 
 def test_embedded_server(procs: Procs, tmp_path) -> None:
     host, info = start_host(procs, tmp_path, None, "--port", "0")
     shell_ready(host)
-    server = info["join_command"][3]
+    server = info["server"]
     assert server.startswith("ws://") and "127.0.0.1" not in server  # this machine's address
     health = json.load(
         urllib.request.urlopen(
@@ -172,5 +172,34 @@ def test_terminal_is_restored_on_every_way_out(procs: Procs, server: str, tmp_pa
 
     assert run_then_stty("detach") == "0"
     assert run_then_stty("sigterm") == "143"
+    host.send("exit\r")
+    assert host.exit_code() == 0
+
+
+def test_window_sizes_follow_the_smallest_read_write_window(procs: Procs, server: str, tmp_path):
+    host, info = start_host(procs, tmp_path, server, cols=100, rows=30)
+    shell_ready(host)
+    host.send("stty size\r")
+    host.expect("30 100")
+    joiner = start_join(procs, info, cols=90, rows=25)
+    shell_ready(joiner)
+    joiner.send("stty size\r")
+    joiner.expect("25 90")
+    viewer = start_join(procs, info, key="view_join_command", cols=40, rows=10)
+    shell_ready(viewer)  # view-only windows do not shrink the PTY
+    # The host's window shrinks below the joiner's: the host's size wins now.
+    host.child.setwinsize(20, 70)
+    host.send("stty size\r")
+    host.expect("20 70")
+    # The joiner grows: still bounded by the host.
+    joiner.child.setwinsize(40, 120)
+    joiner.send("stty size\r")
+    joiner.expect("20 70")
+    # The viewer's keystrokes never reach the shell.
+    viewer.send("echo viewer-$((8*8))\r")
+    host.send("echo host-$((9*9))\r")
+    for p in (host, joiner, viewer):
+        p.expect("host-81")
+    assert "viewer-64" not in host.child.before
     host.send("exit\r")
     assert host.exit_code() == 0
