@@ -158,6 +158,14 @@ def serve(
     show_default=True,
     help="Size the PTY to the smallest read-write window, or the host's.",
 )
+@click.option("--approve", is_flag=True, help="Ask before letting each joiner in.")
+@click.option(
+    "--on-guess-limit",
+    type=click.Choice(["new-token", "stop"]),
+    default="new-token",
+    show_default=True,
+    help="After 5 wrong tokens: issue new tokens, or stop accepting.",
+)
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @click.pass_context
 def host(
@@ -166,6 +174,8 @@ def host(
     info_file: Path | None,
     size_mode: str,
     advertise: str | None,
+    approve: bool,
+    on_guess_limit: str,
     **flags: Any,
 ) -> None:
     """Share your shell (or `-- CMD ARGS...`) and print how to join."""
@@ -173,6 +183,10 @@ def host(
     from .terminal import LocalTerminal
 
     s = _settings(ctx, logging.ERROR, **flags)
+    terminal = LocalTerminal()
+    if approve and not terminal.is_tty:
+        click.echo("beach: --approve needs a terminal to ask you in", err=True)
+        sys.exit(2)
     opts = HostOptions(
         command=list(command),
         server=s["server"],
@@ -184,10 +198,12 @@ def host(
         secret_length=s["secret_length"],
         size_mode=size_mode,
         connect_timeout=s["connect_timeout"],
+        approve=approve,
+        on_guess_limit=on_guess_limit,
     )
 
     async def main() -> int:
-        status = await HostSession(opts, LocalTerminal()).run()
+        status = await HostSession(opts, terminal).run()
         click.echo(f"beach: the shared shell {status.describe()}", err=True)
         return status.code
 

@@ -18,6 +18,7 @@ from typing import Any
 
 from rich.console import Console
 
+from .approval import ApprovalPrompt
 from .errors import BeachError, ServerUnreachable, UnknownSession
 from .keys import DEFAULT_SECRET_LENGTH, Token, random_code
 from .lan import advertised_address
@@ -35,6 +36,7 @@ LOCAL_HIGH_WATER = 1024 * 1024
 MAX_FAILED_ATTEMPTS = 5
 NOTICE_QUIET = 0.15  # show a notice only after output has paused this long
 RECONNECT_MAX_DELAY = 30.0
+APPROVAL_TIMEOUT = 120.0  # an unanswered question is a no
 
 
 @dataclass
@@ -49,6 +51,8 @@ class HostOptions:
     secret_length: int = DEFAULT_SECRET_LENGTH
     size_mode: str = "smallest"  # or "host"
     connect_timeout: float = 20.0
+    approve: bool = False  # ask the host before letting each joiner in
+    on_guess_limit: str = "new-token"  # or "stop": after too many wrong tokens
 
 
 class HostSession:
@@ -72,6 +76,12 @@ class HostSession:
         self._notice: str | None = None
         self._notice_timer: asyncio.TimerHandle | None = None
         self._paused = False
+        self.accepting = True
+        self.prompt = ApprovalPrompt(
+            terminal,
+            lambda: self.screen.snapshot(clear_scrollback=False),
+            lambda: self.screen.alt_active,
+        )
 
     # -- setup -----------------------------------------------------------------------------------
 
@@ -169,7 +179,7 @@ class HostSession:
         self.pty = await PtyProcess.spawn(argv, cols, rows, env)
         self.term.enter_raw()
         self.term.on_drain(self._local_drained)
-        self.term.start_input(self.pty.write, lambda: None)
+        self.term.start_input(self._on_stdin, lambda: None)
         if self.term.is_tty:
             self.term.on_resize(lambda c, r: self.sizes_changed())
         self.pty.start_reading(self._on_output)
@@ -217,8 +227,17 @@ class HostSession:
 
     # -- the hot path ----------------------------------------------------------------------------
 
+    def _on_stdin(self, data: bytes) -> None:
+        if self.prompt.active:  # the host is answering a question, not typing to the shell
+            self.prompt.key(data)
+        elif self.pty is not None:
+            self.pty.write(data)
+
     def _on_output(self, data: bytes) -> None:
-        self.term.write(data)
+        if self.prompt.active:
+            self.prompt.hold(data)
+        else:
+            self.term.write(data)
         self.screen.feed(data)
         for peer in self.peers.values():
             if peer.state == "live":
@@ -272,7 +291,11 @@ class HostSession:
     def failed_attempt(self, peer: RemotePeer) -> None:
         self.failures += 1
         log.warning("join attempt from %s with a wrong token (%d)", peer.label, self.failures)
-        if self.failures >= MAX_FAILED_ATTEMPTS:
+        if self.failures >= MAX_FAILED_ATTEMPTS and self.opts.on_guess_limit == "stop":
+            self.accepting = False
+            self.notify(f"{MAX_FAILED_ATTEMPTS} wrong tokens: no longer accepting joiners")
+        elif self.failures >= MAX_FAILED_ATTEMPTS:
+            # The old secrets have had their guesses: nobody may use them any more.
             self.failures = 0
             self._new_secrets()
             self._write_info()
@@ -282,6 +305,12 @@ class HostSession:
             )
         else:
             self.notify(f"wrong token from {peer.label}")
+
+    async def approve(self, peer: RemotePeer) -> bool:
+        role = "read-write" if peer.role == "rw" else "view-only"
+        ok = await self.prompt.ask(f"let {peer.label} in, {role}?", APPROVAL_TIMEOUT)
+        self.notify(f"{'let in' if ok else 'turned away'}: {peer.label}")
+        return ok
 
     async def signal(self, peer_id: str, data: dict[str, Any]) -> None:
         if self.sig is None or self.sig.closed:

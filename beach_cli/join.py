@@ -48,6 +48,7 @@ log = logging.getLogger("beach.join")
 DETACH_PREFIX = 0x1D  # Ctrl-]
 DETACH_KEYS = (ord("d"), ord("."))
 HELLO_TIMEOUT = 10.0
+APPROVAL_WAIT = 130.0  # the host answers within 120 s or the answer is no
 # More than this waiting for a slow local terminal: drop it and ask for a fresh screen.
 LOCAL_BACKLOG = 8 * 1024 * 1024
 # On the way out, undo modes the shared program may have left on: alternate screen, hidden
@@ -159,9 +160,12 @@ class JoinSession:
             data = parse_payload(msg["data"])
             kind = data["k"]
             if kind == "reject":
-                if data["reason"] == "wrong token":
+                reason = data["reason"]
+                if reason == "wrong token":
                     raise WrongToken("the join token is wrong or no longer valid")
-                raise Refused(f"the host refused: {data['reason']}")
+                if reason == "denied":
+                    raise Refused("the host did not let you in")
+                raise Refused(f"the host refused: {reason}")
             if kind == "pake":
                 await asyncio.to_thread(kx.finish, data)
             elif kind == "confirm":
@@ -189,6 +193,9 @@ class JoinSession:
                     opened = asyncio.ensure_future(self.link.wait_open(max(remaining, 1.0)))
                 elif sealed["t"] == "candidate" and self.link is not None:
                     await self.link.add_candidate(sealed)
+                elif sealed["t"] == "wait":
+                    status.update("waiting for the host to let you in")
+                    deadline = time.monotonic() + APPROVAL_WAIT
         if opened is not None:
             await opened  # raises ConnectTimeout if it did not open
         status.update(f"connected, {self.link.path}")

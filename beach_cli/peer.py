@@ -13,7 +13,7 @@ import logging
 import zlib
 from typing import TYPE_CHECKING, Any
 
-from .errors import BeachError, ProtocolError, WrongToken
+from .errors import BeachError, ProtocolError, Refused, WrongToken
 from .keys import ROLES, KeyExchange
 from .protocol import (
     FRAME_VERSION,
@@ -75,7 +75,12 @@ class RemotePeer:
 
     async def _run(self) -> None:
         try:
-            await asyncio.wait_for(self._handshake(), HANDSHAKE_TIMEOUT)
+            kx = await asyncio.wait_for(self._authenticate(), HANDSHAKE_TIMEOUT)
+            if self.host.opts.approve:
+                await self.host.signal(self.id, kx.seal({"t": "wait"}))
+                if not await self.host.approve(self):
+                    raise Refused("denied")
+            await asyncio.wait_for(self._connect(kx), HANDSHAKE_TIMEOUT)
             assert self.link is not None
             self.state = "live"
             self.host.peer_live(self)
@@ -83,6 +88,8 @@ class RemotePeer:
             log.info("peer %s: %s", self.id, self.link.lost_reason)
         except WrongToken:
             await self._reject("wrong token")
+        except Refused as exc:
+            await self._reject(exc.message)
         except TimeoutError:
             log.info("peer %s: handshake timed out", self.id)
             await self._reject("handshake timed out")
@@ -120,10 +127,11 @@ class RemotePeer:
             raise ProtocolError(f"expected {kind}, got {data['k']}")
         return data
 
-    async def _handshake(self) -> None:
-        from .rtc import PeerLink
-
-        # 1. SPAKE2: the joiner speaks first and names the role its token is for.
+    async def _authenticate(self) -> KeyExchange:
+        """SPAKE2 and key confirmation; raises WrongToken if the joiner's secret differs."""
+        if not self.host.accepting:
+            raise Refused("the host no longer accepts joiners")
+        # The joiner speaks first and names the role its token is for.
         theirs = await self._next("pake")
         role = theirs.get("role")
         if role not in ROLES:
@@ -135,22 +143,25 @@ class RemotePeer:
         self._guessed = True
         await self.host.signal(self.id, ours)
         await self.host.signal(self.id, kx.confirmation())
-        # 2. The joiner proves it derived the same key (raises WrongToken otherwise).
-        theirs = await self._next("confirm")
-        kx.verify(theirs)
+        kx.verify(await self._next("confirm"))
         self._verified = True
-        # 3. WebRTC, every message sealed: the DTLS fingerprint in the SDP is authentic.
+        return kx
+
+    async def _connect(self, kx: KeyExchange) -> None:
+        from .rtc import PeerLink
+
+        # WebRTC, every message sealed: the DTLS fingerprint in the SDP is authentic.
         self.state = "connecting"
         self.link = PeerLink(self.host.ice_servers, self._on_frame, name=f"peer {self.id}")
         offer = await self.link.make_offer()
         await self.host.signal(self.id, kx.seal({"t": "offer", "sdp": offer}))
         opened = asyncio.ensure_future(self.link.wait_open(HANDSHAKE_TIMEOUT))
+        getter: asyncio.Future[dict[str, Any]] | None = None
         try:
             while not opened.done():
                 getter = asyncio.ensure_future(self.inbox.get())
                 done, _ = await asyncio.wait({opened, getter}, return_when=asyncio.FIRST_COMPLETED)
                 if getter not in done:
-                    getter.cancel()
                     break
                 data = parse_payload(getter.result())
                 if data["k"] == "reject":
@@ -163,7 +174,9 @@ class RemotePeer:
             await opened
         finally:
             opened.cancel()
-        # 4. Greetings over the channel; the joiner says which features it speaks.
+            if getter is not None:
+                getter.cancel()
+        # Greetings over the channel; the joiner says which features it speaks.
         try:
             await asyncio.wait_for(self._hello_event.wait(), HELLO_TIMEOUT)
         except TimeoutError as exc:

@@ -188,9 +188,10 @@ def parse_payload(data: Any) -> dict[str, Any]:
     return data
 
 
-# Sealed messages, once opened: {"t": "offer"|"answer", "sdp": str} or
-# {"t": "candidate", "candidate": str, "sdpMid": str|None, "sdpMLineIndex": int|None}.
-SEALED_TYPES = {"offer", "answer", "candidate"}
+# Sealed messages, once opened: {"t": "offer"|"answer", "sdp": str},
+# {"t": "candidate", "candidate": str, "sdpMid": str|None, "sdpMLineIndex": int|None}, or
+# {"t": "wait"} (host -> joiner: the host is being asked to let you in).
+SEALED_TYPES = {"offer", "answer", "candidate", "wait"}
 
 
 def parse_sealed(plain: bytes) -> dict[str, Any]:

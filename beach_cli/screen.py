@@ -21,7 +21,8 @@ _WIPE = re.compile(rb"\x1bc|\x1b\[H\x1b\[2J|\x1b\[2J\x1b\[H|\x1b\[H\x1b\[J")
 
 # Put the joiner's terminal into a known state before replaying: soft reset, main screen,
 # default attributes, cursor home, screen and scrollback cleared.
-RESET = b"\x1b[!p\x1b[?1049l\x1b[0m\x1b[H\x1b[2J\x1b[3J"
+RESET = b"\x1b[!p\x1b[?1049l\x1b[0m\x1b[H\x1b[2J"
+CLEAR_SCROLLBACK = b"\x1b[3J"
 
 
 class ScreenHistory:
@@ -67,9 +68,9 @@ class ScreenHistory:
             nl = buf.find(b"\n", cut)
             del buf[: (nl + 1) if nl != -1 else cut]
 
-    def snapshot(self) -> bytes:
+    def snapshot(self, clear_scrollback: bool = True) -> bytes:
         """Bytes that redraw the current screen on a terminal in any state."""
-        out = RESET + bytes(self._main)
+        out = RESET + (CLEAR_SCROLLBACK if clear_scrollback else b"") + bytes(self._main)
         if self.alt_active:
             out += self._alt_enter + self._alt
         return out
