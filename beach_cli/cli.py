@@ -113,17 +113,37 @@ def _settings(ctx: click.Context, default_level: int, **flags: Any) -> dict[str,
 @click.option("--host", "bind", help="Address to listen on.  [default: 0.0.0.0]")
 @click.option("--port", type=int, help="Port to listen on.  [default: 7777]")
 @click.option("--stun", "ice_servers", multiple=True, help="STUN/TURN URL handed to clients.")
+@click.option(
+    "--join-rate",
+    type=click.IntRange(1),
+    default=30,
+    show_default=True,
+    help="Join attempts allowed per minute, per client address and per session.",
+)
+@click.option(
+    "--max-peers",
+    type=click.IntRange(1),
+    default=64,
+    show_default=True,
+    help="Joiners allowed in one session at a time.",
+)
 @click.pass_context
 def serve(
-    ctx: click.Context, bind: str | None, port: int | None, ice_servers: tuple[str, ...]
+    ctx: click.Context,
+    bind: str | None,
+    port: int | None,
+    ice_servers: tuple[str, ...],
+    join_rate: int,
+    max_peers: int,
 ) -> None:
     """Run the rendezvous server that hosts and joiners meet through."""
     s = _settings(ctx, logging.INFO, bind=bind, port=port, ice_servers=ice_servers)
 
     async def main() -> int:
-        from .server import SignalServer, start_server
+        from .server import ServerLimits, SignalServer, start_server
 
-        server = SignalServer(ice_servers=config.ice_server_dicts(s["ice_servers"]))
+        limits = ServerLimits(max_peers_per_session=max_peers, join_attempts_per_minute=join_rate)
+        server = SignalServer(limits, ice_servers=config.ice_server_dicts(s["ice_servers"]))
         try:
             runner, bound = await start_server(s["bind"], s["port"], server)
         except OSError as exc:

@@ -20,6 +20,7 @@ from .errors import (
     HostGone,
     ProtocolError,
     Refused,
+    ServerUnreachable,
     UnknownSession,
     WrongToken,
 )
@@ -120,6 +121,33 @@ class JoinSession:
             self.term.restore()
 
     async def _connect(self, sig: SignalingClient, status: Any, rtc_import: Any) -> None:
+        try:
+            await self._handshake(sig, status, rtc_import)
+        except ServerUnreachable:
+            # The server may have hung up right after telling us why (a refusal): find out.
+            reason = await self._last_words(sig)
+            if reason is not None:
+                raise reason from None
+            raise
+
+    async def _last_words(self, sig: SignalingClient) -> BeachError | None:
+        with contextlib.suppress(BeachError, TimeoutError):
+            while True:
+                msg = await sig.recv(0.5)
+                if msg["type"] == "error":
+                    return self._server_error(msg)
+                if msg["type"] == "signal" and msg["data"].get("k") == "reject":
+                    return self._rejected(str(msg["data"].get("reason")))
+        return None
+
+    def _rejected(self, reason: str) -> BeachError:
+        if reason == "wrong token":
+            return WrongToken("the join token is wrong or no longer valid")
+        if reason == "denied":
+            return Refused("the host did not let you in")
+        return Refused(f"the host refused: {reason}")
+
+    async def _handshake(self, sig: SignalingClient, status: Any, rtc_import: Any) -> None:
         t = self.token
         await sig.send("join", session=t.session)
         msg = await sig.recv(self.opts.connect_timeout)
@@ -160,12 +188,7 @@ class JoinSession:
             data = parse_payload(msg["data"])
             kind = data["k"]
             if kind == "reject":
-                reason = data["reason"]
-                if reason == "wrong token":
-                    raise WrongToken("the join token is wrong or no longer valid")
-                if reason == "denied":
-                    raise Refused("the host did not let you in")
-                raise Refused(f"the host refused: {reason}")
+                raise self._rejected(data["reason"])
             if kind == "pake":
                 await asyncio.to_thread(kx.finish, data)
             elif kind == "confirm":

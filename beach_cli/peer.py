@@ -129,10 +129,10 @@ class RemotePeer:
 
     async def _authenticate(self) -> KeyExchange:
         """SPAKE2 and key confirmation; raises WrongToken if the joiner's secret differs."""
-        if not self.host.accepting:
-            raise Refused("the host no longer accepts joiners")
         # The joiner speaks first and names the role its token is for.
         theirs = await self._next("pake")
+        if not self.host.accepting:
+            raise Refused("the host no longer accepts joiners")
         role = theirs.get("role")
         if role not in ROLES:
             raise ProtocolError("unknown role")
@@ -201,6 +201,8 @@ class RemotePeer:
                 if self.state == "live" and self.role == "rw":
                     self.host.input_from_peer(self, body)
                 else:
+                    if not self.dropped_input:
+                        log.info("peer %s: dropping input from a %s joiner", self.id, self.role)
                     self.dropped_input += len(body)
             elif kind == Frame.RESIZE:
                 self.size = decode_resize(body)

@@ -28,7 +28,7 @@ MAX_MESSAGE_BYTES = 64 * 1024
 MAX_FRAME_BYTES = 262_144
 MAX_CHUNK_BYTES = 64 * 1024
 
-_ID_RE = re.compile(r"^[a-z0-9]{1,32}$")
+_ID_RE = re.compile(r"[a-z0-9]{1,32}")
 
 # ---------------------------------------------------------------------------------------------
 # Signaling messages
@@ -82,7 +82,7 @@ def _check(msg: dict[str, Any], specs: dict[str, _Spec]) -> dict[str, Any]:
     mtype = msg.get("type")
     if not isinstance(mtype, str) or mtype not in specs:
         raise ProtocolError(f"unknown message type {str(mtype)[:32]!r}")
-    if msg.get("v") != VERSION:
+    if type(msg.get("v")) is not int or msg["v"] != VERSION:
         raise ProtocolError(f"unsupported protocol version {str(msg.get('v'))[:16]!r}")
     spec = specs[mtype]
     for name, (ftype, required, maxlen) in spec.items():
@@ -99,7 +99,7 @@ def _check(msg: dict[str, Any], specs: dict[str, _Spec]) -> dict[str, Any]:
         if want is str:
             if maxlen and len(value) > maxlen:
                 raise ProtocolError(f"{mtype}: field {name!r} too long")
-            if is_id and not _ID_RE.match(value):
+            if is_id and not _ID_RE.fullmatch(value):
                 raise ProtocolError(f"{mtype}: field {name!r} is not a valid id")
     unknown = set(msg) - set(spec) - {"type", "v"}
     if unknown:
@@ -107,16 +107,25 @@ def _check(msg: dict[str, Any], specs: dict[str, _Spec]) -> dict[str, Any]:
     return msg
 
 
+def _json_object(raw: str | bytes, what: str) -> dict[str, Any]:
+    """Decode a JSON object; deep nesting and bad UTF-8 are protocol errors, not crashes."""
+    try:
+        obj = json.loads(raw)
+    except (ValueError, RecursionError) as exc:
+        raise ProtocolError(f"{what} is not valid JSON") from exc
+    if not isinstance(obj, dict):
+        raise ProtocolError(f"{what} must be a JSON object")
+    return obj
+
+
+def _is_int(value: Any) -> bool:
+    return type(value) is int  # bool is an int subclass: refuse it
+
+
 def _parse(raw: str | bytes, specs: dict[str, _Spec]) -> dict[str, Any]:
     if len(raw) > MAX_MESSAGE_BYTES:
         raise ProtocolError("message too large")
-    try:
-        msg = json.loads(raw)
-    except (ValueError, RecursionError) as exc:
-        raise ProtocolError("message is not valid JSON") from exc
-    if not isinstance(msg, dict):
-        raise ProtocolError("message must be a JSON object")
-    return _check(msg, specs)
+    return _check(_json_object(raw, "message"), specs)
 
 
 def parse_client_message(raw: str | bytes) -> dict[str, Any]:
@@ -185,6 +194,9 @@ def parse_payload(data: Any) -> dict[str, Any]:
             raise ProtocolError(f"{kind}: field {name!r} must be {ftype.__name__}")
         if ftype is str and maxlen and len(value) > maxlen:
             raise ProtocolError(f"{kind}: field {name!r} too long")
+    unknown = set(data) - set(spec) - {"k"}
+    if unknown:
+        raise ProtocolError(f"{kind}: unexpected fields {sorted(unknown)[:4]}")
     return data
 
 
@@ -195,16 +207,18 @@ SEALED_TYPES = {"offer", "answer", "candidate", "wait"}
 
 
 def parse_sealed(plain: bytes) -> dict[str, Any]:
-    try:
-        msg = json.loads(plain)
-    except ValueError as exc:
-        raise ProtocolError("sealed message is not JSON") from exc
-    if not isinstance(msg, dict) or msg.get("t") not in SEALED_TYPES:
+    msg = _json_object(plain, "sealed message")
+    kind = msg.get("t")
+    if not isinstance(kind, str) or kind not in SEALED_TYPES:
         raise ProtocolError("unknown sealed message")
-    if msg["t"] in ("offer", "answer") and not isinstance(msg.get("sdp"), str):
+    if kind in ("offer", "answer") and not isinstance(msg.get("sdp"), str):
         raise ProtocolError("sealed sdp missing")
-    if msg["t"] == "candidate" and not isinstance(msg.get("candidate"), str):
-        raise ProtocolError("sealed candidate missing")
+    if kind == "candidate":
+        mid, index = msg.get("sdpMid"), msg.get("sdpMLineIndex")
+        if not isinstance(msg.get("candidate"), str):
+            raise ProtocolError("sealed candidate missing")
+        if not (mid is None or isinstance(mid, str)) or not (index is None or _is_int(index)):
+            raise ProtocolError("malformed sealed candidate")
     return msg
 
 
@@ -266,21 +280,16 @@ def encode_hello(hello: Hello) -> bytes:
 
 
 def decode_hello(body: bytes) -> Hello:
-    try:
-        d = json.loads(body)
-    except ValueError as exc:
-        raise ProtocolError("hello is not JSON") from exc
-    if not isinstance(d, dict):
-        raise ProtocolError("hello must be an object")
+    d = _json_object(body, "hello")
     v, role, feats = d.get("v"), d.get("role"), d.get("features", [])
-    if not isinstance(v, int) or not isinstance(role, str) or not isinstance(feats, list):
+    if not _is_int(v) or not isinstance(role, str) or not isinstance(feats, list):
         raise ProtocolError("malformed hello")
     cols, rows = _size(d.get("cols"), d.get("rows"))
     return Hello(v, role[:16], cols, rows, tuple(str(f)[:32] for f in feats[:16]))
 
 
 def _size(cols: Any, rows: Any) -> tuple[int, int]:
-    if not isinstance(cols, int) or not isinstance(rows, int):
+    if not _is_int(cols) or not _is_int(rows):
         raise ProtocolError("window size must be integers")
     if not (1 <= cols <= 10_000 and 1 <= rows <= 10_000):
         raise ProtocolError("window size out of range")
@@ -288,6 +297,7 @@ def _size(cols: Any, rows: Any) -> tuple[int, int]:
 
 
 def encode_resize(cols: int, rows: int) -> bytes:
+    cols, rows = _size(cols, rows)
     return encode_frame(Frame.RESIZE, _RESIZE.pack(cols, rows))
 
 
@@ -302,11 +312,8 @@ def encode_exit(code: int, signal: int | None) -> bytes:
 
 
 def decode_exit(body: bytes) -> tuple[int, int | None]:
-    try:
-        d = json.loads(body)
-        code, sig = d["code"], d.get("signal")
-    except (ValueError, KeyError, TypeError) as exc:
-        raise ProtocolError("malformed exit frame") from exc
-    if not isinstance(code, int) or not (sig is None or isinstance(sig, int)):
+    d = _json_object(body, "exit frame")
+    code, sig = d.get("code"), d.get("signal")
+    if not _is_int(code) or not (sig is None or _is_int(sig)):
         raise ProtocolError("malformed exit frame")
     return code, sig

@@ -5,6 +5,10 @@ produces), this keeps the recent output since the last point where the screen wa
 which screen (main or alternate) is active. Replaying that into a freshly reset terminal
 reproduces the current screen for ordinary shell and full-screen programs. Feeding costs a few
 substring searches per chunk.
+
+Output that is dropped (before a wipe, or beyond the size limit) still leaves its lasting
+state behind: the colours in effect, private modes and the scroll region are kept and replayed
+ahead of the remaining bytes.
 """
 
 from __future__ import annotations
@@ -18,25 +22,92 @@ _ALT_ON = re.compile(rb"\x1b\[\?(?:1049|1047|47)h")
 _ALT_OFF = re.compile(rb"\x1b\[\?(?:1049|1047|47)l")
 # A full wipe after which nothing earlier is visible: RIS, or clear-screen (cursor home first).
 _WIPE = re.compile(rb"\x1bc|\x1b\[H\x1b\[2J|\x1b\[2J\x1b\[H|\x1b\[H\x1b\[J")
+# Sequences whose effect outlives the text around them.
+_STATE = re.compile(rb"\x1b\[([0-9;:]*)m|\x1b\[\?([0-9;]+)[hl]|\x1b\[[0-9;]*r")
+# An escape sequence that may continue in the next chunk (CSI or a short ESC sequence).
+_PARTIAL = re.compile(rb"\x1b(?:\[[0-9;:?<=>!]*|[()#%]?)?\Z")
+MAX_SGR = 16
+MAX_MODES = 64
 
-# Put the joiner's terminal into a known state before replaying: soft reset, main screen,
-# default attributes, cursor home, screen and scrollback cleared.
+# Put a terminal into a known state before replaying: soft reset, main screen, default
+# attributes, cursor home, screen cleared.
 RESET = b"\x1b[!p\x1b[?1049l\x1b[0m\x1b[H\x1b[2J"
 CLEAR_SCROLLBACK = b"\x1b[3J"
+SAVE_CURSOR = b"\x1b7"
+
+
+class _Screen:
+    """Bytes since the last wipe, plus the lasting state of everything before them."""
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+        self.sgr: list[bytes] = []  # SGR sequences since the last attribute reset
+        self.modes: dict[bytes, bytes] = {}  # private modes and scroll region, last one wins
+
+    def clear(self) -> None:
+        self.data.clear()
+        self.sgr.clear()
+        self.modes.clear()
+
+    def absorb(self, dropped: bytes) -> None:
+        """Remember the lasting state set by bytes that are about to be dropped."""
+        if b"\x1b" not in dropped:
+            return
+        for m in _STATE.finditer(dropped):
+            seq = m.group()
+            if seq.endswith(b"m"):
+                if m.group(1) in (b"", b"0"):
+                    self.sgr.clear()
+                else:
+                    self.sgr = [*self.sgr[-(MAX_SGR - 1) :], seq]
+            else:
+                key = seq[:-1] if m.group(2) is not None else b"r"
+                self.modes.pop(key, None)
+                if len(self.modes) < MAX_MODES:
+                    self.modes[key] = seq
+
+    def wipe_at(self, data: bytes, start: int) -> bytes:
+        """A wipe at data[start:]: keep the lasting state, drop the visible bytes."""
+        self.absorb(bytes(self.data) + data[:start])
+        self.data.clear()
+        return data[start:]
+
+    def trim(self, limit: int) -> None:
+        if len(self.data) <= limit:
+            return
+        cut = len(self.data) - limit
+        # Start on a line boundary, else at an escape sequence: never inside one.
+        nl = self.data.find(b"\n", cut)
+        if nl != -1:
+            cut = nl + 1
+        else:
+            esc = self.data.find(b"\x1b", cut)
+            cut = esc if esc != -1 else cut
+        self.absorb(bytes(self.data[:cut]))
+        del self.data[:cut]
+
+    def replay(self) -> bytes:
+        return b"".join(self.modes.values()) + b"".join(self.sgr) + bytes(self.data)
 
 
 class ScreenHistory:
     def __init__(self, limit: int = HISTORY_LIMIT) -> None:
         self.limit = limit
-        self._main = bytearray()  # main-screen output since its last wipe
-        self._alt = bytearray()  # alternate-screen output since it was entered
+        self._main = _Screen()  # main-screen output since its last wipe
+        self._alt = _Screen()  # alternate-screen output since it was entered
         self.alt_active = False
         self._alt_enter = b"\x1b[?1049h"
+        self._carry = b""  # an escape sequence split across reads, completed by the next one
 
     def feed(self, data: bytes) -> None:
+        if self._carry:
+            data, self._carry = self._carry + data, b""
         if b"\x1b" not in data:  # the common case: plain text, no mode changes
             self._append(data)
             return
+        tail = _PARTIAL.search(data, max(len(data) - 32, 0))
+        if tail is not None:
+            data, self._carry = data[: tail.start()], data[tail.start() :]
         pos = 0
         while pos < len(data):
             pattern = _ALT_OFF if self.alt_active else _ALT_ON
@@ -49,28 +120,25 @@ class ScreenHistory:
             if self.alt_active:
                 self._alt_enter = m.group()
                 self._alt.clear()
+                if m.group().startswith(b"\x1b[?1049"):
+                    # 1049 saves the cursor on entry and restores it on exit: replay the save.
+                    self._main.data += SAVE_CURSOR
             else:
                 self._alt.clear()
-                # Leaving the alternate screen restores the main one as it was.
-                self._main += m.group()
+                self._main.data += m.group()
             pos = m.end()
 
     def _append(self, data: bytes) -> None:
-        buf = self._alt if self.alt_active else self._main
-        wipes = list(_WIPE.finditer(data))
+        screen = self._alt if self.alt_active else self._main
+        wipes = list(_WIPE.finditer(data)) if b"\x1b" in data else []
         if wipes:
-            buf.clear()
-            data = data[wipes[-1].start() :]
-        buf += data
-        if len(buf) > self.limit:
-            # Keep the newest bytes, starting on a line boundary so no escape is cut in half.
-            cut = len(buf) - self.limit
-            nl = buf.find(b"\n", cut)
-            del buf[: (nl + 1) if nl != -1 else cut]
+            data = screen.wipe_at(data, wipes[-1].start())
+        screen.data += data
+        screen.trim(self.limit)
 
     def snapshot(self, clear_scrollback: bool = True) -> bytes:
         """Bytes that redraw the current screen on a terminal in any state."""
-        out = RESET + (CLEAR_SCROLLBACK if clear_scrollback else b"") + bytes(self._main)
+        out = RESET + (CLEAR_SCROLLBACK if clear_scrollback else b"") + self._main.replay()
         if self.alt_active:
-            out += self._alt_enter + self._alt
-        return out
+            out += self._alt_enter + self._alt.replay()
+        return out + self._carry

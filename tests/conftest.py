@@ -105,11 +105,12 @@ def start_host(
     server: str | None,
     *extra: str,
     command: list[str] | None = None,
+    global_opts: tuple[str, ...] = (),
     **kw: object,
 ) -> tuple[Proc, dict]:
     """Start `beach host` and return it with the JSON of its --info-file."""
     info = tmp_path / f"info-{len(procs.all)}.json"
-    argv = [BEACH, "host", "--info-file", str(info)]
+    argv = [BEACH, *global_opts, "host", "--info-file", str(info)]
     if server:
         argv += ["--server", server]
     argv += [*extra, "--", *(command or SHELL)]
@@ -117,6 +118,7 @@ def start_host(
     # The banner is printed after the info file is written.
     host.expect("to join")
     data = json.loads(info.read_text())
+    data["_path"] = str(info)
     return host, data
 
 
