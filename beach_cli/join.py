@@ -17,6 +17,7 @@ from rich.console import Console
 
 from .errors import (
     BeachError,
+    ConnectTimeout,
     HostGone,
     ProtocolError,
     Refused,
@@ -163,10 +164,9 @@ class JoinSession:
         while opened is None or not opened.done():
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                from .errors import ConnectTimeout
-
                 raise ConnectTimeout(
-                    f"could not connect to the host within {self.opts.connect_timeout:.0f} s"
+                    f"no connection to the host within {self.opts.connect_timeout:.0f} s "
+                    "(no usable network path between the two machines?)"
                 )
             recv = asyncio.ensure_future(sig.recv(remaining))
             waiters: set[asyncio.Future[Any]] = {recv} | ({opened} if opened else set())

@@ -125,7 +125,7 @@ class PeerLink:
             await asyncio.wait_for(self._open.wait(), timeout)
         except TimeoutError as exc:
             raise ConnectTimeout(
-                f"no peer-to-peer connection after {timeout:.0f} s "
+                f"no peer-to-peer connection within {timeout:.0f} s "
                 "(no usable network path between the two machines?)"
             ) from exc
         self._heartbeat = asyncio.create_task(self._heartbeat_loop())

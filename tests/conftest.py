@@ -106,11 +106,12 @@ def start_host(
     *extra: str,
     command: list[str] | None = None,
     global_opts: tuple[str, ...] = (),
+    wrap: list[str] | None = None,
     **kw: object,
 ) -> tuple[Proc, dict]:
     """Start `beach host` and return it with the JSON of its --info-file."""
     info = tmp_path / f"info-{len(procs.all)}.json"
-    argv = [BEACH, *global_opts, "host", "--info-file", str(info)]
+    argv = [*(wrap or []), BEACH, *global_opts, "host", "--info-file", str(info)]
     if server:
         argv += ["--server", server]
     argv += [*extra, "--", *(command or SHELL)]
