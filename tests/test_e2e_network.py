@@ -8,7 +8,7 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-from conftest import BEACH, Procs, need, shell_ready, start_host, start_join
+from conftest import BEACH, Procs, need, shell_ready, start_host
 
 
 @pytest.fixture
