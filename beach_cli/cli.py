@@ -180,6 +180,11 @@ def serve(
 )
 @click.option("--approve", is_flag=True, help="Ask before letting each joiner in.")
 @click.option(
+    "--record",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Record the session to this file (asciicast v2, plays with asciinema).",
+)
+@click.option(
     "--on-guess-limit",
     type=click.Choice(["new-token", "stop"]),
     default="new-token",
@@ -196,6 +201,7 @@ def host(
     advertise: str | None,
     approve: bool,
     on_guess_limit: str,
+    record: Path | None,
     **flags: Any,
 ) -> None:
     """Share your shell (or `-- CMD ARGS...`) and print how to join."""
@@ -220,6 +226,7 @@ def host(
         connect_timeout=s["connect_timeout"],
         approve=approve,
         on_guess_limit=on_guess_limit,
+        record=record,
     )
 
     async def main() -> int:

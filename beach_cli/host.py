@@ -24,6 +24,7 @@ from .keys import DEFAULT_SECRET_LENGTH, Token, random_code
 from .lan import advertised_address
 from .peer import RemotePeer
 from .pty import ExitStatus, PtyProcess
+from .record import Recorder
 from .screen import ScreenHistory
 from .signaling import SignalingClient, short_url
 from .terminal import LocalTerminal
@@ -52,6 +53,7 @@ class HostOptions:
     size_mode: str = "smallest"  # or "host"
     connect_timeout: float = 20.0
     approve: bool = False  # ask the host before letting each joiner in
+    record: Path | None = None  # asciicast v2 file
     on_guess_limit: str = "new-token"  # or "stop": after too many wrong tokens
 
 
@@ -77,6 +79,7 @@ class HostSession:
         self._notice_timer: asyncio.TimerHandle | None = None
         self._paused = False
         self.accepting = True
+        self.recorder: Recorder | None = None
         self.prompt = ApprovalPrompt(
             terminal,
             lambda: self.screen.snapshot(clear_scrollback=False),
@@ -176,6 +179,11 @@ class HostSession:
             env["TERM"] = "xterm-256color"
         env["BEACH_SESSION"] = self.session_id
         argv = self.opts.command or [os.environ.get("SHELL") or shutil.which("bash") or "/bin/sh"]
+        if self.opts.record is not None:
+            try:
+                self.recorder = Recorder(self.opts.record, cols, rows, argv)
+            except OSError as exc:
+                raise BeachError(f"cannot record to {self.opts.record}: {exc.strerror}") from exc
         self.pty = await PtyProcess.spawn(argv, cols, rows, env)
         self.term.enter_raw()
         self.term.on_drain(self._local_drained)
@@ -208,6 +216,8 @@ class HostSession:
         if self.pty is not None:
             self.pty.terminate()
             self.pty.close()
+        if self.recorder is not None:
+            self.recorder.close()
         await self.term.drain(1.0)
         self.term.restore()
         if self.sig is not None:
@@ -234,6 +244,8 @@ class HostSession:
             self.pty.write(data)
 
     def _on_output(self, data: bytes) -> None:
+        if self.recorder is not None:
+            self.recorder.output(data)
         if self.prompt.active:
             self.prompt.hold(data)
         else:
@@ -270,6 +282,8 @@ class HostSession:
                     cols, rows = min(cols, peer.size[0]), min(rows, peer.size[1])
         if (cols, rows) != (self.pty.cols, self.pty.rows):
             self.pty.resize(cols, rows)
+            if self.recorder is not None:
+                self.recorder.resize(cols, rows)
             for peer in self.peers.values():
                 peer.send_size(cols, rows)
 

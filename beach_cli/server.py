@@ -48,9 +48,10 @@ class ServerLimits:
 class Client:
     """One WebSocket connection with a bounded outbox drained by its own writer task."""
 
-    def __init__(self, ws: web.WebSocketResponse, addr: str) -> None:
+    def __init__(self, ws: web.WebSocketResponse, addr: str, transport: Any = None) -> None:
         self.ws = ws
         self.addr = addr
+        self._transport = transport
         self.session: Session | None = None
         self.peer_id: str | None = None  # set for joiners
         self._outbox: asyncio.Queue[str | None] = asyncio.Queue(OUTBOX_LIMIT)
@@ -61,8 +62,11 @@ class Client:
             self._outbox.put_nowait(text)
         except asyncio.QueueFull:
             log.warning("dropping client %s: outbox full", self.addr)
-            # The writer task owns the socket: cancelling it ends with ws.close().
+            # A client that does not read cannot be closed politely (the close frame would
+            # queue behind everything else): cut the connection, which ends its read loop.
             self._writer.cancel()
+            if self._transport is not None:
+                self._transport.abort()
 
     def close_after_flush(self) -> None:
         with contextlib.suppress(asyncio.QueueFull):
@@ -163,13 +167,15 @@ class SignalServer:
         )
 
     async def handle_ws(self, request: web.Request) -> web.StreamResponse:
+        # No permessage-deflate: handshake messages are small, and each deflate context costs
+        # hundreds of KiB per connection.
         ws = web.WebSocketResponse(
-            heartbeat=self.limits.heartbeat_seconds, max_msg_size=MAX_MESSAGE_BYTES
+            heartbeat=self.limits.heartbeat_seconds, max_msg_size=MAX_MESSAGE_BYTES, compress=False
         )
         if not ws.can_prepare(request).ok:
             return web.Response(text="beach signaling server: connect with a WebSocket\n")
         await ws.prepare(request)
-        client = Client(ws, request.remote or "?")
+        client = Client(ws, request.remote or "?", request.transport)
         self.clients.add(client)
         client.send(
             server_message("welcome", server=f"beach/{__version__}", ice_servers=self.ice_servers)
@@ -278,7 +284,7 @@ class SignalServer:
             return
         peer = session.peers.pop(msg["peer"], None)
         if peer is not None:
-            peer.session = None
+            peer.session, peer.peer_id = None, None
             peer.error("dropped", msg.get("reason") or "the host closed this join attempt")
             peer.close_after_flush()
 
@@ -290,14 +296,15 @@ class SignalServer:
             return
         client.session = None
         if client.peer_id is not None:
-            if session.peers.pop(client.peer_id, None) is not None and session.host:
-                session.host.send(server_message("peer_left", peer=client.peer_id))
+            peer_id, client.peer_id = client.peer_id, None
+            if session.peers.pop(peer_id, None) is not None and session.host:
+                session.host.send(server_message("peer_left", peer=peer_id))
             return
         if session.host is client:
             # Keep the session for a grace period so the host can reclaim it after a blip.
             session.host, session.host_lost_at = None, time.monotonic()
             for peer in session.peers.values():
-                peer.session = None
+                peer.session, peer.peer_id = None, None
                 peer.send(server_message("host_left", reason="the host disconnected"))
                 peer.close_after_flush()
             session.peers.clear()
