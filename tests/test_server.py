@@ -782,7 +782,7 @@ async def test_max_peers_per_session(h: Harness) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# Known defects in server.py (strict xfail: they start failing loudly once fixed)
+# Regressions: clients that stop reading, and a dropped joiner that tries to become a host
 # ---------------------------------------------------------------------------------------------
 
 
