@@ -42,8 +42,10 @@ from .protocol import (
     parse_payload,
     payload,
 )
+from .pty import ExitStatus
 from .signaling import SignalingClient
 from .terminal import LocalTerminal, eprint
+from .viewport import Viewport
 
 log = logging.getLogger("beach.join")
 
@@ -57,8 +59,10 @@ LOCAL_BACKLOG = 8 * 1024 * 1024
 # cursor, mouse reporting, bracketed paste, application keypad, colours.
 LEAVE = (
     b"\x1b[?1049l\x1b[?25h\x1b[?1000l\x1b[?1002l\x1b[?1003l\x1b[?1006l"
-    b"\x1b[?2004l\x1b[?1l\x1b>\x1b[0m\r\n"
+    b"\x1b[?2004l\x1b[?1l\x1b>\x1b[0m\x1b7\x1b[r\x1b8\x1b[23;0t\r\n"
 )
+# Save the window title (xterm's title stack) so notices in it can be undone on the way out.
+PUSH_TITLE = b"\x1b[22;0t"
 
 
 @dataclass
@@ -88,6 +92,8 @@ class JoinSession:
         self._prefix = False
         self._drew = False
         self.pty_size: tuple[int, int] | None = None
+        self.viewport: Viewport | None = None
+        self._told_small = False
         self.timings: dict[str, float] = {}
 
     def _mark(self, name: str) -> None:
@@ -275,6 +281,7 @@ class JoinSession:
             if "zlib" in self._hello.features:
                 self._decompress = zlib.decompressobj()
             self.pty_size = (self._hello.cols, self._hello.rows)
+            self.viewport = Viewport(self.term.size(), self.pty_size)
             self._hello_event.set()
         elif kind in (Frame.OUTPUT, Frame.SNAPSHOT):
             if self._decompress is not None:
@@ -283,20 +290,43 @@ class JoinSession:
                 self._awaiting_snapshot = False
             elif self._awaiting_snapshot:
                 return
-            self._drew = True
-            self.term.write(body)
+            self._draw(body)
             if self.term.pending > LOCAL_BACKLOG and not self._awaiting_snapshot:
+                # Our own terminal is far behind: skip to the present rather than replay.
+                log.info("terminal %d bytes behind: asking for a fresh screen", self.term.pending)
                 self._awaiting_snapshot = True
+                self.term.discard_pending()
                 self.link.send(encode_frame(Frame.SNAPSHOT))
         elif kind == Frame.RESIZE:
             self.pty_size = decode_resize(body)
+            self._fit(pty=self.pty_size)
         elif kind == Frame.EXIT:
             code, sig = decode_exit(body)
-            from .pty import ExitStatus
-
             self._finish(code, f"the host's shell {ExitStatus(code, sig).describe()}")
         elif kind == Frame.NOTICE:
-            log.info("host: %s", body.decode(errors="replace"))
+            self._title(body.decode(errors="replace")[:200])
+
+    def _draw(self, data: bytes) -> None:
+        if not self._drew:
+            self._drew = True
+            self.term.write(PUSH_TITLE)
+            self._fit()
+        self.term.write(self.viewport.filter(data) if self.viewport else data)
+
+    def _fit(self, window: tuple[int, int] | None = None, pty: tuple[int, int] | None = None):
+        """Sizes changed (or first drawing): adjust the scroll region, say if we are too small."""
+        if self.viewport is None or not self._drew:
+            return
+        self.term.write(self.viewport.resize(window, pty))
+        notice = self.viewport.notice()
+        if notice is not None or self._told_small:
+            self._told_small = notice is not None
+            self._title(notice or "beach: your window fits the shared terminal")
+
+    def _title(self, text: str) -> None:
+        if self.term.out_is_tty:
+            safe = "".join(ch for ch in text if ch.isprintable())
+            self.term.write(f"\x1b]2;{safe}\x07".encode())
 
     def _on_input(self, data: bytes) -> None:
         out = bytearray()
@@ -320,6 +350,7 @@ class JoinSession:
     def _on_resize(self, cols: int, rows: int) -> None:
         if self.link is not None:
             self.link.send(encode_resize(cols, rows))
+        self._fit(window=(cols, rows))
 
     @property
     def exit_line(self) -> str:

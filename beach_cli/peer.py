@@ -238,6 +238,9 @@ class RemotePeer:
         if self._sender is None or self._exit is not None:
             return
         if len(self._buf) + len(data) > BACKLOG_LIMIT:
+            log.info(
+                "peer %s: more than %d bytes behind, sending a fresh screen", self.id, BACKLOG_LIMIT
+            )
             self.request_resync()
             return
         self._buf += data

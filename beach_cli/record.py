@@ -1,8 +1,9 @@
 """`beach host --record FILE`: the session as an asciicast v2 file (asciinema's format).
 
 A header line with the size, then one JSON array per event: [seconds, "o", text] for output
-and [seconds, "r", "COLSxROWS"] for resizes. Writing is buffered; if the disk fails, recording
-stops with a notice and the session goes on.
+and [seconds, "r", "COLSxROWS"] for resizes. Each event is one write (the file is readable, and
+`asciinema play`-able, while the session runs); if the disk fails, recording stops with a
+logged error and the session goes on.
 """
 
 from __future__ import annotations
@@ -17,8 +18,6 @@ from typing import IO
 
 log = logging.getLogger("beach.record")
 
-BUFFER = 256 * 1024
-
 
 class Recorder:
     def __init__(self, path: Path, cols: int, rows: int, command: list[str]) -> None:
@@ -27,7 +26,7 @@ class Recorder:
         # Output is cut wherever the PTY read stopped: decode incrementally so a UTF-8
         # character split across two reads is written whole.
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        self._file: IO[str] | None = path.open("w", encoding="utf-8", buffering=BUFFER)
+        self._file: IO[str] | None = path.open("w", encoding="utf-8", buffering=1)
         header = {
             "version": 2,
             "width": cols,

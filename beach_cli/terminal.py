@@ -95,6 +95,10 @@ class LocalTerminal:
         if not self._writing:
             self._flush()
 
+    def discard_pending(self) -> None:
+        """Drop output not yet written (a fresh screen is on its way to replace it)."""
+        self._out.clear()
+
     def on_drain(self, callback: Callable[[], None] | None) -> None:
         self._on_drain = callback
 

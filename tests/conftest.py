@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -23,6 +24,7 @@ def beach_env(**extra: str) -> dict[str, str]:
     env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
     env["TERM"] = "xterm-256color"
     env["PS1"] = "$ "
+    env["LANG"] = "C.UTF-8"
     env["BEACH_CONFIG"] = "/nonexistent/beach-test-config.toml"
     env.update(extra)
     return env
@@ -31,7 +33,16 @@ def beach_env(**extra: str) -> dict[str, str]:
 class Proc:
     """A process in its own PTY; `expect` reads everything it prints."""
 
-    def __init__(self, argv: list[str], *, cols: int = 100, rows: int = 30, **env: str) -> None:
+    def __init__(
+        self,
+        argv: list[str],
+        *,
+        cols: int = 100,
+        rows: int = 30,
+        maxread: int = 2000,
+        searchwindowsize: int | None = None,
+        **env: str,
+    ) -> None:
         self.argv = argv
         self.child = pexpect.spawn(
             argv[0],
@@ -39,9 +50,13 @@ class Proc:
             env=beach_env(**env),
             dimensions=(rows, cols),
             timeout=TIMEOUT,
+            maxread=maxread,
+            searchwindowsize=searchwindowsize,
             encoding="utf-8",
             codec_errors="replace",
         )
+        self.transcript = io.StringIO()  # everything the process wrote to its terminal
+        self.child.logfile_read = self.transcript
 
     def expect(self, pattern: str | list, timeout: float = TIMEOUT) -> int:
         return self.child.expect(pattern, timeout=timeout)

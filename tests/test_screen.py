@@ -16,48 +16,11 @@ the screen right after, so the result is the same as on a real terminal (see
 
 from __future__ import annotations
 
-from collections import defaultdict
-from typing import Any
-
 import pyte
 import pytest
-from pyte.screens import StaticDefaultDict
+from oracle import COLS, ROWS, XtermScreen
 
 from beach_cli.screen import ScreenHistory
-
-COLS, ROWS = 80, 24
-ALT_SCREEN = 1049
-
-
-class XtermScreen(pyte.Screen):
-    """pyte plus xterm's alternate screen with cursor save/restore (mode 1049)."""
-
-    def __init__(self, columns: int = COLS, lines: int = ROWS) -> None:
-        self.main_buffer: Any = None  # the main screen's buffer while the alternate one shows
-        super().__init__(columns, lines)
-
-    def set_mode(self, *modes: int, **kwargs: Any) -> None:
-        if kwargs.get("private") and ALT_SCREEN in modes:
-            self.save_cursor()
-            if self.main_buffer is None:
-                self.main_buffer = self.buffer
-                self.buffer = defaultdict(lambda: StaticDefaultDict(self.default_char))
-            self.erase_in_display(2)
-            modes = tuple(m for m in modes if m != ALT_SCREEN)
-        super().set_mode(*modes, **kwargs)
-
-    def reset_mode(self, *modes: int, **kwargs: Any) -> None:
-        if kwargs.get("private") and ALT_SCREEN in modes:
-            if self.main_buffer is not None:
-                self.buffer, self.main_buffer = self.main_buffer, None
-                self.dirty.update(range(self.lines))
-            self.restore_cursor()
-            modes = tuple(m for m in modes if m != ALT_SCREEN)
-        super().reset_mode(*modes, **kwargs)
-
-    def reset(self) -> None:
-        self.main_buffer = None
-        super().reset()
 
 
 def render(data: bytes, screen: XtermScreen | None = None) -> XtermScreen:

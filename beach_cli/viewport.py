@@ -1,0 +1,76 @@
+"""Fit the shared terminal into a joiner's window of another size.
+
+- A taller window: the shared program knows only the PTY's rows, so the joiner's terminal gets
+  a scroll region of exactly those rows. Text then scrolls where it scrolls at the host, and a
+  program resetting its scroll region ("ESC [ r") is held to the PTY's rows too.
+- A smaller window (a viewer, or `--size host`): nothing can make it fit, so the joiner is told
+  in its terminal title.
+"""
+
+from __future__ import annotations
+
+import re
+
+# Set or reset the scroll region: ESC [ top ; bottom r (both optional).
+_DECSTBM = re.compile(rb"\x1b\[(\d*)(?:;(\d*))?r")
+# Resets that also reset the scroll region to the whole window.
+_RESETS = re.compile(rb"\x1bc|\x1b\[!p")
+# An escape sequence cut at the end of a frame, completed by the next one.
+_PARTIAL = re.compile(rb"\x1b(?:\[[0-9;:?<=>!]*)?\Z")
+
+
+class Viewport:
+    def __init__(self, window: tuple[int, int], pty: tuple[int, int]) -> None:
+        self.window = window
+        self.pty = pty
+        self._carry = b""
+
+    @property
+    def clamps(self) -> bool:
+        return self.window[1] > self.pty[1]
+
+    def _region(self) -> bytes:
+        return b"\x1b[1;%dr" % self.pty[1]
+
+    def resize(
+        self, window: tuple[int, int] | None = None, pty: tuple[int, int] | None = None
+    ) -> bytes:
+        """New sizes; returns bytes to write that put the joiner's terminal right."""
+        self.window = window or self.window
+        self.pty = pty or self.pty
+        # DECSTBM homes the cursor: save and restore it around the change.
+        region = self._region() if self.clamps else b"\x1b[r"
+        return b"\x1b7" + region + b"\x1b8"
+
+    def notice(self) -> str | None:
+        (wc, wr), (pc, pr) = self.window, self.pty
+        if wc < pc or wr < pr:
+            return (
+                f"beach: your window ({wc}x{wr}) is smaller than the shared terminal "
+                f"({pc}x{pr}): some of it is cut off"
+            )
+        return None
+
+    def filter(self, data: bytes) -> bytes:
+        """Hold scroll-region changes in the stream to the PTY's rows."""
+        if not self.clamps:
+            if self._carry:
+                data, self._carry = self._carry + data, b""
+            return data
+        if self._carry:
+            data, self._carry = self._carry + data, b""
+        if b"\x1b" not in data:
+            return data
+        tail = _PARTIAL.search(data, max(len(data) - 16, 0))
+        if tail is not None:
+            data, self._carry = data[: tail.start()], data[tail.start() :]
+        rows = self.pty[1]
+
+        def clamp(m: re.Match[bytes]) -> bytes:
+            top = int(m.group(1) or 1)
+            bottom = int(m.group(2) or 0)
+            bottom = rows if bottom == 0 or bottom > rows else bottom
+            return b"\x1b[%d;%dr" % (max(top, 1), bottom)
+
+        data = _DECSTBM.sub(clamp, data)
+        return _RESETS.sub(lambda m: m.group() + self._region(), data)
