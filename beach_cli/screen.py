@@ -29,9 +29,9 @@ _PARTIAL = re.compile(rb"\x1b(?:\[[0-9;:?<=>!]*|[()#%]?)?\Z")
 MAX_SGR = 16
 MAX_MODES = 64
 
-# Put a terminal into a known state before replaying: soft reset, main screen, default
-# attributes, cursor home, screen cleared.
-RESET = b"\x1b[!p\x1b[?1049l\x1b[0m\x1b[H\x1b[2J"
+# Put a terminal into a known state before replaying: soft reset (which on some terminals also
+# turns autowrap off: turn it back on), main screen, default attributes, cursor home, cleared.
+RESET = b"\x1b[!p\x1b[?7h\x1b[?1049l\x1b[0m\x1b[H\x1b[2J"
 CLEAR_SCROLLBACK = b"\x1b[3J"
 SAVE_CURSOR = b"\x1b7"
 

@@ -3,6 +3,7 @@
 - A taller window: the shared program knows only the PTY's rows, so the joiner's terminal gets
   a scroll region of exactly those rows. Text then scrolls where it scrolls at the host, and a
   program resetting its scroll region ("ESC [ r") is held to the PTY's rows too.
+- A wider window: lines wrap at the PTY's width (see wrap.py).
 - A smaller window (a viewer, or `--size host`): nothing can make it fit, so the joiner is told
   in its terminal title.
 """
@@ -10,6 +11,8 @@
 from __future__ import annotations
 
 import re
+
+from .wrap import WrapAt
 
 # Set or reset the scroll region: ESC [ top ; bottom r (both optional).
 _DECSTBM = re.compile(rb"\x1b\[(\d*)(?:;(\d*))?r")
@@ -24,6 +27,17 @@ class Viewport:
         self.window = window
         self.pty = pty
         self._carry = b""
+        self._wrap: WrapAt | None = None
+        self._update_wrap()
+
+    def _update_wrap(self) -> None:
+        if self.window[0] <= self.pty[0]:
+            self._wrap = None
+        elif self._wrap is None:
+            self._wrap = WrapAt(self.pty[0])
+        else:  # keep following the cursor; only the edge moves
+            self._wrap.cols = self.pty[0]
+            self._wrap.col = min(self._wrap.col, self.pty[0])
 
     @property
     def clamps(self) -> bool:
@@ -38,6 +52,7 @@ class Viewport:
         """New sizes; returns bytes to write that put the joiner's terminal right."""
         self.window = window or self.window
         self.pty = pty or self.pty
+        self._update_wrap()
         # DECSTBM homes the cursor: save and restore it around the change.
         region = self._region() if self.clamps else b"\x1b[r"
         return b"\x1b7" + region + b"\x1b8"
@@ -52,7 +67,9 @@ class Viewport:
         return None
 
     def filter(self, data: bytes) -> bytes:
-        """Hold scroll-region changes in the stream to the PTY's rows."""
+        """Wrap at the PTY's width; hold scroll-region changes to the PTY's rows."""
+        if self._wrap is not None:
+            data = self._wrap.feed(data)
         if not self.clamps:
             if self._carry:
                 data, self._carry = self._carry + data, b""

@@ -1,20 +1,35 @@
-"""A terminal emulator to check screens against: pyte, plus xterm's alternate screen.
+"""A terminal emulator to check screens against: pyte, made to behave like xterm where it
+matters to beach.
 
-pyte ignores the alternate screen (private modes 47/1047/1049) entirely, so `XtermScreen`
-implements mode 1049 the way xterm does (charproc.c, `srm_OPT_ALTBUF_CURSOR`): set = save
-cursor, switch to a cleared alternate buffer; reset = switch back to the main buffer (if on the
-alternate one), then restore the cursor, unconditionally.
+- The alternate screen: pyte ignores private modes 47/1047/1049 entirely, so `XtermScreen`
+  implements mode 1049 the way xterm does (charproc.c, `srm_OPT_ALTBUF_CURSOR`): set = save
+  cursor, switch to a cleared alternate buffer; reset = switch back to the main buffer (if on
+  the alternate one), then restore the cursor, unconditionally.
+- The pending wrap: after a character lands in the last column, pyte parks the cursor one past
+  the edge until the next character. xterm keeps it on the last column with a "wrap pending"
+  flag that cursor movements, line feeds and erasures clear (and colours keep). `XtermScreen`
+  moves the cursor back onto the last column before each of those operations.
+- The saved cursor (DECSC/DECRC) is one slot that can be restored any number of times, as in
+  xterm, not pyte's stack.
+- Erasing the display erases every cell (pyte touches only cells that were written).
+- Characters pushed past the right edge by an insertion are gone, as in xterm (pyte keeps one,
+  which a later deletion pulls back into view).
+- Wide characters that do not fit in the last column wrap to the next line first, as in xterm
+  (pyte would draw half of one).
 """
 
 from __future__ import annotations
 
+import copy
 import json
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
 import pyte
+from pyte import modes
 from pyte.screens import StaticDefaultDict
+from wcwidth import wcwidth
 
 COLS, ROWS = 80, 24
 ALT_SCREEN = 1049
@@ -49,6 +64,81 @@ class XtermScreen(pyte.Screen):
     def reset(self) -> None:
         self.main_buffer = None
         super().reset()
+
+    def save_cursor(self) -> None:
+        self.savepoints.clear()  # xterm has one save slot, not pyte's stack
+        super().save_cursor()
+
+    def restore_cursor(self) -> None:
+        kept = list(self.savepoints)  # and restoring does not use it up
+        super().restore_cursor()
+        self.savepoints[:] = kept
+        if kept and not kept[-1].wrap:
+            self.mode.discard(modes.DECAWM)  # pyte only ever turns autowrap back on
+        self.cursor = copy.copy(self.cursor)  # pyte hands out the saved cursor object itself
+
+    def erase_in_display(self, how: int = 0, *args: Any, **kwargs: Any) -> None:
+        # pyte erases only cells that were ever written; erase every cell, as a terminal does.
+        rows = {0: range(self.cursor.y + 1, self.lines), 1: range(self.cursor.y)}.get(
+            how, range(self.lines)
+        )
+        for y in rows:
+            line = self.buffer[y]
+            for x in range(self.columns):
+                line[x] = self.cursor.attrs
+        super().erase_in_display(how, *args, **kwargs)
+
+    def insert_characters(self, count: int | None = None) -> None:
+        super().insert_characters(count)
+        line = self.buffer[self.cursor.y]
+        for x in [x for x in line if x >= self.columns]:  # pyte keeps one cell past the edge
+            del line[x]
+
+    def draw(self, data: str) -> None:
+        for char in data:
+            if (
+                wcwidth(char) == 2
+                and self.cursor.x == self.columns - 1
+                and modes.DECAWM in self.mode
+            ):
+                self.carriage_return()
+                self.linefeed()
+            super().draw(char)
+            if self.cursor.x == self.columns and modes.DECAWM not in self.mode:
+                self.cursor.x = self.columns - 1  # without autowrap xterm stays on the edge
+
+
+def _clears_pending_wrap(name: str) -> Any:
+    method = getattr(XtermScreen, name)
+
+    def wrapper(self: XtermScreen, *args: Any, **kwargs: Any) -> Any:
+        if self.cursor.x >= self.columns:
+            self.cursor.x = self.columns - 1
+        return method(self, *args, **kwargs)
+
+    wrapper.__name__ = name
+    return wrapper
+
+
+for _name in (
+    "linefeed",
+    "index",
+    "reverse_index",
+    "backspace",
+    "tab",
+    "cursor_up",
+    "cursor_up1",
+    "cursor_down",
+    "cursor_down1",
+    "cursor_forward",
+    "cursor_back",
+    "erase_in_line",
+    "erase_in_display",
+    "erase_characters",
+    "insert_characters",
+    "delete_characters",
+):
+    setattr(XtermScreen, _name, _clears_pending_wrap(_name))
 
 
 def render_text(text: str, cols: int, rows: int) -> XtermScreen:
@@ -87,14 +177,23 @@ def line_tail(text: str, size: int) -> str:
     return text[start:]
 
 
+def cell(c: Any) -> tuple[Any, ...]:
+    """What a person sees of a cell: a blank shows only its background (and reverse)."""
+    if c.data in ("", " "):  # "" is the right half of a wide character
+        return (" ", c.bg, c.reverse)
+    return (c.data, c.fg, c.bg, c.bold, c.italics, c.underscore, c.reverse)
+
+
 def cells(screen: pyte.Screen, cols: int, rows: int) -> list[list[tuple[Any, ...]]]:
-    """Characters and attributes of the top-left cols x rows, one tuple per cell."""
+    """What shows in the top-left cols x rows, one tuple per cell."""
+    return [[cell(screen.buffer[y][x]) for x in range(cols)] for y in range(rows)]
+
+
+def text_lines(screen: pyte.Screen, cols: int, rows: int) -> list[str]:
+    """The text of the top-left cols x rows (pyte's own `display` trips over a wide
+    character whose first half was overwritten)."""
     return [
-        [
-            (c.data, c.fg, c.bg, c.bold, c.italics, c.underscore, c.reverse)
-            for c in (screen.buffer[y][x] for x in range(cols))
-        ]
-        for y in range(rows)
+        "".join(screen.buffer[y][x].data or " " for x in range(cols)).rstrip() for y in range(rows)
     ]
 
 
@@ -102,8 +201,7 @@ def assert_same_screen(truth: pyte.Screen, seen: pyte.Screen) -> None:
     """`seen` shows what `truth` shows, cell by cell, with the cursor in the same place.
     `seen` may be larger (a joiner's bigger window): its top-left part is compared."""
     cols, rows = truth.columns, truth.lines
-    want = [line.rstrip() for line in truth.display]
-    got = [line[:cols].rstrip() for line in seen.display[:rows]]
+    want, got = text_lines(truth, cols, rows), text_lines(seen, cols, rows)
     assert got == want, "text differs:\n" + "\n".join(
         f"{i:2} want {w!r}\n   got  {g!r}"
         for i, (w, g) in enumerate(zip(want, got, strict=True))

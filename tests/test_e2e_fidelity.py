@@ -186,7 +186,7 @@ def test_resizes_of_host_and_joiners(procs: Procs, server: str, tmp_path) -> Non
     # Now the joiner is larger than the host: the PTY follows the host (100x30), and the
     # joiner's taller window scrolls only the PTY's 30 rows.
     j.resize(120, 40)
-    j.proc.send("stty size; seq 1 60; echo c-$((1+3))\r")
+    j.proc.send("stty size; seq 1 60; printf '%0250d\\n' 7; echo c-$((1+3))\r")
     j.proc.expect("c-4")
     shell_ready(j.proc)
     check(cast, j)

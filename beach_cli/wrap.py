@@ -1,0 +1,231 @@
+"""Wrap lines at the PTY's width on a joiner's wider terminal.
+
+A program writing to an 80-column PTY relies on the terminal to wrap at column 80; a joiner's
+120-column terminal would not, and every long line (and every cursor movement computed from
+wrapped lines) would land elsewhere. `WrapAt` follows the cursor's column through the stream,
+just enough to insert the wraps an 80-column terminal would make and to clamp movements to its
+width. Rows need no such care: the joiner's scroll region is set to the PTY's rows.
+
+Only joiners whose window is wider than the PTY pay for this; it touches runs of text and
+escape sequences, not single bytes, except for non-ASCII text.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+_TOKEN = re.compile(
+    rb"(?P<text>[\x20-\x7e]+)"
+    rb"|(?P<csi>\x1b\[(?P<params>[\x30-\x3f]*)[\x20-\x2f]*(?P<final>[\x40-\x7e]))"
+    rb"|(?P<string>\x1b[\]PX^_][^\x07\x1b]*(?:\x07|\x1b\\))"
+    rb"|(?P<esc>\x1b[\x20-\x2f]*[\x30-\x7e])"
+    rb"|(?P<ctl>[\x00-\x1a\x1c-\x1f\x7f])"
+    rb"|(?P<utf8>[\xc2-\xf4][\x80-\xbf]*)"
+    rb"|(?P<other>[\x80-\xff])"
+)
+# What may be the start of a token cut at the end of a chunk.
+_PARTIAL = re.compile(
+    rb"(?:\x1b(?:\[[\x30-\x3f]*[\x20-\x2f]*|[\]PX^_][^\x07\x1b]*\x1b?|[\x20-\x2f]*)?"
+    rb"|[\xc2-\xf4][\x80-\xbf]{0,2})\Z"
+)
+_TAB = 8
+_CLEARS_WRAP = frozenset(bytes([c]) for c in b"ABCDEFGHIJKLMPXZadef`@r")
+
+
+def _incomplete_tail(data: bytes) -> int:
+    """Where a token cut off by the end of `data` starts (len(data) if none is)."""
+    tail = _PARTIAL.search(data, max(len(data) - 4096, 0))
+    if tail is None or tail.start() == len(data):
+        return len(data)
+    piece = tail.group()
+    lead = piece[0]
+    if lead != 0x1B:  # UTF-8: complete if it has all the bytes its lead byte announces
+        need = 2 if lead < 0xE0 else 3 if lead < 0xF0 else 4
+        if len(piece) >= need:
+            return len(data)
+    return tail.start()
+
+
+def char_width(ch: str) -> int:
+    if unicodedata.combining(ch) or unicodedata.category(ch) in ("Mn", "Me", "Cf"):
+        return 0
+    return 2 if unicodedata.east_asian_width(ch) in ("W", "F") else 1
+
+
+class WrapAt:
+    def __init__(self, cols: int) -> None:
+        self.cols = cols
+        self.col = 0  # 0-based; == cols means "wrap pending" (the cursor sits past the edge)
+        self.autowrap = True
+        self._saved: tuple[int, bool] | None = None
+        self._carry = b""
+
+    def _restored(self) -> bytes:
+        """After a cursor restore: a restored cursor never has a wrap pending."""
+        if self._saved is None:  # nothing saved: the cursor goes home
+            self.col = 0
+            return b""
+        self.col, self.autowrap = self._saved  # DECSC keeps the autowrap mode too
+        return self._cha() if self.col >= self.cols else b""
+
+    def _cha(self) -> bytes:
+        """Put the joiner's cursor where the PTY's is while a wrap is pending."""
+        self.col = self.cols - 1
+        return b"\x1b[%dG" % self.cols
+
+    def _wrap(self, out: bytearray) -> None:
+        """The next character does not fit on this line of the PTY's terminal."""
+        if self.autowrap:
+            out += b"\r\n"
+            self.col = 0
+        else:  # without autowrap it overwrites the last column
+            out += self._cha()
+
+    def _print_run(self, out: bytearray, text: bytes) -> None:
+        """A run of single-width characters."""
+        while text:
+            if self.col >= self.cols:
+                self._wrap(out)
+            room = self.cols - self.col
+            if not self.autowrap and len(text) > room:
+                text = text[: room - 1] + text[-1:]  # the rest would overwrite the last cell
+            piece, text = text[:room], text[room:]
+            out += piece
+            self.col += len(piece)
+            if not self.autowrap and self.col >= self.cols:
+                out += self._cha()  # the PTY's cursor stays on the last column
+
+    def _print_char(self, out: bytearray, char: bytes, width: int) -> None:
+        if self.autowrap and self.col + width > self.cols:
+            self._wrap(out)  # a wide character at the last column wraps first
+        elif self.col >= self.cols:  # no autowrap: it overwrites the last cells
+            self.col = self.cols - width
+            out += b"\x1b[%dG" % (self.col + 1)
+        out += char
+        self.col = min(self.col + width, self.cols)
+        if not self.autowrap and self.col >= self.cols:
+            out += self._cha()
+
+    def feed(self, data: bytes) -> bytes:
+        if self._carry:
+            data, self._carry = self._carry + data, b""
+        cut = _incomplete_tail(data)
+        if cut < len(data):
+            data, self._carry = data[:cut], data[cut:]
+        out = bytearray()
+        for m in _TOKEN.finditer(data):
+            kind = m.lastgroup
+            tok = m.group()
+            if kind == "text":
+                self._print_run(out, tok)
+                continue
+            if kind == "utf8":
+                w = sum(char_width(c) for c in tok.decode("utf-8", errors="replace"))
+                if w == 0:
+                    out += tok  # combining marks join the previous character
+                else:
+                    self._print_char(out, tok, w)
+                continue
+            if kind == "other":
+                self._print_char(out, tok, 1)
+                continue
+            if kind == "csi":
+                out += self._csi(tok, m.group("params"), m.group("final"))
+                continue
+            if kind == "esc":
+                out += self._esc(tok)
+                continue
+            if kind == "ctl":
+                out += self._ctl(tok)
+                continue
+            out += tok  # OSC, DCS and other strings: no cursor movement
+        return bytes(out)
+
+    def _ctl(self, tok: bytes) -> bytes:
+        c = tok[0]
+        if c == 0x0D:
+            self.col = 0
+            return tok
+        prefix = (
+            self._cha() if self.col >= self.cols and c in (0x08, 0x09, 0x0A, 0x0B, 0x0C) else b""
+        )
+        if c == 0x08:
+            self.col = max(self.col - 1, 0)
+        elif c == 0x09:
+            stop = (self.col // _TAB + 1) * _TAB
+            if stop >= self.cols:
+                self.col = self.cols - 1
+                return prefix + b"\x1b[%dG" % self.cols
+            self.col = stop
+        return prefix + tok
+
+    def _csi(self, tok: bytes, params: bytes, final: bytes) -> bytes:
+        f = final
+        # Cursor movements and erasures clear a pending wrap; colours and modes keep it.
+        prefix = self._cha() if self.col >= self.cols and f in _CLEARS_WRAP else b""
+        if params.startswith(b"?"):
+            modes = params[1:].split(b";")
+            if b"7" in modes and f in (b"h", b"l"):
+                self.autowrap = f == b"h"
+            if b"1049" in modes:
+                if f == b"h":
+                    self._saved = (self.col, self.autowrap)
+                else:
+                    return prefix + tok + self._restored()
+            return prefix + tok
+        if not params.replace(b";", b"").isdigit() and params:
+            return prefix + tok
+        nums = [int(p) if p else 0 for p in params.split(b";")] if params else []
+
+        def arg(i: int, default: int = 1) -> int:
+            return nums[i] if len(nums) > i and nums[i] else default
+
+        if f in (b"G", b"`"):
+            col = min(arg(0), self.cols)
+            self.col = col - 1
+            return prefix + b"\x1b[%d%s" % (col, f)
+        if f in (b"H", b"f"):
+            col = min(arg(1), self.cols)
+            self.col = col - 1
+            return prefix + b"\x1b[%d;%d%s" % (arg(0), col, f)
+        if f == b"C":
+            if self.col + arg(0) >= self.cols:
+                self.col = self.cols - 1
+                return prefix + b"\x1b[%dG" % self.cols
+            self.col += arg(0)
+        elif f == b"D":
+            self.col = max(self.col - arg(0), 0)
+        elif f in (b"E", b"F", b"r", b"L", b"M"):
+            self.col = 0
+        elif f == b"I":
+            for _ in range(arg(0)):
+                self.col = min((self.col // _TAB + 1) * _TAB, self.cols - 1)
+            return prefix + b"\x1b[%dG" % (self.col + 1)
+        elif f == b"Z":
+            for _ in range(arg(0)):
+                self.col = max((self.col - 1) // _TAB * _TAB, 0)
+        elif f == b"@":
+            # Inserted blanks push cells past the PTY's edge, where the PTY's terminal drops
+            # them: drop them here too, or a later delete would pull them back into view.
+            return prefix + tok + b"\x1b[%dG\x1b[K\x1b[%dG" % (self.cols + 1, self.col + 1)
+        elif f == b"s":
+            self._saved = (self.col, self.autowrap)
+        elif f == b"u":
+            return prefix + tok + self._restored()
+        return prefix + tok
+
+    def _esc(self, tok: bytes) -> bytes:
+        code = tok[1:]
+        if code == b"7":
+            self._saved = (self.col, self.autowrap)
+            return tok
+        if code == b"8":
+            return tok + self._restored()
+        if code == b"c":
+            self.col, self.autowrap, self._saved = 0, True, None
+            return tok
+        prefix = self._cha() if self.col >= self.cols and code in (b"D", b"M", b"E") else b""
+        if code == b"E":
+            self.col = 0
+        return prefix + tok
