@@ -25,7 +25,7 @@ from .lan import advertised_address
 from .peer import RemotePeer
 from .pty import ExitStatus, PtyProcess
 from .record import Recorder
-from .screen import ScreenHistory
+from .screen import RESET, ScreenHistory
 from .signaling import SignalingClient, short_url
 from .terminal import LocalTerminal
 
@@ -62,7 +62,10 @@ class HostSession:
         self.opts = opts
         self.term = terminal
         self.console = Console(stderr=True, highlight=False)
-        self.screen = ScreenHistory()
+        # BEACH_SCREEN_STATE=off turns the late-joiner state off (for benchmarks only).
+        self.screen: ScreenHistory | None = (
+            None if os.environ.get("BEACH_SCREEN_STATE") == "off" else ScreenHistory()
+        )
         self.peers: dict[str, RemotePeer] = {}
         self.session_id = ""
         self._secrets: dict[str, str] = {}
@@ -82,8 +85,8 @@ class HostSession:
         self.recorder: Recorder | None = None
         self.prompt = ApprovalPrompt(
             terminal,
-            lambda: self.screen.snapshot(clear_scrollback=False),
-            lambda: self.screen.alt_active,
+            lambda: self.snapshot(clear_scrollback=False),
+            lambda: self.alt_active,
         )
 
     # -- setup -----------------------------------------------------------------------------------
@@ -250,7 +253,8 @@ class HostSession:
             self.prompt.hold(data)
         else:
             self.term.write(data)
-        self.screen.feed(data)
+        if self.screen is not None:
+            self.screen.feed(data)
         for peer in self.peers.values():
             if peer.state == "live":
                 peer.output(data)
@@ -264,6 +268,15 @@ class HostSession:
         if self._paused and self.pty is not None:
             self._paused = False
             self.pty.resume_reading()
+
+    def snapshot(self, clear_scrollback: bool = True) -> bytes:
+        if self.screen is None:
+            return RESET
+        return self.screen.snapshot(clear_scrollback)
+
+    @property
+    def alt_active(self) -> bool:
+        return self.screen is not None and self.screen.alt_active
 
     def input_from_peer(self, peer: RemotePeer, data: bytes) -> None:
         if self.pty is not None:

@@ -271,7 +271,7 @@ class RemotePeer:
                 if self._resync:
                     self._resync = False
                     self._buf.clear()
-                    snap = self.host.screen.snapshot()
+                    snap = self.host.snapshot()
                     first, rest = snap[:MAX_CHUNK_BYTES], snap[MAX_CHUNK_BYTES:]
                     link.send(self._pack(Frame.SNAPSHOT, first))
                     self._buf[:0] = rest
