@@ -123,7 +123,7 @@ def _settings(ctx: click.Context, default_level: int, **flags: Any) -> dict[str,
 @click.option(
     "--max-peers",
     type=click.IntRange(1),
-    default=64,
+    default=128,
     show_default=True,
     help="Joiners allowed in one session at a time.",
 )

@@ -36,7 +36,7 @@ log = logging.getLogger("beach.host")
 LOCAL_HIGH_WATER = 1024 * 1024
 MAX_FAILED_ATTEMPTS = 5
 NOTICE_QUIET = 0.15  # show a notice only after output has paused this long
-RECONNECT_MAX_DELAY = 30.0
+RECONNECT_MAX_DELAY = 10.0
 APPROVAL_TIMEOUT = 120.0  # an unanswered question is a no
 
 

@@ -39,7 +39,7 @@ SEND_TIMEOUT = 10.0
 
 @dataclass
 class ServerLimits:
-    max_peers_per_session: int = 64
+    max_peers_per_session: int = 128
     join_attempts_per_minute: int = 30  # per client address and per session
     host_grace_seconds: float = 60.0  # a host that lost its connection may reclaim its session
     heartbeat_seconds: float = 20.0
@@ -215,6 +215,12 @@ class SignalServer:
             client.error(E_NOT_ALLOWED, "this connection already belongs to a session")
             return
         sid, reclaim = msg.get("session"), msg.get("reclaim")
+        if sid is not None and sid not in self.sessions and reclaim and len(reclaim) >= 16:
+            # A host coming back to a server that restarted (or another instance): it keeps its
+            # session id, so the tokens it printed stay valid. Squatting an id gains nothing:
+            # joiners' key exchanges would fail without the host's secrets.
+            self.sessions[sid] = Session(sid, reclaim, None)
+            log.info("session %s adopted from a returning host", sid)
         if sid is not None:
             session = self.sessions.get(sid)
             if (

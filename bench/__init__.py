@@ -1,0 +1,1 @@
+"""The beach benchmark suite: `python -m bench` (see docs/performance.md)."""

@@ -1,0 +1,158 @@
+"""Join time: from starting `beach join` to the shared screen's first paint (the shell prompt
+arriving on the joiner's terminal), one join after another into an idle shared shell.
+
+The parts come from the joiner's own debug log (`--log-file`, millisecond timestamps of the
+peer connection's state changes) and from timing process start and imports separately.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import time
+from datetime import datetime
+from pathlib import Path
+
+from .beach import BeachHost, BeachServer
+from .context import Context
+from .env import PROMPT, PYTHON, SHELL, beach_bin, proc_env
+from .errors import BenchError
+from .results import Section, Spec, Target
+from .stats import fmt, median
+
+SPEC = Spec(
+    key="join",
+    title="Join time (seconds)",
+    columns=("join", "median", "min", "max", "runs"),
+    labels=(
+        "join to first screen",
+        "  start to first output (process start, imports)",
+        "  first output to ICE connecting (server, SPAKE2, SDP, aiortc import)",
+        "  ICE connecting to connected (ICE checks, DTLS)",
+        "  connected to first screen (SCTP, channel, HELLO, snapshot)",
+        "python startup (python -c pass)",
+        "beach --version (process start, CLI)",
+        "import beach_cli.join (-X importtime)",
+        "import beach_cli.rtc, aiortc (-X importtime)",
+    ),
+    targets=("join to first screen <= 0.8 s",),
+)
+TIMEOUT = 30.0
+_LOG_LINE = re.compile(
+    r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) \S+ beach\.rtc: .*connection (connecting|connected)"
+)
+
+
+def _log_times(path: Path) -> dict[str, float]:
+    """Wall-clock times of the joiner's 'connection connecting/connected' debug lines."""
+    found: dict[str, float] = {}
+    if not path.exists():
+        return found
+    for line in path.read_text(errors="replace").splitlines():
+        m = _LOG_LINE.match(line)
+        if m and m.group(2) not in found:
+            stamp = datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S,%f")
+            found[m.group(2)] = stamp.timestamp()
+    return found
+
+
+def _wall(argv: list[str], runs: int) -> list[float]:
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        subprocess.run(argv, check=True, timeout=TIMEOUT, env=proc_env(), capture_output=True)
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def _import_seconds(module: str, runs: int) -> list[float]:
+    """Cumulative import time of `module` in a fresh interpreter, from -X importtime."""
+    times = []
+    for _ in range(runs):
+        done = subprocess.run(
+            [PYTHON, "-X", "importtime", "-c", f"import {module}"],
+            check=True,
+            timeout=TIMEOUT,
+            env=proc_env(),
+            capture_output=True,
+            text=True,
+        )
+        for line in done.stderr.splitlines():
+            parts = [p.strip() for p in line.removeprefix("import time:").split("|")]
+            if len(parts) == 3 and parts[2] == module:
+                times.append(int(parts[1]) / 1e6)
+                break
+        else:
+            raise BenchError(f"-X importtime printed no line for {module}")
+    return times
+
+
+def run(ctx: Context) -> Section:
+    opts = ctx.options
+    total: list[float] = []
+    parts: dict[str, list[float]] = {"start": [], "signal": [], "ice": [], "screen": []}
+    server = BeachServer(ctx.workdir)
+    host: BeachHost | None = None
+    try:
+        host = BeachHost(server, ctx.workdir, SHELL)
+        host.wait_prompt()
+        for i in range(opts.joins):
+            log = ctx.workdir / f"join-{i}.log"
+            wall_start = time.time()
+            joiner = host.join(log_file=log)
+            try:
+                joiner.pty.read_until(PROMPT.encode(), TIMEOUT)
+                painted = time.perf_counter()
+                total.append(painted - joiner.started)
+            finally:
+                joiner.detach(timeout=5.0)
+            stamps = _log_times(log)
+            first = joiner.pty.first_output_at
+            if first is not None and "connecting" in stamps and "connected" in stamps:
+                painted_wall = wall_start + total[-1]
+                first_wall = wall_start + (first - joiner.started)
+                parts["start"].append(first - joiner.started)
+                parts["signal"].append(stamps["connecting"] - first_wall)
+                parts["ice"].append(stamps["connected"] - stamps["connecting"])
+                parts["screen"].append(painted_wall - stamps["connected"])
+            time.sleep(0.2)
+    finally:
+        if host is not None:
+            host.close()
+        server.close()
+
+    runs = max(opts.joins, 3)
+    measured = [
+        total,
+        parts["start"],
+        parts["signal"],
+        parts["ice"],
+        parts["screen"],
+        _wall([PYTHON, "-c", "pass"], runs),
+        _wall([beach_bin(), "--version"], runs),
+        _import_seconds("beach_cli.join", runs),
+        _import_seconds("beach_cli.rtc", runs),
+    ]
+    rows = []
+    for label, values in zip(SPEC.labels, measured, strict=True):
+        if values:
+            spread = [fmt(median(values), 3), fmt(min(values), 3), fmt(max(values), 3)]
+            rows.append([label, *spread, str(len(values))])
+        else:
+            rows.append([label, "-", "-", "-", "0"])
+    target = Target(
+        SPEC.targets[0],
+        f"median {median(total):.3f} s over {len(total)} joins",
+        median(total) <= 0.8,
+    )
+    notes = [
+        "Joins one after another into an idle shared shell; each joiner detaches (Ctrl-] d) "
+        "before the next starts.",
+        "The parts add up to the total: first output is the joiner's 'connecting' status line "
+        "(printed once its modules are imported); ICE times come from the joiner's debug log "
+        "(--log-file, millisecond timestamps). The imports are measured alone in fresh "
+        "interpreters; beach imports aiortc in a thread while it talks to the server, so that "
+        "cost overlaps the handshake (but not CPU: imports hold the GIL).",
+    ]
+    data = {label: values for label, values in zip(SPEC.labels, measured, strict=True)}
+    return Section(SPEC, rows, notes=notes, targets=[target], data=data)

@@ -1,0 +1,72 @@
+"""Faults end to end: the server dies and comes back, peers are killed, the shell is killed."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import time
+
+from conftest import BEACH, Procs, shell_ready, start_host, start_join
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_server_restart_keeps_sessions_and_tokens(procs: Procs, tmp_path) -> None:
+    port = free_port()
+    serve = [BEACH, "serve", "--host", "127.0.0.1", "--port", str(port)]
+    srv = procs.start(serve)
+    srv.expect("listening")
+    host, info = start_host(procs, tmp_path, f"ws://127.0.0.1:{port}/ws")
+    shell_ready(host)
+    joiner = start_join(procs, info)
+    shell_ready(joiner)
+
+    srv.child.kill(signal.SIGKILL)
+    assert srv.exit_code() == 128 + signal.SIGKILL
+    # The established session does not need the server.
+    joiner.send("echo no-server-$((6*6))\r")
+    for p in (host, joiner):
+        p.expect("no-server-36")
+
+    srv2 = procs.start(serve)
+    srv2.expect("listening")
+    host.expect("reconnected to the server", timeout=30)  # in the host's title
+    # Same session id, same token: a new joiner gets in with what was printed at the start.
+    late = start_join(procs, info)
+    late.expect("no-server-36")
+    late.send("exit 4\r")
+    for p in (host, joiner, late):
+        assert p.exit_code() == 4
+
+
+def test_killed_joiner_is_freed_quickly(procs: Procs, server: str, tmp_path) -> None:
+    host, info = start_host(procs, tmp_path, server)
+    shell_ready(host)
+    joiner = start_join(procs, info)
+    shell_ready(joiner)
+    host.expect("joined")
+    start = time.monotonic()
+    joiner.child.kill(signal.SIGKILL)
+    host.expect(r"\w+ \(.*\) left", timeout=10)  # the host's title says who left
+    assert time.monotonic() - start < 6.0
+    host.send("exit\r")
+    assert host.exit_code() == 0
+
+
+def test_shell_killed_by_a_signal_is_reported(procs: Procs, server: str, tmp_path) -> None:
+    host, info = start_host(procs, tmp_path, server)
+    shell_ready(host)
+    joiner = start_join(procs, info)
+    shell_ready(joiner)
+    joiner.send("echo pid=$$\r")
+    joiner.expect(r"pid=(\d+)")
+    os.kill(int(joiner.child.match.group(1)), signal.SIGKILL)
+    joiner.expect("the host's shell was killed by SIGKILL")
+    host.expect("the shared shell was killed by SIGKILL")
+    assert joiner.exit_code() == 128 + signal.SIGKILL
+    assert host.exit_code() == 128 + signal.SIGKILL
