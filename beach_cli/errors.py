@@ -37,8 +37,16 @@ class Refused(BeachError):
     exit_code = 7
 
 
+class RateLimited(Refused):
+    """The server wants us to slow down; worth trying again later."""
+
+
 class HostGone(BeachError):
     exit_code = 8
+
+
+class HostAway(HostGone):
+    """The server knows the session, but its host is no longer connected."""
 
 
 class ConnectTimeout(BeachError):

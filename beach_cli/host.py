@@ -25,6 +25,7 @@ from .lan import advertised_address
 from .peer import RemotePeer
 from .pty import ExitStatus, PtyProcess
 from .record import Recorder
+from .resume import ResumeTable
 from .screen import RESET, ScreenHistory
 from .signaling import SignalingClient, short_url
 from .terminal import LocalTerminal
@@ -82,6 +83,7 @@ class HostSession:
         self._notice_timer: asyncio.TimerHandle | None = None
         self._paused = False
         self.accepting = True
+        self.resumes = ResumeTable()
         self.recorder: Recorder | None = None
         self.prompt = ApprovalPrompt(
             terminal,

@@ -1,11 +1,10 @@
-"""`beach join`: meet the host through the server, prove the token with SPAKE2, connect
-peer-to-peer, then mirror the shared terminal in this one.
+"""`beach join`: mirror the shared terminal in this one, and keep doing so across network
+drops by reconnecting with the same token.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import importlib
 import logging
 import time
@@ -15,35 +14,32 @@ from typing import Any
 
 from rich.console import Console
 
+from .dial import Dialer
 from .errors import (
     BeachError,
-    ConnectTimeout,
+    HostAway,
     HostGone,
     ProtocolError,
+    RateLimited,
     Refused,
-    ServerUnreachable,
-    UnknownSession,
     WrongToken,
 )
-from .keys import KeyExchange, parse_token
+from .keys import parse_token
 from .protocol import (
-    E_RATE_LIMITED,
-    E_TOO_MANY,
-    E_UNKNOWN_SESSION,
     FRAME_VERSION,
     Frame,
     Hello,
+    decode_ack,
     decode_exit,
     decode_hello,
     decode_resize,
     encode_frame,
     encode_hello,
+    encode_input,
     encode_resize,
-    parse_payload,
-    payload,
 )
 from .pty import ExitStatus
-from .signaling import SignalingClient
+from .resume import InputLog
 from .terminal import LocalTerminal, eprint
 from .viewport import Viewport
 
@@ -52,16 +48,20 @@ log = logging.getLogger("beach.join")
 DETACH_PREFIX = 0x1D  # Ctrl-]
 DETACH_KEYS = (ord("d"), ord("."))
 HELLO_TIMEOUT = 10.0
-APPROVAL_WAIT = 130.0  # the host answers within 120 s or the answer is no
+INPUT_CHUNK = 32 * 1024
 # More than this waiting for a slow local terminal: drop it and ask for a fresh screen.
 LOCAL_BACKLOG = 8 * 1024 * 1024
+# After losing the host, keep trying this long (a Wi-Fi drop, a server restart).
+RECONNECT_FOR = 120.0
+RECONNECT_MAX_DELAY = 5.0
+ATTEMPT = 8.0  # seconds for one reconnect attempt: try again soon after the network is back
 # On the way out, undo modes the shared program may have left on: alternate screen, hidden
-# cursor, mouse reporting, bracketed paste, application keypad, colours.
+# cursor, mouse reporting, bracketed paste, application keypad, colours, scroll region; and
+# pop the window title we pushed.
 LEAVE = (
     b"\x1b[?1049l\x1b[?25h\x1b[?1000l\x1b[?1002l\x1b[?1003l\x1b[?1006l"
     b"\x1b[?2004l\x1b[?1l\x1b>\x1b[0m\x1b7\x1b[r\x1b8\x1b[23;0t\r\n"
 )
-# Save the window title (xterm's title stack) so notices in it can be undone on the way out.
 PUSH_TITLE = b"\x1b[22;0t"
 
 
@@ -73,10 +73,6 @@ class JoinOptions:
     ice_servers: tuple[str, ...] = ()
 
 
-class Detached(Exception):
-    pass
-
-
 class JoinSession:
     def __init__(self, opts: JoinOptions, terminal: LocalTerminal) -> None:
         self.opts = opts
@@ -84,6 +80,7 @@ class JoinSession:
         self.console = Console(stderr=True, highlight=False)
         self.token = parse_token(opts.token)
         self.link: Any = None
+        self.exit_line = ""
         self._done: asyncio.Future[int] | None = None
         self._decompress: Any = None
         self._hello: Hello | None = None
@@ -91,35 +88,47 @@ class JoinSession:
         self._awaiting_snapshot = False
         self._prefix = False
         self._drew = False
+        self._raw = False
         self.pty_size: tuple[int, int] | None = None
         self.viewport: Viewport | None = None
         self._told_small = False
-        self.timings: dict[str, float] = {}
+        self.inputs = InputLog()
+        self.resume_id: str | None = None
+        self.timings: dict[str, float] = {"start": time.monotonic()}
 
-    def _mark(self, name: str) -> None:
-        self.timings[name] = time.monotonic()
-
-    # -- connecting ------------------------------------------------------------------------------
+    # -- the session -------------------------------------------------------------------------
 
     async def run(self) -> int:
-        self._mark("start")
         # aiortc takes ~0.3 s to import: do it in a thread while we talk to the server.
-        rtc_import = asyncio.ensure_future(
-            asyncio.to_thread(importlib.import_module, ".rtc", __package__)
+        rtc = asyncio.ensure_future(asyncio.to_thread(importlib.import_module, ".rtc", __package__))
+        dialer = Dialer(
+            self.opts.server,
+            self.token,
+            list(self.opts.ice_servers),
+            self.opts.connect_timeout,
+            rtc,
+            self._on_frame,
         )
-        sig = SignalingClient(self.opts.server)
+        self._done = asyncio.get_running_loop().create_future()
         try:
             with self.console.status("connecting to server", spinner="dots") as status:
-                await sig.connect(self.opts.connect_timeout)
-                self._mark("server")
-                status.update("waiting for the host")
-                await self._connect(sig, status, rtc_import)
-                self._mark("open")
-            await sig.close()
-            return await self._mirror()
+                self.link = await dialer.dial(status.update, None)
+                self.timings.update(dialer.marks)
+            await self._greet()
+            self._enter_terminal()
+            while True:
+                lost = asyncio.ensure_future(self.link.lost.wait())
+                try:
+                    await asyncio.wait({lost, self._done}, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    lost.cancel()
+                if self._done.done():
+                    return self._done.result()
+                await self._reconnect(dialer)
+                if self._done.done():
+                    return self._done.result()
         finally:
-            rtc_import.cancel()
-            await sig.close()
+            rtc.cancel()
             if self.link is not None:
                 await self.link.close()
             if self._drew:
@@ -127,145 +136,96 @@ class JoinSession:
                 await self.term.drain(1.0)
             self.term.restore()
 
-    async def _connect(self, sig: SignalingClient, status: Any, rtc_import: Any) -> None:
-        try:
-            await self._handshake(sig, status, rtc_import)
-        except ServerUnreachable:
-            # The server may have hung up right after telling us why (a refusal): find out.
-            reason = await self._last_words(sig)
-            if reason is not None:
-                raise reason from None
-            raise
-
-    async def _last_words(self, sig: SignalingClient) -> BeachError | None:
-        with contextlib.suppress(BeachError, TimeoutError):
-            while True:
-                msg = await sig.recv(0.5)
-                if msg["type"] == "error":
-                    return self._server_error(msg)
-                if msg["type"] == "signal" and msg["data"].get("k") == "reject":
-                    return self._rejected(str(msg["data"].get("reason")))
-        return None
-
-    def _rejected(self, reason: str) -> BeachError:
-        if reason == "wrong token":
-            return WrongToken("the join token is wrong or no longer valid")
-        if reason == "denied":
-            return Refused("the host did not let you in")
-        return Refused(f"the host refused: {reason}")
-
-    async def _handshake(self, sig: SignalingClient, status: Any, rtc_import: Any) -> None:
-        t = self.token
-        await sig.send("join", session=t.session)
-        msg = await sig.recv(self.opts.connect_timeout)
-        if msg["type"] == "error":
-            raise self._server_error(msg)
-        if msg["type"] != "joined":
-            raise ProtocolError(f"unexpected answer from the server: {msg['type']}")
-        peer_id = msg["peer"]
-        kx = KeyExchange("joiner", t.session, peer_id, t.role, t.secret)
-        await sig.send("signal", to="host", data=await asyncio.to_thread(kx.start))
-        deadline = time.monotonic() + self.opts.connect_timeout
-        opened: asyncio.Future[None] | None = None
-        while opened is None or not opened.done():
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise ConnectTimeout(
-                    f"no connection to the host within {self.opts.connect_timeout:.0f} s "
-                    "(no usable network path between the two machines?)"
-                )
-            recv = asyncio.ensure_future(sig.recv(remaining))
-            waiters: set[asyncio.Future[Any]] = {recv} | ({opened} if opened else set())
-            done, _ = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-            if recv not in done:
-                recv.cancel()
-                break
-            try:
-                msg = recv.result()
-            except TimeoutError:
-                continue
-            mtype = msg["type"]
-            if mtype == "host_left":
-                raise HostGone("the host left before we could connect")
-            if mtype == "error":
-                raise self._server_error(msg)
-            if mtype != "signal":
-                continue
-            data = parse_payload(msg["data"])
-            kind = data["k"]
-            if kind == "reject":
-                raise self._rejected(data["reason"])
-            if kind == "pake":
-                await asyncio.to_thread(kx.finish, data)
-            elif kind == "confirm":
-                try:
-                    kx.verify(data)
-                except WrongToken:
-                    with contextlib.suppress(BeachError):
-                        await sig.send(
-                            "signal", to="host", data=payload("reject", reason="wrong token")
-                        )
-                    raise
-                await sig.send("signal", to="host", data=kx.confirmation())
-                self._mark("keys")
-                status.update("key confirmed; connecting peer-to-peer")
-            elif kind == "sealed":
-                sealed = kx.open(data)
-                if sealed["t"] == "offer" and self.link is None:
-                    rtc = await rtc_import
-                    ice = [{"urls": [u]} for u in self.opts.ice_servers] + sig.ice_servers
-                    self.link = rtc.PeerLink(ice, self._on_frame, name="host")
-                    answer = await self.link.accept_offer(sealed["sdp"])
-                    await sig.send(
-                        "signal", to="host", data=kx.seal({"t": "answer", "sdp": answer})
-                    )
-                    opened = asyncio.ensure_future(self.link.wait_open(max(remaining, 1.0)))
-                elif sealed["t"] == "candidate" and self.link is not None:
-                    await self.link.add_candidate(sealed)
-                elif sealed["t"] == "wait":
-                    status.update("waiting for the host to let you in")
-                    deadline = time.monotonic() + APPROVAL_WAIT
-        if opened is not None:
-            await opened  # raises ConnectTimeout if it did not open
-        status.update(f"connected, {self.link.path}")
-
-    def _server_error(self, msg: dict[str, Any]) -> BeachError:
-        code, text = msg["code"], msg["message"]
-        if code == E_UNKNOWN_SESSION:
-            return UnknownSession(f"{text} (check the token, or the session has ended)")
-        if code in (E_RATE_LIMITED, E_TOO_MANY, "dropped"):
-            return Refused(text)
-        return BeachError(f"the server said: {text}")
-
-    # -- the shared terminal ---------------------------------------------------------------------
-
-    async def _mirror(self) -> int:
-        loop = asyncio.get_running_loop()
-        self._done = loop.create_future()
+    async def _greet(self) -> None:
+        """HELLO both ways on a fresh channel, then resend keystrokes the host lacks."""
+        self._hello, self._decompress = None, None
+        self._hello_event.clear()
         cols, rows = self.term.size()
         self.link.send(encode_hello(Hello(FRAME_VERSION, self.token.role, cols, rows, ("zlib",))))
         try:
             await asyncio.wait_for(self._hello_event.wait(), HELLO_TIMEOUT)
         except TimeoutError as exc:
             raise HostGone("the host did not greet us") from exc
+        assert self._hello is not None
+        self.resume_id = self._hello.resume
+        start, missing = self.inputs.since(self._hello.applied)
+        self._send_input(start, missing)
+        self.timings["hello"] = time.monotonic()
+
+    def _enter_terminal(self) -> None:
         self.term.enter_raw()
+        self._raw = True
         self.term.start_input(self._on_input, lambda: None)
         if self.term.is_tty:
             self.term.on_resize(self._on_resize)
-        self._mark("hello")
-        lost = asyncio.ensure_future(self.link.lost.wait())
-        try:
-            await asyncio.wait({lost, self._done}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            lost.cancel()
-        if self._done.done():
-            return self._done.result()
-        raise HostGone(f"lost the connection to the host ({self.link.lost_reason})")
+
+    async def _reconnect(self, dialer: Dialer) -> None:
+        """The channel is gone without an EXIT: dial again, with backoff, until it works, the
+        host is known to be gone, or RECONNECT_FOR runs out. Keystrokes typed meanwhile wait
+        in the input log."""
+        assert self._done is not None
+        reason = self.link.lost_reason
+        await self.link.close()
+        self.link = None
+        log.info("lost the host (%s); reconnecting", reason)
+        deadline = time.monotonic() + RECONNECT_FOR
+        delay, attempt = 0.5, 0
+        self._banner(f"connection lost ({reason}); reconnecting")
+        while not self._done.done():
+            attempt += 1
+            dial = asyncio.ensure_future(
+                dialer.dial(lambda _: None, self.resume_id, min(self.opts.connect_timeout, ATTEMPT))
+            )
+            await asyncio.wait({dial, self._done}, return_when=asyncio.FIRST_COMPLETED)
+            if self._done.done():  # detached while reconnecting
+                dial.cancel()
+                return
+            try:
+                self.link = dial.result()
+                await self._greet()
+                log.info("reconnected after %d attempt(s)", attempt)
+                self._title("beach: reconnected")
+                return
+            except HostAway as exc:
+                raise HostGone(f"lost the connection to the host: {exc}") from exc
+            except RateLimited as exc:
+                last = exc.message
+            except (WrongToken, Refused) as exc:
+                raise HostGone(
+                    f"lost the connection to the host, and cannot rejoin: {exc}"
+                ) from exc
+            except BeachError as exc:
+                if self.link is not None:
+                    await self.link.close()
+                    self.link = None
+                last = exc.message
+            if time.monotonic() + delay > deadline:
+                raise HostGone(
+                    f"lost the connection to the host and could not reconnect in "
+                    f"{RECONNECT_FOR:.0f} s ({last})"
+                )
+            self._banner(f"reconnecting (attempt {attempt}: {last})")
+            try:
+                await asyncio.wait_for(asyncio.shield(self._done), delay)
+            except TimeoutError:
+                pass
+            delay = min(delay * 2, RECONNECT_MAX_DELAY)
+
+    def _banner(self, text: str) -> None:
+        """A line across the bottom of the screen; the snapshot after reconnecting redraws it."""
+        self._title(f"beach: {text}")
+        if not self._drew:
+            return
+        cols, rows = self.term.size()
+        line = f" beach: {text} ".ljust(cols)[:cols]
+        self.term.write(f"\x1b7\x1b[{rows};1H\x1b[0;7m{line}\x1b[0m\x1b8".encode())
 
     def _finish(self, code: int, line: str) -> None:
         if self._done is not None and not self._done.done():
-            self._exit_line = line
+            self.exit_line = line
             self._done.set_result(code)
+
+    # -- frames from the host ------------------------------------------------------------------
 
     def _on_frame(self, kind: Frame, body: bytes) -> None:
         try:
@@ -297,6 +257,8 @@ class JoinSession:
                 self._awaiting_snapshot = True
                 self.term.discard_pending()
                 self.link.send(encode_frame(Frame.SNAPSHOT))
+        elif kind == Frame.ACK:
+            self.inputs.ack(decode_ack(body))
         elif kind == Frame.RESIZE:
             self.pty_size = decode_resize(body)
             self._fit(pty=self.pty_size)
@@ -324,9 +286,11 @@ class JoinSession:
             self._title(notice or "beach: your window fits the shared terminal")
 
     def _title(self, text: str) -> None:
-        if self.term.out_is_tty:
+        if self.term.out_is_tty and self._raw:
             safe = "".join(ch for ch in text if ch.isprintable())
             self.term.write(f"\x1b]2;{safe}\x07".encode())
+
+    # -- keystrokes ------------------------------------------------------------------------------
 
     def _on_input(self, data: bytes) -> None:
         out = bytearray()
@@ -343,18 +307,22 @@ class JoinSession:
                 self._prefix = True
             else:
                 out.append(byte)
-        if out and self.link is not None:
-            for i in range(0, len(out), 32 * 1024):
-                self.link.send(encode_frame(Frame.INPUT, bytes(out[i : i + 32 * 1024])))
+        if not out:
+            return
+        offset = self.inputs.add(bytes(out))
+        if offset is None:
+            self._title("beach: the host is not taking keystrokes; some were dropped")
+        elif self.link is not None:  # else they wait in the log for the reconnect
+            self._send_input(offset, bytes(out))
+
+    def _send_input(self, offset: int, data: bytes) -> None:
+        for i in range(0, len(data), INPUT_CHUNK):
+            self.link.send(encode_input(offset + i, data[i : i + INPUT_CHUNK]))
 
     def _on_resize(self, cols: int, rows: int) -> None:
         if self.link is not None:
             self.link.send(encode_resize(cols, rows))
         self._fit(window=(cols, rows))
-
-    @property
-    def exit_line(self) -> str:
-        return getattr(self, "_exit_line", "")
 
 
 async def join_and_report(opts: JoinOptions, terminal: LocalTerminal) -> int:

@@ -21,7 +21,9 @@ from .protocol import (
     Frame,
     Hello,
     decode_hello,
+    decode_input,
     decode_resize,
+    encode_ack,
     encode_exit,
     encode_frame,
     encode_hello,
@@ -29,6 +31,7 @@ from .protocol import (
     parse_payload,
     payload,
 )
+from .resume import ResumeRecord
 
 if TYPE_CHECKING:
     from .host import HostSession
@@ -63,6 +66,8 @@ class RemotePeer:
         self._compress: Any = None
         self._sender: asyncio.Task[None] | None = None
         self.dropped_input = 0
+        self.resume_id: str | None = None
+        self.record: ResumeRecord | None = None
         self._guessed = False  # the joiner has our SPAKE2 message: it spent one guess
         self._verified = False
         self.task = asyncio.create_task(self._run(), name=f"peer-{peer_id}")
@@ -76,7 +81,8 @@ class RemotePeer:
     async def _run(self) -> None:
         try:
             kx = await asyncio.wait_for(self._authenticate(), HANDSHAKE_TIMEOUT)
-            if self.host.opts.approve:
+            resumed = await asyncio.wait_for(self._identify(kx), HANDSHAKE_TIMEOUT)
+            if self.host.opts.approve and not resumed:  # a returning joiner was let in before
                 await self.host.signal(self.id, kx.seal({"t": "wait"}))
                 if not await self.host.approve(self):
                     raise Refused("denied")
@@ -147,6 +153,19 @@ class RemotePeer:
         self._verified = True
         return kx
 
+    async def _identify(self, kx: KeyExchange) -> bool:
+        """The joiner's first sealed message names the identity of an earlier connection, if
+        any; True if it is one we remember (its keystrokes carry on where they stopped)."""
+        msg = kx.open(await self._next("sealed"))
+        if msg["t"] != "join":
+            raise ProtocolError(f"expected a join message, got {msg['t']}")
+        self.resume_id, self.record, resumed = self.host.resumes.resume(
+            msg.get("resume"), self.role
+        )
+        if resumed:
+            log.info("peer %s: resumes an earlier connection", self.id)
+        return resumed
+
     async def _connect(self, kx: KeyExchange) -> None:
         from .rtc import PeerLink
 
@@ -198,12 +217,16 @@ class RemotePeer:
                 self.size = (self._hello.cols, self._hello.rows)
                 self._hello_event.set()
             elif kind == Frame.INPUT:
-                if self.state == "live" and self.role == "rw":
-                    self.host.input_from_peer(self, body)
+                offset, data = decode_input(body)
+                if self.state == "live" and self.role == "rw" and self.record is not None:
+                    fresh = self.record.accept(offset, data)
+                    if fresh:
+                        self.host.input_from_peer(self, fresh)
+                    self.link.send(encode_ack(self.record.applied))  # type: ignore[union-attr]
                 else:
                     if not self.dropped_input:
                         log.info("peer %s: dropping input from a %s joiner", self.id, self.role)
-                    self.dropped_input += len(body)
+                    self.dropped_input += len(data)
             elif kind == Frame.RESIZE:
                 self.size = decode_resize(body)
                 if self.state == "live":
@@ -221,7 +244,9 @@ class RemotePeer:
         features = tuple(f for f in FEATURES if f in self._hello.features)
         if "zlib" in features:
             self._compress = zlib.compressobj(level=1)
-        self.link.send(encode_hello(Hello(FRAME_VERSION, self.role, cols, rows, features)))
+        applied = self.record.applied if self.record is not None else 0
+        hello = Hello(FRAME_VERSION, self.role, cols, rows, features, applied, self.resume_id)
+        self.link.send(encode_hello(hello))
         self._resync = True
         self._wake.set()
         self._sender = asyncio.create_task(self._send_loop(), name=f"sender-{self.id}")

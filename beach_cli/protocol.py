@@ -71,6 +71,7 @@ SERVER_MESSAGES: dict[str, _Spec] = {
 # Error codes the server sends.
 E_BAD_MESSAGE = "bad_message"
 E_UNKNOWN_SESSION = "unknown_session"
+E_HOST_AWAY = "host_away"
 E_UNKNOWN_PEER = "unknown_peer"
 E_NOT_ALLOWED = "not_allowed"
 E_RATE_LIMITED = "rate_limited"
@@ -116,6 +117,12 @@ def _json_object(raw: str | bytes, what: str) -> dict[str, Any]:
     if not isinstance(obj, dict):
         raise ProtocolError(f"{what} must be a JSON object")
     return obj
+
+
+def _is_resume_id(value: Any) -> bool:
+    return (
+        isinstance(value, str) and len(value) == 32 and all(c in "0123456789abcdef" for c in value)
+    )
 
 
 def _is_int(value: Any) -> bool:
@@ -202,8 +209,10 @@ def parse_payload(data: Any) -> dict[str, Any]:
 
 # Sealed messages, once opened: {"t": "offer"|"answer", "sdp": str},
 # {"t": "candidate", "candidate": str, "sdpMid": str|None, "sdpMLineIndex": int|None}, or
-# {"t": "wait"} (host -> joiner: the host is being asked to let you in).
-SEALED_TYPES = {"offer", "answer", "candidate", "wait"}
+# {"t": "wait"} (host -> joiner: the host is being asked to let you in), or
+# {"t": "join", "resume": str|None} (joiner -> host, first after the key is confirmed: the
+# resume id a previous connection was given, to carry on where it left off).
+SEALED_TYPES = {"offer", "answer", "candidate", "wait", "join"}
 
 
 def parse_sealed(plain: bytes) -> dict[str, Any]:
@@ -213,6 +222,8 @@ def parse_sealed(plain: bytes) -> dict[str, Any]:
         raise ProtocolError("unknown sealed message")
     if kind in ("offer", "answer") and not isinstance(msg.get("sdp"), str):
         raise ProtocolError("sealed sdp missing")
+    if kind == "join" and not (msg.get("resume") is None or _is_resume_id(msg["resume"])):
+        raise ProtocolError("malformed resume id")
     if kind == "candidate":
         mid, index = msg.get("sdpMid"), msg.get("sdpMLineIndex")
         if not isinstance(msg.get("candidate"), str):
@@ -228,18 +239,20 @@ def parse_sealed(plain: bytes) -> dict[str, Any]:
 
 
 class Frame(IntEnum):
-    HELLO = 1  # JSON: {"v", "role", "cols", "rows", "features": [...]} both ways
+    HELLO = 1  # JSON: {"v", "role", "cols", "rows", "features", "applied"?, "resume"?} both ways
     OUTPUT = 2  # terminal bytes, host -> joiner (zlib stream if negotiated)
-    INPUT = 3  # keystrokes, joiner -> host
+    INPUT = 3  # u64 offset of the first byte in the joiner's input stream, then keystrokes
     RESIZE = 4  # u16 cols, u16 rows: joiner's window (->host) or the PTY size (->joiner)
     EXIT = 5  # JSON: {"code": int, "signal": int|null}
     PING = 6  # 8 opaque bytes, echoed in PONG
     PONG = 7
     NOTICE = 8  # UTF-8 text the joiner shows outside the shared screen
     SNAPSHOT = 9  # like OUTPUT, but starts a fresh screen (late join, resync)
+    ACK = 10  # u64: the joiner's input up to this offset has reached the PTY
 
 
 _RESIZE = struct.Struct("!HH")
+_OFFSET = struct.Struct("!Q")
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,6 +262,8 @@ class Hello:
     cols: int
     rows: int
     features: tuple[str, ...]
+    applied: int = 0  # host -> joiner: input offset already applied (on a resumed connection)
+    resume: str | None = None  # host -> joiner: present this id to carry on after a reconnect
 
 
 def encode_frame(kind: Frame, body: bytes = b"") -> bytes:
@@ -275,6 +290,8 @@ def encode_hello(hello: Hello) -> bytes:
         "cols": hello.cols,
         "rows": hello.rows,
         "features": list(hello.features),
+        "applied": hello.applied,
+        "resume": hello.resume,
     }
     return encode_frame(Frame.HELLO, json.dumps(body).encode())
 
@@ -285,7 +302,14 @@ def decode_hello(body: bytes) -> Hello:
     if not _is_int(v) or not isinstance(role, str) or not isinstance(feats, list):
         raise ProtocolError("malformed hello")
     cols, rows = _size(d.get("cols"), d.get("rows"))
-    return Hello(v, role[:16], cols, rows, tuple(str(f)[:32] for f in feats[:16]))
+    applied = d.get("applied", 0)
+    resume = d.get("resume")
+    if not _is_int(applied) or not 0 <= applied < 2**63:
+        raise ProtocolError("malformed hello")
+    if not (resume is None or _is_resume_id(resume)):
+        raise ProtocolError("malformed hello")
+    feats_ = tuple(str(f)[:32] for f in feats[:16])
+    return Hello(v, role[:16], cols, rows, feats_, applied, resume)
 
 
 def _size(cols: Any, rows: Any) -> tuple[int, int]:
@@ -305,6 +329,26 @@ def decode_resize(body: bytes) -> tuple[int, int]:
     if len(body) != _RESIZE.size:
         raise ProtocolError("malformed resize")
     return _size(*_RESIZE.unpack(body))
+
+
+def encode_input(offset: int, data: bytes) -> bytes:
+    return encode_frame(Frame.INPUT, _OFFSET.pack(offset) + data)
+
+
+def decode_input(body: bytes) -> tuple[int, bytes]:
+    if len(body) < _OFFSET.size:
+        raise ProtocolError("malformed input frame")
+    return _OFFSET.unpack_from(body)[0], body[_OFFSET.size :]
+
+
+def encode_ack(offset: int) -> bytes:
+    return encode_frame(Frame.ACK, _OFFSET.pack(offset))
+
+
+def decode_ack(body: bytes) -> int:
+    if len(body) != _OFFSET.size:
+        raise ProtocolError("malformed ack frame")
+    return _OFFSET.unpack(body)[0]
 
 
 def encode_exit(code: int, signal: int | None) -> bytes:

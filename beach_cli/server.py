@@ -19,6 +19,7 @@ from .errors import ProtocolError
 from .keys import ALPHABET
 from .protocol import (
     E_BAD_MESSAGE,
+    E_HOST_AWAY,
     E_NOT_ALLOWED,
     E_RATE_LIMITED,
     E_TOO_MANY,
@@ -256,7 +257,7 @@ class SignalServer:
             client.error(E_UNKNOWN_SESSION, f"there is no session {msg['session']}")
             return
         if session.host is None:
-            client.error(E_UNKNOWN_SESSION, f"the host of session {session.id} is not connected")
+            client.error(E_HOST_AWAY, f"the host of session {session.id} is not connected")
             return
         if len(session.peers) >= self.limits.max_peers_per_session:
             client.error(E_TOO_MANY, "this session has too many joiners")

@@ -212,3 +212,45 @@ def assert_same_screen(truth: pyte.Screen, seen: pyte.Screen) -> None:
         for x in range(cols):
             assert got_cells[y][x] == want_cells[y][x], f"cell ({x},{y}) differs"
     assert (seen.cursor.x, seen.cursor.y) == (truth.cursor.x, truth.cursor.y), "cursor differs"
+
+
+# What `beach join` writes on its way out; the screen to compare is the one just before.
+LEAVE_MARK = "\x1b[?1049l\x1b[?25h\x1b[?1000l"
+
+
+class Window:
+    """A joiner's terminal as the test sees it: its transcript, cut where its size changed."""
+
+    def __init__(self, proc: Any, cols: int, rows: int) -> None:
+        self.proc = proc
+        self.sizes: list[tuple[int, int, int]] = [(0, cols, rows)]
+
+    def resize(self, cols: int, rows: int) -> None:
+        # Taken while the screen is quiet, so the cut is exact.
+        self.sizes.append((len(self.proc.transcript.getvalue()), cols, rows))
+        self.proc.child.setwinsize(rows, cols)
+
+    def screen(self, tail: int | None = None) -> pyte.Screen:
+        text = self.proc.transcript.getvalue()
+        if LEAVE_MARK in text:
+            text = text[: text.index(LEAVE_MARK)]
+        if tail is not None:
+            assert len(self.sizes) == 1
+            text = line_tail(text, tail)
+        _, cols, rows = self.sizes[0]
+        screen = render_text("", cols, rows)
+        stream = pyte.Stream(screen)
+        bounds = [pos for pos, _, _ in self.sizes[1:]] + [len(text)]
+        start = 0
+        for (_, cols, rows), end in zip(self.sizes, bounds, strict=True):
+            if (cols, rows) != (screen.columns, screen.lines):
+                screen.resize(rows, cols)
+            stream.feed(text[start:end])
+            start = end
+        return screen
+
+
+def check(cast: Path, *windows: Window, tail: int | None = None) -> None:
+    truth = render_cast(cast, tail)
+    for w in windows:
+        assert_same_screen(truth, w.screen(tail))

@@ -23,13 +23,17 @@ from beach_cli.protocol import (
     Frame,
     Hello,
     client_message,
+    decode_ack,
     decode_exit,
     decode_frame,
     decode_hello,
+    decode_input,
     decode_resize,
+    encode_ack,
     encode_exit,
     encode_frame,
     encode_hello,
+    encode_input,
     encode_resize,
     parse_client_message,
     parse_payload,
@@ -502,6 +506,8 @@ SEALED_SAMPLES: list[Fields] = [
     },
     {"t": "candidate", "candidate": "", "sdpMid": None, "sdpMLineIndex": None},
     {"t": "wait"},
+    {"t": "join", "resume": None},
+    {"t": "join", "resume": "0123456789abcdef" * 2},
 ]
 
 
@@ -609,6 +615,41 @@ def test_decode_frame_rejects_str_frame(data: str) -> None:
 def test_decode_frame_rejects_unknown_type_byte(type_byte: int) -> None:
     with pytest.raises(ProtocolError, match="unknown frame type"):
         decode_frame(bytes([type_byte]) + b"body")
+
+
+@pytest.mark.parametrize("offset", [0, 1, 2**40, 2**64 - 1])
+def test_input_and_ack_round_trip(offset: int) -> None:
+    kind, body = decode_frame(encode_input(offset, b"keys\x03"))
+    assert kind == Frame.INPUT and decode_input(body) == (offset, b"keys\x03")
+    kind, body = decode_frame(encode_ack(offset))
+    assert kind == Frame.ACK and decode_ack(body) == offset
+
+
+@pytest.mark.parametrize("body", [b"", b"\x00" * 7])
+def test_short_input_frame_is_rejected(body: bytes) -> None:
+    with pytest.raises(ProtocolError):
+        decode_input(body)
+
+
+@pytest.mark.parametrize("body", [b"", b"\x00" * 7, b"\x00" * 9])
+def test_malformed_ack_is_rejected(body: bytes) -> None:
+    with pytest.raises(ProtocolError):
+        decode_ack(body)
+
+
+def test_hello_carries_resume_id_and_applied_offset() -> None:
+    hello = Hello(1, "rw", 80, 24, ("zlib",), applied=1234, resume="ab" * 16)
+    _, body = decode_frame(encode_hello(hello))
+    assert decode_hello(body) == hello
+
+
+@pytest.mark.parametrize(
+    "extra", [{"applied": -1}, {"applied": True}, {"resume": "short"}, {"resume": 5}]
+)
+def test_hello_rejects_bad_resume_fields(extra: dict) -> None:
+    body = {"v": 1, "role": "rw", "cols": 80, "rows": 24, "features": [], **extra}
+    with pytest.raises(ProtocolError):
+        decode_hello(json.dumps(body).encode())
 
 
 def test_encode_frame_accepts_exactly_max_frame_bytes() -> None:

@@ -26,6 +26,7 @@ from beach_cli.keys import ALPHABET
 from beach_cli.protocol import (
     E_BAD_MESSAGE,
     E_DROPPED,
+    E_HOST_AWAY,
     E_NOT_ALLOWED,
     E_RATE_LIMITED,
     E_TOO_MANY,
@@ -456,7 +457,7 @@ async def test_join_after_host_left_is_refused(h: Harness, port: int) -> None:
 
     late = await h.connect(port)
     await late.send("join", session=sid)
-    await late.expect_error(E_UNKNOWN_SESSION)
+    await late.expect_error(E_HOST_AWAY)
     assert (await h.health(port))["peers"] == 0
 
 
@@ -475,9 +476,7 @@ async def test_host_reclaims_session_after_disconnect(h: Harness, port: int) -> 
     await assert_relays(back, peer2, peer2_id)
 
 
-async def test_a_returning_host_adopts_its_session_on_a_fresh_server(
-    h: Harness, port: int
-) -> None:
+async def test_a_returning_host_adopts_its_session_on_a_fresh_server(h: Harness, port: int) -> None:
     """After a server restart the registry is empty: the host's session id comes back with it,
     so the tokens it printed stay valid."""
     reclaim = "r" * 32
@@ -509,7 +508,7 @@ async def test_reclaim_with_wrong_or_missing_key_is_refused(h: Harness, port: in
     # The refusals did not hand the session over: nobody can join it ...
     late = await h.connect(port)
     await late.send("join", session=sid)
-    await late.expect_error(E_UNKNOWN_SESSION)
+    await late.expect_error(E_HOST_AWAY)
 
     # ... and the real key still works.
     back = await h.connect(port)
@@ -871,4 +870,4 @@ async def test_dropped_joiner_cannot_leave_an_orphan_session(h: Harness) -> None
         (orphan,) = orphans
         late = await h.connect(port)
         await late.send("join", session=orphan)
-        await late.expect_error(E_UNKNOWN_SESSION)
+        await late.expect_error(E_HOST_AWAY)

@@ -1,0 +1,210 @@
+"""The joiner's way to the host: the server introduces us, SPAKE2 proves the token, and the
+sealed offer/answer sets up the WebRTC data channel. Used for the first connection and for
+every reconnect.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from .errors import (
+    BeachError,
+    ConnectTimeout,
+    HostAway,
+    HostGone,
+    ProtocolError,
+    RateLimited,
+    Refused,
+    ServerUnreachable,
+    UnknownSession,
+    WrongToken,
+)
+from .keys import KeyExchange, Token
+from .protocol import (
+    E_HOST_AWAY,
+    E_RATE_LIMITED,
+    E_TOO_MANY,
+    E_UNKNOWN_SESSION,
+    Frame,
+    parse_payload,
+    payload,
+)
+from .signaling import SignalingClient
+
+APPROVAL_WAIT = 130.0  # the host answers within 120 s or the answer is no
+
+
+def server_error(msg: dict[str, Any]) -> BeachError:
+    code, text = msg["code"], msg["message"]
+    if code == E_UNKNOWN_SESSION:
+        return UnknownSession(f"{text} (check the token, or the session has ended)")
+    if code == E_HOST_AWAY:
+        return HostAway(text)
+    if code == E_RATE_LIMITED:
+        return RateLimited(text)
+    if code in (E_TOO_MANY, "dropped"):
+        return Refused(text)
+    return BeachError(f"the server said: {text}")
+
+
+def rejected(reason: str) -> BeachError:
+    if reason == "wrong token":
+        return WrongToken("the join token is wrong or no longer valid")
+    if reason == "denied":
+        return Refused("the host did not let you in")
+    return Refused(f"the host refused: {reason}")
+
+
+class Dialer:
+    """Dials the host once per `dial()`; `status` narrates the steps for the person waiting."""
+
+    def __init__(
+        self,
+        server: str,
+        token: Token,
+        ice_servers: list[str],
+        timeout: float,
+        rtc: Awaitable[Any],
+        on_frame: Callable[[Frame, bytes], None],
+    ) -> None:
+        self.server = server
+        self.token = token
+        self.ice_servers = ice_servers
+        self.timeout = timeout
+        self._rtc = rtc
+        self._on_frame = on_frame
+        self.marks: dict[str, float] = {}
+        self._step = timeout
+
+    async def dial(
+        self, status: Callable[[str], None], resume: str | None, timeout: float | None = None
+    ) -> Any:
+        """A connected PeerLink, or a BeachError saying why not. `timeout` bounds each step
+        (the server, the handshake) instead of the configured connect timeout."""
+        sig = SignalingClient(self.server)
+        link = None
+        self._step = timeout or self.timeout
+        try:
+            await sig.connect(self._step)
+            self.marks["server"] = time.monotonic()
+            status("waiting for the host")
+            try:
+                link = await self._handshake(sig, status, resume)
+            except ServerUnreachable:
+                # The server may have hung up right after telling us why (a refusal).
+                reason = await self._last_words(sig)
+                if reason is not None:
+                    raise reason from None
+                raise
+            return link
+        except BaseException:
+            if link is not None:
+                await link.close()
+            raise
+        finally:
+            # Once the channel is open the session needs no server: hang up.
+            await sig.close()
+
+    async def _last_words(self, sig: SignalingClient) -> BeachError | None:
+        with contextlib.suppress(BeachError, TimeoutError):
+            while True:
+                msg = await sig.recv(0.5)
+                if msg["type"] == "error":
+                    return server_error(msg)
+                if msg["type"] == "signal" and msg["data"].get("k") == "reject":
+                    return rejected(str(msg["data"].get("reason")))
+        return None
+
+    async def _handshake(
+        self, sig: SignalingClient, status: Callable[[str], None], resume: str | None
+    ) -> Any:
+        t = self.token
+        await sig.send("join", session=t.session)
+        msg = await sig.recv(self._step)
+        if msg["type"] == "error":
+            raise server_error(msg)
+        if msg["type"] != "joined":
+            raise ProtocolError(f"unexpected answer from the server: {msg['type']}")
+        kx = KeyExchange("joiner", t.session, msg["peer"], t.role, t.secret)
+        await sig.send("signal", to="host", data=await asyncio.to_thread(kx.start))
+        deadline = time.monotonic() + self._step
+        link: Any = None
+        opened: asyncio.Future[None] | None = None
+        try:
+            while opened is None or not opened.done():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise ConnectTimeout(
+                        f"no connection to the host within {self._step:.0f} s "
+                        "(no usable network path between the two machines?)"
+                    )
+                recv = asyncio.ensure_future(sig.recv(remaining))
+                waiters: set[asyncio.Future[Any]] = {recv} | ({opened} if opened else set())
+                done, _ = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+                if recv not in done:
+                    recv.cancel()
+                    break
+                try:
+                    msg = recv.result()
+                except TimeoutError:
+                    continue
+                if msg["type"] == "host_left":
+                    raise HostGone("the host left before we could connect")
+                if msg["type"] == "error":
+                    raise server_error(msg)
+                if msg["type"] != "signal":
+                    continue
+                data = parse_payload(msg["data"])
+                kind = data["k"]
+                if kind == "reject":
+                    raise rejected(data["reason"])
+                if kind == "pake":
+                    await asyncio.to_thread(kx.finish, data)
+                elif kind == "confirm":
+                    await self._confirm(sig, kx, data, resume)
+                    status("key confirmed; connecting peer-to-peer")
+                elif kind == "sealed":
+                    sealed = kx.open(data)
+                    if sealed["t"] == "offer" and link is None:
+                        rtc = await self._rtc
+                        ice = [{"urls": [u]} for u in self.ice_servers] + sig.ice_servers
+                        link = rtc.PeerLink(ice, self._on_frame, name="host")
+                        answer = await link.accept_offer(sealed["sdp"])
+                        await sig.send(
+                            "signal", to="host", data=kx.seal({"t": "answer", "sdp": answer})
+                        )
+                        opened = asyncio.ensure_future(link.wait_open(max(remaining, 1.0)))
+                    elif sealed["t"] == "candidate" and link is not None:
+                        await link.add_candidate(sealed)
+                    elif sealed["t"] == "wait":
+                        status("waiting for the host to let you in")
+                        deadline = time.monotonic() + APPROVAL_WAIT
+            if opened is not None:
+                await opened  # raises ConnectTimeout if it did not open
+        except BaseException:
+            if opened is not None:
+                opened.cancel()
+            if link is not None:
+                await link.close()
+            raise
+        self.marks["open"] = time.monotonic()
+        status(f"connected, {link.path}")
+        return link
+
+    async def _confirm(
+        self, sig: SignalingClient, kx: KeyExchange, data: dict[str, Any], resume: str | None
+    ) -> None:
+        try:
+            kx.verify(data)
+        except WrongToken:
+            with contextlib.suppress(BeachError):
+                await sig.send("signal", to="host", data=payload("reject", reason="wrong token"))
+            raise
+        await sig.send("signal", to="host", data=kx.confirmation())
+        # First sealed word: who we were before, if this is a reconnect.
+        await sig.send("signal", to="host", data=kx.seal({"t": "join", "resume": resume}))
+        self.marks["keys"] = time.monotonic()
