@@ -127,6 +127,34 @@ def _settings(ctx: click.Context, default_level: int, **flags: Any) -> dict[str,
     show_default=True,
     help="Joiners allowed in one session at a time.",
 )
+@click.option(
+    "--max-sessions-per-address",
+    type=click.IntRange(1),
+    default=64,
+    show_default=True,
+    help="Sessions hosted from one client address at a time.",
+)
+@click.option(
+    "--max-message-rate",
+    type=click.FloatRange(1),
+    default=50.0,
+    show_default=True,
+    help="Messages per second per connection (bursts of twice that).",
+)
+@click.option(
+    "--max-connections",
+    type=click.IntRange(1),
+    default=20_000,
+    show_default=True,
+    help="WebSocket connections held at once.",
+)
+@click.option(
+    "--host-grace",
+    type=click.FloatRange(0),
+    default=60.0,
+    show_default=True,
+    help="Seconds a disconnected host's session is kept for it to come back.",
+)
 @click.pass_context
 def serve(
     ctx: click.Context,
@@ -135,6 +163,10 @@ def serve(
     ice_servers: tuple[str, ...],
     join_rate: int,
     max_peers: int,
+    max_sessions_per_address: int,
+    max_message_rate: float,
+    max_connections: int,
+    host_grace: float,
 ) -> None:
     """Run the rendezvous server that hosts and joiners meet through."""
     s = _settings(ctx, logging.INFO, bind=bind, port=port, ice_servers=ice_servers)
@@ -142,7 +174,14 @@ def serve(
     async def main() -> int:
         from .server import ServerLimits, SignalServer, start_server
 
-        limits = ServerLimits(max_peers_per_session=max_peers, join_attempts_per_minute=join_rate)
+        limits = ServerLimits(
+            max_peers_per_session=max_peers,
+            join_attempts_per_minute=join_rate,
+            max_sessions_per_address=max_sessions_per_address,
+            messages_per_second=max_message_rate,
+            max_connections=max_connections,
+            host_grace_seconds=host_grace,
+        )
         server = SignalServer(limits, ice_servers=config.ice_server_dicts(s["ice_servers"]))
         try:
             runner, bound = await start_server(s["bind"], s["port"], server)

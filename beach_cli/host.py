@@ -19,7 +19,7 @@ from typing import Any
 from rich.console import Console
 
 from .approval import ApprovalPrompt
-from .errors import BeachError, ServerUnreachable, UnknownSession
+from .errors import BeachError, Refused, ServerUnreachable
 from .keys import DEFAULT_SECRET_LENGTH, Token, random_code
 from .lan import advertised_address
 from .peer import RemotePeer
@@ -113,7 +113,7 @@ class HostSession:
         await self.sig.send("host", session=self.session_id or None, reclaim=self._reclaim or None)
         msg = await self.sig.recv(self.opts.connect_timeout)
         if msg["type"] == "error":
-            raise UnknownSession(f"the server refused the session: {msg['message']}")
+            raise Refused(f"the server refused to host the session: {msg['message']}")
         if msg["type"] != "registered":
             raise BeachError(f"unexpected answer from the server: {msg['type']}")
         self.session_id, self._reclaim = msg["session"], msg["reclaim"]

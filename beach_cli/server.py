@@ -9,6 +9,7 @@ import contextlib
 import logging
 import secrets
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,6 +43,9 @@ SEND_TIMEOUT = 10.0
 class ServerLimits:
     max_peers_per_session: int = 128
     join_attempts_per_minute: int = 30  # per client address and per session
+    max_sessions_per_address: int = 64  # sessions hosted from one client address
+    messages_per_second: float = 50.0  # per connection, with a burst of twice that
+    max_connections: int = 20_000
     host_grace_seconds: float = 60.0  # a host that lost its connection may reclaim its session
     heartbeat_seconds: float = 20.0
 
@@ -57,6 +61,20 @@ class Client:
         self.peer_id: str | None = None  # set for joiners
         self._outbox: asyncio.Queue[str | None] = asyncio.Queue(OUTBOX_LIMIT)
         self._writer = asyncio.create_task(self._drain())
+        self._tokens = float("inf")  # message-rate bucket: starts full (capped on first use)
+        self._stamp = time.monotonic()
+        self.refused = 0
+
+    def allow(self, rate: float) -> bool:
+        """Token bucket: `rate` messages a second, bursts of 2x."""
+        now = time.monotonic()
+        self._tokens = min(self._tokens + (now - self._stamp) * rate, 2 * rate)
+        self._stamp = now
+        if self._tokens >= 1.0:
+            self._tokens -= 1.0
+            return True
+        self.refused += 1
+        return False
 
     def send(self, text: str) -> None:
         try:
@@ -85,6 +103,12 @@ class Client:
                 await asyncio.wait_for(self.ws.send_str(text), SEND_TIMEOUT)
         with contextlib.suppress(Exception):
             await self.ws.close()
+
+    async def stop_after(self, timeout: float) -> None:
+        """Let the writer flush what is queued (bounded), then stop it."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(self._writer), timeout)
+        await self.stop()
 
     async def stop(self) -> None:
         self._writer.cancel()
@@ -139,6 +163,7 @@ class SignalServer:
         self._by_addr = RateLimiter(self.limits.join_attempts_per_minute)
         self._by_session = RateLimiter(self.limits.join_attempts_per_minute)
         self._reaper: asyncio.Task[None] | None = None
+        self._hosted: Counter[str] = Counter()  # live host connections per client address
 
     # -- aiohttp wiring ------------------------------------------------------------------------
 
@@ -177,14 +202,26 @@ class SignalServer:
             return web.Response(text="beach signaling server: connect with a WebSocket\n")
         await ws.prepare(request)
         client = Client(ws, request.remote or "?", request.transport)
+        if len(self.clients) >= self.limits.max_connections:
+            client.error(E_TOO_MANY, "the server is full; try again later")
+            client.close_after_flush()
+            await client.stop_after(SEND_TIMEOUT)
+            return ws
         self.clients.add(client)
         client.send(
             server_message("welcome", server=f"beach/{__version__}", ice_servers=self.ice_servers)
         )
+        rate = self.limits.messages_per_second
         try:
             async for msg in ws:
                 if msg.type == WSMsgType.TEXT:
-                    self._dispatch(client, msg.data)
+                    if client.allow(rate):
+                        self._dispatch(client, msg.data)
+                    elif client.refused > 10 * rate:  # a flood, not a burst: hang up
+                        log.warning("closing %s: message flood", client.addr)
+                        break
+                    else:
+                        client.error(E_RATE_LIMITED, "too many messages; slow down")
                 elif msg.type == WSMsgType.BINARY:
                     client.error(E_BAD_MESSAGE, "binary messages are not part of the protocol")
                 elif msg.type == WSMsgType.ERROR:
@@ -233,16 +270,21 @@ class SignalServer:
                 return
             if session.host is not None:
                 old = session.host
+                self._release(old)
                 old.session = None
                 old.close_after_flush()
             session.host, session.host_lost_at = client, None
             log.info("session %s reclaimed by %s", sid, client.addr)
         else:
+            if self._hosted[client.addr] >= self.limits.max_sessions_per_address:
+                client.error(E_TOO_MANY, "too many sessions from your address")
+                return
             sid = self._new_id(SESSION_ID_LENGTH, self.sessions)
             session = Session(sid, secrets.token_urlsafe(24), client)
             self.sessions[sid] = session
             log.info("session %s registered by %s", sid, client.addr)
         client.session = session
+        self._hosted[client.addr] += 1
         client.send(server_message("registered", session=sid, reclaim=session.reclaim))
 
     def _on_join(self, client: Client, msg: dict[str, Any]) -> None:
@@ -308,6 +350,7 @@ class SignalServer:
                 session.host.send(server_message("peer_left", peer=peer_id))
             return
         if session.host is client:
+            self._release(client)
             # Keep the session for a grace period so the host can reclaim it after a blip.
             session.host, session.host_lost_at = None, time.monotonic()
             for peer in session.peers.values():
@@ -316,6 +359,11 @@ class SignalServer:
                 peer.close_after_flush()
             session.peers.clear()
             log.info("session %s: host disconnected", session.id)
+
+    def _release(self, host: Client) -> None:
+        self._hosted[host.addr] -= 1
+        if self._hosted[host.addr] <= 0:
+            del self._hosted[host.addr]
 
     async def _reap_loop(self) -> None:
         while True:

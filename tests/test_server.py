@@ -770,6 +770,36 @@ async def test_failed_join_attempts_count_towards_rate_limit(h: Harness) -> None
     assert (await h.health(port))["peers"] == 0
 
 
+async def test_message_flood_is_refused_then_cut(h: Harness) -> None:
+    port = await h.start(SignalServer(ServerLimits(messages_per_second=5)))
+    host, sid, _ = await h.host(port)
+    peer, _ = await h.join(port, host, sid)
+    for _ in range(40):  # a burst of 10 passes, the rest are refused
+        await peer.send("signal", to="host", data={"k": "x"})
+    await peer.expect_error(E_RATE_LIMITED)
+    # The server stays up for everyone else.
+    assert (await h.health(port))["status"] == "ok"
+
+
+async def test_sessions_per_address_are_limited(h: Harness) -> None:
+    port = await h.start(SignalServer(ServerLimits(max_sessions_per_address=2)))
+    await h.host(port)
+    await h.host(port)
+    third = await h.connect(port)
+    await third.send("host")
+    await third.expect_error(E_TOO_MANY)
+
+
+async def test_total_connections_are_limited(h: Harness) -> None:
+    port = await h.start(SignalServer(ServerLimits(max_connections=2)))
+    await h.connect(port)
+    await h.connect(port)
+    full = await h.http.ws_connect(f"ws://127.0.0.1:{port}/ws")
+    msg = await full.receive_json(timeout=T)
+    assert msg["type"] == "error" and msg["code"] == E_TOO_MANY
+    await full.close()
+
+
 async def test_max_peers_per_session(h: Harness) -> None:
     port = await h.start(SignalServer(ServerLimits(max_peers_per_session=2)))
     host, sid, _ = await h.host(port)
@@ -800,6 +830,10 @@ async def test_max_peers_per_session(h: Harness) -> None:
 # ---------------------------------------------------------------------------------------------
 
 
+# These tests flood on purpose: lift the per-connection message rate limit.
+FLOODING = ServerLimits(messages_per_second=1e6)
+
+
 def incompressible_signal(to: str) -> str:
     """A ~60 KB `signal` that permessage-deflate cannot shrink, to fill socket buffers."""
     blob = base64.b64encode(os.urandom(45_000)).decode()
@@ -817,10 +851,11 @@ async def stalled_joiner(h: Harness, port: int, host: Conn, sid: str) -> tuple[C
 
 
 async def test_joiner_that_stops_reading_is_dropped(
-    h: Harness, port: int, monkeypatch: pytest.MonkeyPatch
+    h: Harness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # A short send timeout, so that a fix relying on it is also seen within the wait below.
     monkeypatch.setattr(server_module, "SEND_TIMEOUT", 0.5)
+    port = await h.start(SignalServer(FLOODING))
     host, sid, _ = await h.host(port)
     _stalled, stalled_id = await stalled_joiner(h, port, host, sid)
 
@@ -841,7 +876,7 @@ async def test_joiner_that_stops_reading_is_dropped(
 
 
 async def test_dropped_joiner_cannot_leave_an_orphan_session(h: Harness) -> None:
-    srv = SignalServer()
+    srv = SignalServer(FLOODING)
     port = await h.start(srv)
     host, sid, _ = await h.host(port)
     peer, peer_id = await stalled_joiner(h, port, host, sid)
