@@ -1,0 +1,82 @@
+"""A joiner on a slow link (1 Mbit/s, shaped with tc inside a network namespace) never slows the
+host, and is brought to the current screen instead of being fed an ever-growing backlog."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+from conftest import BEACH, Procs, shell_ready, start_host
+from netns import Net, require_root_tools, sh
+from oracle import Window, check
+
+
+@pytest.fixture
+def net() -> Iterator[Net]:
+    require_root_tools("tc")
+    n = Net()
+    try:
+        yield n
+    finally:
+        n.close()
+
+
+def test_slow_link_joiner_gets_the_present_not_the_backlog(procs: Procs, tmp_path, net: Net):
+    host_ns, join_ns = net.ns("host"), net.ns("join")
+    host_dev, _ = net.link(host_ns, "10.78.0.1/24", join_ns, "10.78.0.2/24")
+    # Everything from the host to the joiner squeezes through 1 Mbit/s.
+    sh(
+        *net.exec(host_ns),
+        "tc",
+        "qdisc",
+        "add",
+        "dev",
+        host_dev,
+        "root",
+        "tbf",
+        "rate",
+        "1mbit",
+        "burst",
+        "32kbit",
+        "latency",
+        "400ms",
+    )
+    big = tmp_path / "noise.txt"
+    with big.open("w") as f:  # ~6 MB that compresses poorly: the link cannot keep up
+        for i in range(60_000):
+            f.write(f"{i:06d} {os.urandom(48).hex()}\n")
+    fast = {"maxread": 65536, "searchwindowsize": 4096}
+    srv = procs.start([*net.exec(host_ns), BEACH, "serve", "--host", "10.78.0.1", "--port", "0"])
+    srv.expect(r"listening on (ws://\S+)")
+    cast = tmp_path / "s.cast"
+    host, info = start_host(
+        procs,
+        tmp_path,
+        srv.child.match.group(1),
+        "--record",
+        str(cast),
+        wrap=net.exec(host_ns),
+        cols=80,
+        rows=24,
+        **fast,
+    )
+    shell_ready(host)
+    joiner = procs.start(
+        [*net.exec(join_ns), BEACH, *info["join_command"][1:]], cols=80, rows=24, **fast
+    )
+    shell_ready(joiner)
+    window = Window(joiner, 80, 24)
+
+    host.send(f"cat {big}; echo done-$((6*7))\r")
+    host.expect("done-42", timeout=60)
+    # The host is through while the joiner, 6 MB behind on a 1 Mbit/s link, cannot be.
+    assert "done-42" not in joiner.transcript.getvalue()
+    shell_ready(host)
+    # It skips the backlog and lands on the present, in far less time than the backlog takes.
+    joiner.expect("done-42", timeout=30)
+    shell_ready(joiner)
+    check(cast, window, tail=64 * 1024)
+    host.send("exit\r")
+    assert host.exit_code() == 0
+    assert joiner.exit_code() == 0
