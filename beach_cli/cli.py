@@ -112,7 +112,22 @@ def _settings(ctx: click.Context, default_level: int, **flags: Any) -> dict[str,
 @cli.command()
 @click.option("--host", "bind", help="Address to listen on.  [default: 0.0.0.0]")
 @click.option("--port", type=int, help="Port to listen on.  [default: 7777]")
-@click.option("--stun", "ice_servers", multiple=True, help="STUN/TURN URL handed to clients.")
+@click.option(
+    "--stun", "ice_servers", multiple=True, help="STUN URL handed to clients (repeatable)."
+)
+@click.option("--turn", "turn", multiple=True, help="TURN URL handed to clients (repeatable).")
+@click.option(
+    "--turn-secret",
+    envvar="BEACH_TURN_SECRET",
+    help="coturn's static-auth-secret: clients get short-lived TURN credentials.",
+)
+@click.option(
+    "--turn-ttl",
+    type=click.IntRange(60),
+    default=24 * 3600,
+    show_default=True,
+    help="Seconds a minted TURN credential stays valid.",
+)
 @click.option(
     "--join-rate",
     type=click.IntRange(1),
@@ -161,6 +176,9 @@ def serve(
     bind: str | None,
     port: int | None,
     ice_servers: tuple[str, ...],
+    turn: tuple[str, ...],
+    turn_secret: str | None,
+    turn_ttl: int,
     join_rate: int,
     max_peers: int,
     max_sessions_per_address: int,
@@ -172,6 +190,7 @@ def serve(
     s = _settings(ctx, logging.INFO, bind=bind, port=port, ice_servers=ice_servers)
 
     async def main() -> int:
+        from .ice import IceConfig
         from .server import ServerLimits, SignalServer, start_server
 
         limits = ServerLimits(
@@ -182,7 +201,10 @@ def serve(
             max_connections=max_connections,
             host_grace_seconds=host_grace,
         )
-        server = SignalServer(limits, ice_servers=config.ice_server_dicts(s["ice_servers"]))
+        if turn and not turn_secret:
+            raise BeachError("--turn needs --turn-secret (coturn's static-auth-secret)")
+        ice = IceConfig(list(s["ice_servers"]), list(turn), turn_secret, turn_ttl)
+        server = SignalServer(limits, ice=ice)
         try:
             runner, bound = await start_server(s["bind"], s["port"], server)
         except OSError as exc:

@@ -85,7 +85,3 @@ def load(flags: dict[str, Any] | None = None) -> dict[str, Any]:
             settings[key] = _coerce(key, list(value) if isinstance(value, tuple) else value, "flag")
     return settings
 
-
-def ice_server_dicts(urls: list[str]) -> list[dict[str, Any]]:
-    """STUN/TURN URLs as the dicts the signaling welcome carries."""
-    return [{"urls": [u]} for u in urls]

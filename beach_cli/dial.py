@@ -23,6 +23,7 @@ from .errors import (
     UnknownSession,
     WrongToken,
 )
+from .ice import merge
 from .keys import KeyExchange, Token
 from .protocol import (
     E_HOST_AWAY,
@@ -129,6 +130,7 @@ class Dialer:
             raise server_error(msg)
         if msg["type"] != "joined":
             raise ProtocolError(f"unexpected answer from the server: {msg['type']}")
+        offered = msg.get("ice_servers", sig.ice_servers)  # fresh TURN credentials, if any
         kx = KeyExchange("joiner", t.session, msg["peer"], t.role, t.secret)
         await sig.send("signal", to="host", data=await asyncio.to_thread(kx.start))
         deadline = time.monotonic() + self._step
@@ -171,7 +173,7 @@ class Dialer:
                     sealed = kx.open(data)
                     if sealed["t"] == "offer" and link is None:
                         rtc = await self._rtc
-                        ice = [{"urls": [u]} for u in self.ice_servers] + sig.ice_servers
+                        ice = merge(self.ice_servers, offered)
                         link = rtc.PeerLink(ice, self._on_frame, name="host")
                         answer = await link.accept_offer(sealed["sdp"])
                         await sig.send(

@@ -20,6 +20,7 @@ from rich.console import Console
 
 from .approval import ApprovalPrompt
 from .errors import BeachError, Refused, ServerUnreachable
+from .ice import merge
 from .keys import DEFAULT_SECRET_LENGTH, Token, random_code
 from .lan import advertised_address
 from .peer import RemotePeer
@@ -117,8 +118,9 @@ class HostSession:
         if msg["type"] != "registered":
             raise BeachError(f"unexpected answer from the server: {msg['type']}")
         self.session_id, self._reclaim = msg["session"], msg["reclaim"]
-        configured = [{"urls": [u]} for u in self.opts.ice_servers]
-        self.ice_servers = configured + [s for s in self.sig.ice_servers if s not in configured]
+        self.ice_servers = merge(
+            self.opts.ice_servers, msg.get("ice_servers", self.sig.ice_servers)
+        )
 
     def secret(self, role: str) -> str:
         return self._secrets[role]
@@ -378,7 +380,8 @@ class HostSession:
     def _dispatch(self, msg: dict[str, Any]) -> None:
         mtype = msg["type"]
         if mtype == "peer_joined":
-            self.peers[msg["peer"]] = RemotePeer(self, msg["peer"], msg.get("addr", ""))
+            ice = merge(self.opts.ice_servers, msg.get("ice_servers", self.ice_servers))
+            self.peers[msg["peer"]] = RemotePeer(self, msg["peer"], msg.get("addr", ""), ice)
         elif mtype == "signal":
             peer = self.peers.get(msg["from"])
             if peer is None:

@@ -48,8 +48,11 @@ FEATURES = ("zlib",)
 
 
 class RemotePeer:
-    def __init__(self, host: HostSession, peer_id: str, addr: str) -> None:
+    def __init__(
+        self, host: HostSession, peer_id: str, addr: str, ice_servers: list[dict[str, Any]]
+    ) -> None:
         self.host = host
+        self.ice_servers = ice_servers
         self.id = peer_id
         self.addr = addr
         self.role = "?"
@@ -171,7 +174,7 @@ class RemotePeer:
 
         # WebRTC, every message sealed: the DTLS fingerprint in the SDP is authentic.
         self.state = "connecting"
-        self.link = PeerLink(self.host.ice_servers, self._on_frame, name=f"peer {self.id}")
+        self.link = PeerLink(self.ice_servers, self._on_frame, name=f"peer {self.id}")
         offer = await self.link.make_offer()
         await self.host.signal(self.id, kx.seal({"t": "offer", "sdp": offer}))
         opened = asyncio.ensure_future(self.link.wait_open(HANDSHAKE_TIMEOUT))

@@ -59,9 +59,9 @@ CLIENT_MESSAGES: dict[str, _Spec] = {
 
 SERVER_MESSAGES: dict[str, _Spec] = {
     "welcome": {"server": (str, True, 64), "ice_servers": (list, True, 0)},
-    "registered": {"session": _ID, "reclaim": (str, True, 64)},
-    "joined": {"session": _ID, "peer": _ID},
-    "peer_joined": {"peer": _ID, "addr": (str, False, 64)},
+    "registered": {"session": _ID, "reclaim": (str, True, 64), "ice_servers": (list, False, 0)},
+    "joined": {"session": _ID, "peer": _ID, "ice_servers": (list, False, 0)},
+    "peer_joined": {"peer": _ID, "addr": (str, False, 64), "ice_servers": (list, False, 0)},
     "peer_left": {"peer": _ID},
     "host_left": {"reason": (str, False, 200)},
     "signal": {"from": _ID, "data": (dict, True, 0)},

@@ -17,6 +17,7 @@ from aiohttp import WSMsgType, web
 
 from . import __version__
 from .errors import ProtocolError
+from .ice import IceConfig
 from .keys import ALPHABET
 from .protocol import (
     E_BAD_MESSAGE,
@@ -154,16 +155,24 @@ class RateLimiter:
 
 class SignalServer:
     def __init__(
-        self, limits: ServerLimits | None = None, ice_servers: list[dict[str, Any]] | None = None
+        self,
+        limits: ServerLimits | None = None,
+        ice_servers: list[dict[str, Any]] | None = None,
+        ice: IceConfig | None = None,
     ) -> None:
         self.limits = limits or ServerLimits()
-        self.ice_servers = ice_servers or []
+        self.ice = ice or IceConfig()
+        self._static_ice = ice_servers or []
         self.sessions: dict[str, Session] = {}
         self.clients: set[Client] = set()
         self._by_addr = RateLimiter(self.limits.join_attempts_per_minute)
         self._by_session = RateLimiter(self.limits.join_attempts_per_minute)
         self._reaper: asyncio.Task[None] | None = None
         self._hosted: Counter[str] = Counter()  # live host connections per client address
+
+    def ice_servers(self, label: str) -> list[dict[str, Any]]:
+        """ICE servers for one client: fixed ones, then STUN/TURN with fresh credentials."""
+        return self._static_ice + self.ice.servers(label)
 
     # -- aiohttp wiring ------------------------------------------------------------------------
 
@@ -209,7 +218,9 @@ class SignalServer:
             return ws
         self.clients.add(client)
         client.send(
-            server_message("welcome", server=f"beach/{__version__}", ice_servers=self.ice_servers)
+            server_message(
+                "welcome", server=f"beach/{__version__}", ice_servers=self.ice_servers("anonymous")
+            )
         )
         rate = self.limits.messages_per_second
         try:
@@ -285,7 +296,14 @@ class SignalServer:
             log.info("session %s registered by %s", sid, client.addr)
         client.session = session
         self._hosted[client.addr] += 1
-        client.send(server_message("registered", session=sid, reclaim=session.reclaim))
+        client.send(
+            server_message(
+                "registered",
+                session=sid,
+                reclaim=session.reclaim,
+                ice_servers=self.ice_servers(sid),
+            )
+        )
 
     def _on_join(self, client: Client, msg: dict[str, Any]) -> None:
         if client.session is not None:
@@ -307,8 +325,11 @@ class SignalServer:
         peer = self._new_id(PEER_ID_LENGTH, session.peers)
         session.peers[peer] = client
         client.session, client.peer_id = session, peer
-        client.send(server_message("joined", session=session.id, peer=peer))
-        session.host.send(server_message("peer_joined", peer=peer, addr=client.addr[:64]))
+        ice = self.ice_servers(session.id)  # fresh TURN credentials for both ends
+        client.send(server_message("joined", session=session.id, peer=peer, ice_servers=ice))
+        session.host.send(
+            server_message("peer_joined", peer=peer, addr=client.addr[:64], ice_servers=ice)
+        )
 
     def _on_signal(self, client: Client, msg: dict[str, Any]) -> None:
         session = client.session

@@ -61,9 +61,18 @@ SERVER_SAMPLES: dict[str, list[Fields]] = {
         {"server": "beach/0.1.0", "ice_servers": []},
         {"server": "beach/0.1.0", "ice_servers": [{"urls": ["stun:stun.example.org:3478"]}]},
     ],
-    "registered": [{"session": "abc234", "reclaim": "k" * 64}],
-    "joined": [{"session": "abc234", "peer": "p1"}],
-    "peer_joined": [{"peer": "p1"}, {"peer": "p1", "addr": "203.0.113.7"}],
+    "registered": [
+        {"session": "abc234", "reclaim": "k" * 64},
+        {"session": "abc234", "reclaim": "k" * 64, "ice_servers": [{"urls": ["stun:s"]}]},
+    ],
+    "joined": [
+        {"session": "abc234", "peer": "p1"},
+        {"session": "abc234", "peer": "p1", "ice_servers": []},
+    ],
+    "peer_joined": [
+        {"peer": "p1"},
+        {"peer": "p1", "addr": "203.0.113.7", "ice_servers": [{"urls": ["turn:t"]}]},
+    ],
     "peer_left": [{"peer": "p1"}],
     "host_left": [{}, {"reason": "the host quit"}],
     "signal": [{"from": "p1", "data": {"k": "sealed", "n": 0, "c": "Y2lwaGVy"}}],

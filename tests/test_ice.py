@@ -1,0 +1,65 @@
+"""TURN credentials in coturn's REST scheme, and how the server hands ICE servers out."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import time
+
+import aiohttp
+
+from beach_cli.ice import IceConfig, merge, turn_credentials
+from beach_cli.protocol import client_message, parse_server_message
+from beach_cli.server import SignalServer, start_server
+
+
+def test_turn_credentials_follow_coturns_rest_scheme() -> None:
+    username, password = turn_credentials("s3cret", "abc234", ttl=3600, now=1_700_000_000)
+    assert username == "1700003600:abc234"
+    expected = hmac.new(b"s3cret", username.encode(), hashlib.sha1).digest()
+    assert base64.b64decode(password) == expected
+
+
+def test_servers_list_stun_then_turn_with_fresh_credentials() -> None:
+    ice = IceConfig(["stun:s.example:3478"], ["turn:t.example:3478?transport=udp"], "k", 600)
+    servers = ice.servers("sess01")
+    assert servers[0] == {"urls": ["stun:s.example:3478"]}
+    turn = servers[1]
+    assert turn["urls"] == ["turn:t.example:3478?transport=udp"]
+    expiry, label = turn["username"].split(":")
+    assert label == "sess01" and abs(int(expiry) - (time.time() + 600)) < 5
+
+
+def test_merge_keeps_own_urls_first_and_ignores_junk() -> None:
+    offered = [{"urls": ["stun:b"]}, "junk", {"urls": ["stun:a"]}]
+    assert merge(["stun:a"], offered) == [{"urls": ["stun:a"]}, {"urls": ["stun:b"]}]
+    assert merge([], "not a list") == []
+
+
+async def test_server_mints_credentials_per_session_for_both_ends() -> None:
+    ice = IceConfig([], ["turn:127.0.0.1:3478"], "topsecret", 3600)
+    runner, port = await start_server("127.0.0.1", 0, SignalServer(ice=ice))
+    try:
+        async with aiohttp.ClientSession() as http:
+            url = f"ws://127.0.0.1:{port}/ws"
+            host = await asyncio.wait_for(http.ws_connect(url), 5)
+            await host.receive_json(timeout=5)  # welcome
+            await host.send_str(client_message("host"))
+            reg = parse_server_message(await host.receive_str(timeout=5))
+            sid = reg["session"]
+            joiner = await asyncio.wait_for(http.ws_connect(url), 5)
+            await joiner.receive_json(timeout=5)
+            await joiner.send_str(client_message("join", session=sid))
+            joined = parse_server_message(await joiner.receive_str(timeout=5))
+            peer_joined = parse_server_message(await host.receive_str(timeout=5))
+            for msg in (reg, joined, peer_joined):
+                (turn,) = msg["ice_servers"]
+                assert turn["username"].endswith(f":{sid}")
+                digest = hmac.new(b"topsecret", turn["username"].encode(), hashlib.sha1)
+                assert base64.b64decode(turn["credential"]) == digest.digest()
+            await host.close()
+            await joiner.close()
+    finally:
+        await runner.cleanup()
