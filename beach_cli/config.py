@@ -84,4 +84,3 @@ def load(flags: dict[str, Any] | None = None) -> dict[str, Any]:
         if value is not None and value != ():
             settings[key] = _coerce(key, list(value) if isinstance(value, tuple) else value, "flag")
     return settings
-

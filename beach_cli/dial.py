@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -34,9 +35,14 @@ from .protocol import (
     parse_payload,
     payload,
 )
+from .relay import RelayLink
 from .signaling import SignalingClient
 
 APPROVAL_WAIT = 130.0  # the host answers within 120 s or the answer is no
+# How long a direct or TURN path may take to open before frames go through the server.
+P2P_WAIT = 10.0
+
+log = logging.getLogger("beach.dial")
 
 
 def server_error(msg: dict[str, Any]) -> BeachError:
@@ -84,17 +90,20 @@ class Dialer:
     async def dial(
         self, status: Callable[[str], None], resume: str | None, timeout: float | None = None
     ) -> Any:
-        """A connected PeerLink, or a BeachError saying why not. `timeout` bounds each step
-        (the server, the handshake) instead of the configured connect timeout."""
+        """A connected link (peer-to-peer, or relayed through the server when no direct or
+        TURN path opens), or a BeachError saying why not. `timeout` bounds each step (the
+        server, the handshake) instead of the configured connect timeout."""
         sig = SignalingClient(self.server)
         link = None
         self._step = timeout or self.timeout
+        relayed = False
         try:
             await sig.connect(self._step)
             self.marks["server"] = time.monotonic()
             status("waiting for the host")
             try:
                 link = await self._handshake(sig, status, resume)
+                relayed = isinstance(link, RelayLink)
             except ServerUnreachable:
                 # The server may have hung up right after telling us why (a refusal).
                 reason = await self._last_words(sig)
@@ -107,8 +116,10 @@ class Dialer:
                 await link.close()
             raise
         finally:
-            # Once the channel is open the session needs no server: hang up.
-            await sig.close()
+            # Once a peer-to-peer channel is open the session needs no server: hang up. A
+            # relayed session keeps the connection; its link closes it.
+            if not relayed:
+                await sig.close()
 
     async def _last_words(self, sig: SignalingClient) -> BeachError | None:
         with contextlib.suppress(BeachError, TimeoutError):
@@ -179,14 +190,22 @@ class Dialer:
                         await sig.send(
                             "signal", to="host", data=kx.seal({"t": "answer", "sdp": answer})
                         )
-                        opened = asyncio.ensure_future(link.wait_open(max(remaining, 1.0)))
+                        # Give the direct (or TURN) path a while; the server relay after.
+                        wait = min(P2P_WAIT, max(remaining, 1.0))
+                        opened = asyncio.ensure_future(link.wait_open(wait))
                     elif sealed["t"] == "candidate" and link is not None:
                         await link.add_candidate(sealed)
                     elif sealed["t"] == "wait":
                         status("waiting for the host to let you in")
                         deadline = time.monotonic() + APPROVAL_WAIT
-            if opened is not None:
-                await opened  # raises ConnectTimeout if it did not open
+            if opened is not None and opened.exception() is not None:
+                if not isinstance(opened.exception(), ConnectTimeout):
+                    raise opened.exception()  # type: ignore[misc]
+                log.info("no peer-to-peer path opened; relaying through the server")
+                await link.close()
+                link = await self._relay(sig, kx)
+            elif opened is not None:
+                await opened
         except BaseException:
             if opened is not None:
                 opened.cancel()
@@ -195,6 +214,41 @@ class Dialer:
             raise
         self.marks["open"] = time.monotonic()
         status(f"connected, {link.path}")
+        return link
+
+    async def _relay(self, sig: SignalingClient, kx: KeyExchange) -> RelayLink:
+        """Carry frames through the server, sealed; this link owns the signaling connection."""
+        await sig.send("signal", to="host", data=kx.seal({"t": "relay"}))
+
+        async def send_text(text: str) -> None:
+            await sig.send("relay", to="host", data=text)
+
+        link = RelayLink(kx, send_text, self._on_frame, "host (relayed)")
+
+        async def reader() -> None:
+            try:
+                while True:
+                    msg = await sig.recv()
+                    if msg["type"] == "relay":
+                        link.deliver(msg["data"])
+                    elif msg["type"] == "host_left":
+                        link._mark_lost("the host left")
+                        return
+                    elif msg["type"] == "error":
+                        log.warning("server: %s", msg["message"])
+            except BeachError as exc:
+                link._mark_lost(f"lost the server: {exc.message}")
+
+        task = asyncio.create_task(reader())
+
+        async def stop() -> None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            await sig.close()
+
+        link.on_shutdown.append(stop)
+        await link.wait_open(1.0)
         return link
 
     async def _confirm(

@@ -310,7 +310,9 @@ class HostSession:
         assert self.pty is not None
         peer.start(self.pty.cols, self.pty.rows)
         self.sizes_changed()
-        self.notify(f"{peer.label} joined ({'read-write' if peer.role == 'rw' else 'view-only'})")
+        role = "read-write" if peer.role == "rw" else "view-only"
+        path = ", via the server" if peer.relayed else ""
+        self.notify(f"{peer.label} joined ({role}{path})")
 
     def peer_gone(self, peer: RemotePeer) -> None:
         if self.peers.get(peer.id) is peer:
@@ -347,6 +349,11 @@ class HostSession:
         if self.sig is None or self.sig.closed:
             raise ServerUnreachable("not connected to the server")
         await self.sig.send("signal", to=peer_id, data=data)
+
+    async def relay(self, peer_id: str, text: str) -> None:
+        if self.sig is None or self.sig.closed:
+            raise ServerUnreachable("not connected to the server")
+        await self.sig.send("relay", to=peer_id, data=text)
 
     async def drop(self, peer_id: str, reason: str) -> None:
         if self.sig is not None and not self.sig.closed:
@@ -394,8 +401,12 @@ class HostSession:
             peer = self.peers.get(msg["peer"])
             # Once WebRTC is under way the data channel decides liveness: joiners hang up on the
             # server as soon as their channel opens.
-            if peer is not None and peer.link is None:
+            if peer is not None and (peer.link is None or peer.relayed):
                 peer.close()
+        elif mtype == "relay":
+            peer = self.peers.get(msg["from"])
+            if peer is not None:
+                peer.relay_in(msg["data"])
         elif mtype == "error":
             log.warning("server: %s", msg["message"])
 

@@ -272,6 +272,7 @@ class JoinSession:
         if not self._drew:
             self._drew = True
             self.term.write(PUSH_TITLE)
+            self._title(f"beach: {self.token.session}, {self.link.path}")
             self._fit()
         self.term.write(self.viewport.filter(data) if self.viewport else data)
 

@@ -160,37 +160,53 @@ class KeyExchange:
 
     # -- sealing -------------------------------------------------------------------------------
 
-    def _aad(self, sender: str) -> bytes:
-        return b"|".join((_PROTO, self.session.encode(), self.peer.encode(), sender.encode()))
+    def _aad(self, sender: str, kind: bytes) -> bytes:
+        return b"|".join((_PROTO, self.session.encode(), self.peer.encode(), sender.encode(), kind))
 
-    def seal(self, message: dict[str, Any]) -> dict[str, Any]:
+    def _seal_bytes(self, plain: bytes, kind: bytes) -> tuple[int, bytes]:
         if not self.confirmed or self._send_key is None:
             raise SecurityError("nothing may be sealed before the key is confirmed")
         seq = self._send_seq
         self._send_seq += 1
-        nonce = seq.to_bytes(12, "big")
-        plain = json.dumps(message, separators=(",", ":")).encode()
-        return payload(
-            "sealed", n=seq, c=_b64(self._send_key.encrypt(nonce, plain, self._aad(self.side)))
+        return seq, self._send_key.encrypt(
+            seq.to_bytes(12, "big"), plain, self._aad(self.side, kind)
         )
 
-    def open(self, data: dict[str, Any]) -> dict[str, Any]:
-        msg = parse_payload(data)
-        if msg["k"] != "sealed":
-            raise ProtocolError("expected a sealed message")
+    def _open_bytes(self, seq: int, cipher: bytes, kind: bytes) -> bytes:
         if not self.confirmed or self._recv_key is None:
             raise SecurityError("sealed message before key confirmation")
-        seq = msg["n"]
         if seq <= self._recv_seq or seq >= 2**64:
             raise SecurityError("a sealed message was replayed")
         other = "joiner" if self.side == "host" else "host"
         try:
-            plain = self._recv_key.decrypt(
-                seq.to_bytes(12, "big"), _unb64(msg["c"]), self._aad(other)
-            )
+            plain = self._recv_key.decrypt(seq.to_bytes(12, "big"), cipher, self._aad(other, kind))
         except InvalidTag as exc:
             raise SecurityError(
                 "a sealed message failed authentication (tampered in transit?)"
             ) from exc
         self._recv_seq = seq
-        return parse_sealed(plain)
+        return plain
+
+    def seal(self, message: dict[str, Any]) -> dict[str, Any]:
+        plain = json.dumps(message, separators=(",", ":")).encode()
+        seq, cipher = self._seal_bytes(plain, b"msg")
+        return payload("sealed", n=seq, c=_b64(cipher))
+
+    def open(self, data: dict[str, Any]) -> dict[str, Any]:
+        msg = parse_payload(data)
+        if msg["k"] != "sealed":
+            raise ProtocolError("expected a sealed message")
+        return parse_sealed(self._open_bytes(msg["n"], _unb64(msg["c"]), b"msg"))
+
+    # Frames relayed through the server (when no peer-to-peer path exists) are sealed the
+    # same way, in the same sequence, as a compact string: base64(u64 sequence || ciphertext).
+
+    def seal_frame(self, frame: bytes) -> str:
+        seq, cipher = self._seal_bytes(frame, b"frame")
+        return _b64(seq.to_bytes(8, "big") + cipher)
+
+    def open_frame(self, text: str) -> bytes:
+        raw = _unb64(text)
+        if len(raw) < 8 + 16:
+            raise ProtocolError("relayed frame too short")
+        return self._open_bytes(int.from_bytes(raw[:8], "big"), raw[8:], b"frame")

@@ -31,12 +31,13 @@ from .protocol import (
     parse_payload,
     payload,
 )
+from .relay import RelayLink
 from .resume import ResumeRecord
 
 if TYPE_CHECKING:
     from .host import HostSession
+    from .link import Link
     from .pty import ExitStatus
-    from .rtc import PeerLink
 
 log = logging.getLogger("beach.peer")
 
@@ -58,7 +59,7 @@ class RemotePeer:
         self.role = "?"
         self.state = "handshake"
         self.size: tuple[int, int] | None = None
-        self.link: PeerLink | None = None
+        self.link: Link | None = None
         self.inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue(INBOX_LIMIT)
         self._hello: Hello | None = None
         self._hello_event = asyncio.Event()
@@ -69,6 +70,7 @@ class RemotePeer:
         self._compress: Any = None
         self._sender: asyncio.Task[None] | None = None
         self.dropped_input = 0
+        self._early_relay: list[str] = []
         self.resume_id: str | None = None
         self.record: ResumeRecord | None = None
         self._guessed = False  # the joiner has our SPAKE2 message: it spent one guess
@@ -193,6 +195,15 @@ class RemotePeer:
                     await self.link.accept_answer(msg["sdp"])
                 elif msg["t"] == "candidate":
                     await self.link.add_candidate(msg)
+                elif msg["t"] == "relay":
+                    # No peer-to-peer path: frames go through the server, still sealed.
+                    opened.cancel()
+                    await self.link.close()
+                    self.link = RelayLink(kx, self._relay_out, self._on_frame, f"peer {self.id}")
+                    for text in self._early_relay:
+                        self.link.deliver(text)
+                    self._early_relay.clear()
+                    opened = asyncio.ensure_future(self.link.wait_open(HANDSHAKE_TIMEOUT))
             await opened
         finally:
             opened.cancel()
@@ -204,10 +215,25 @@ class RemotePeer:
         except TimeoutError as exc:
             raise BeachError("the joiner never said hello") from exc
 
+    async def _relay_out(self, text: str) -> None:
+        await self.host.relay(self.id, text)
+
+    def relay_in(self, text: str) -> None:
+        if isinstance(self.link, RelayLink):
+            self.link.deliver(text)
+        elif len(self._early_relay) < INBOX_LIMIT:
+            # Relayed frames can overtake the sealed switch to the relay, which waits its turn
+            # in the inbox: keep them for the RelayLink.
+            self._early_relay.append(text)
+
+    @property
+    def relayed(self) -> bool:
+        return isinstance(self.link, RelayLink)
+
     def close(self) -> None:
-        """Called when the server reports the joiner gone."""
+        """Called when the joiner is gone (or the host is ending)."""
         if self.link is not None:
-            self.link.lost.set()
+            self.link._mark_lost("the joiner left")
         elif not self.task.done():
             self.task.cancel()
 

@@ -27,6 +27,8 @@ MAX_MESSAGE_BYTES = 64 * 1024
 # frame header and compression overhead.
 MAX_FRAME_BYTES = 262_144
 MAX_CHUNK_BYTES = 64 * 1024
+# A relayed frame's text, leaving room for the envelope within MAX_MESSAGE_BYTES.
+MAX_RELAY_DATA = MAX_MESSAGE_BYTES - 1024
 
 _ID_RE = re.compile(r"[a-z0-9]{1,32}")
 
@@ -55,6 +57,9 @@ CLIENT_MESSAGES: dict[str, _Spec] = {
     "signal": {"to": _ID, "data": (dict, True, 0)},
     # host -> server: disconnect one peer (wrong secret, denied, ...).
     "drop": {"peer": _ID, "reason": (str, False, 200)},
+    # either -> server: one sealed data-channel frame for `to`, when no peer-to-peer path
+    # exists (base64 of sequence number + ciphertext; opaque to the server).
+    "relay": {"to": _ID, "data": (str, True, MAX_RELAY_DATA)},
 }
 
 SERVER_MESSAGES: dict[str, _Spec] = {
@@ -65,6 +70,7 @@ SERVER_MESSAGES: dict[str, _Spec] = {
     "peer_left": {"peer": _ID},
     "host_left": {"reason": (str, False, 200)},
     "signal": {"from": _ID, "data": (dict, True, 0)},
+    "relay": {"from": _ID, "data": (str, True, MAX_RELAY_DATA)},
     "error": {"code": (str, True, 32), "message": (str, True, 500)},
 }
 
@@ -211,8 +217,9 @@ def parse_payload(data: Any) -> dict[str, Any]:
 # {"t": "candidate", "candidate": str, "sdpMid": str|None, "sdpMLineIndex": int|None}, or
 # {"t": "wait"} (host -> joiner: the host is being asked to let you in), or
 # {"t": "join", "resume": str|None} (joiner -> host, first after the key is confirmed: the
-# resume id a previous connection was given, to carry on where it left off).
-SEALED_TYPES = {"offer", "answer", "candidate", "wait", "join"}
+# resume id a previous connection was given, to carry on where it left off), or
+# {"t": "relay"} (joiner -> host: no peer-to-peer path; carry frames through the server).
+SEALED_TYPES = {"offer", "answer", "candidate", "wait", "join", "relay"}
 
 
 def parse_sealed(plain: bytes) -> dict[str, Any]:

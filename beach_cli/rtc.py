@@ -9,25 +9,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import Callable
 from typing import Any
 
 from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
 from aiortc.sdp import candidate_from_sdp
 
-from .errors import ConnectTimeout, ProtocolError
-from .protocol import Frame, decode_frame, encode_frame
+from .errors import ProtocolError
+from .link import LOW_WATER, Link
+from .protocol import Frame
 
 log = logging.getLogger("beach.rtc")
 
 CHANNEL_LABEL = "beach"
-PING_INTERVAL = 1.0
-# Any frame counts as a sign of life; silence this long means the peer is gone.
-PEER_TIMEOUT = 4.0
-# Backpressure: stop queueing into SCTP above HIGH, resume when it drains below LOW.
-HIGH_WATER = 1024 * 1024
-LOW_WATER = 256 * 1024
 
 
 def ice_configuration(servers: list[dict[str, Any]]) -> RTCConfiguration:
@@ -57,7 +51,7 @@ def _path_kind(pc: RTCPeerConnection) -> str:
     return "peer-to-peer"
 
 
-class PeerLink:
+class PeerLink(Link):
     """A data channel to one peer. Frames in via `on_frame`; frames out via `send`."""
 
     def __init__(
@@ -66,18 +60,9 @@ class PeerLink:
         on_frame: Callable[[Frame, bytes], None],
         name: str = "peer",
     ) -> None:
-        self.name = name
+        super().__init__(on_frame, name)
         self.pc = RTCPeerConnection(ice_configuration(ice_servers))
         self.channel: Any = None
-        self._on_frame = on_frame
-        self._open = asyncio.Event()
-        self._writable = asyncio.Event()
-        self._writable.set()
-        self.lost = asyncio.Event()
-        self.lost_reason = ""
-        self._last_heard = time.monotonic()
-        self._heartbeat: asyncio.Task[None] | None = None
-        self.rtt: float | None = None
         self._closing: asyncio.Future[None] | None = None
 
         @self.pc.on("connectionstatechange")
@@ -120,18 +105,8 @@ class PeerLink:
         cand.sdpMLineIndex = msg.get("sdpMLineIndex")
         await self.pc.addIceCandidate(cand)
 
-    async def wait_open(self, timeout: float) -> None:
-        try:
-            await asyncio.wait_for(self._open.wait(), timeout)
-        except TimeoutError as exc:
-            raise ConnectTimeout(
-                f"no peer-to-peer connection within {timeout:.0f} s "
-                "(no usable network path between the two machines?)"
-            ) from exc
-        self._heartbeat = asyncio.create_task(self._heartbeat_loop())
-
     @property
-    def path(self) -> str:
+    def path(self) -> str:  # type: ignore[override]
         return _path_kind(self.pc)
 
     # -- channel ---------------------------------------------------------------------------------
@@ -139,89 +114,25 @@ class PeerLink:
     def _attach(self, channel: Any) -> None:
         self.channel = channel
         channel.bufferedAmountLowThreshold = LOW_WATER
-
-        @channel.on("open")
-        def _opened() -> None:
-            self._last_heard = time.monotonic()
-            self._open.set()
-
-        @channel.on("close")
-        def _closed() -> None:
-            self._mark_lost("channel closed")
-
-        @channel.on("bufferedamountlow")
-        def _low() -> None:
-            self._writable.set()
-
-        @channel.on("message")
-        def _message(data: bytes | str) -> None:
-            self._last_heard = time.monotonic()
-            try:
-                kind, body = decode_frame(data)
-            except ProtocolError as exc:
-                log.warning("%s: dropping bad frame: %s", self.name, exc)
-                return
-            if kind == Frame.PING:
-                self.send(encode_frame(Frame.PONG, body))
-            elif kind == Frame.PONG:
-                if len(body) == 8:
-                    self.rtt = time.monotonic() - int.from_bytes(body, "big") / 1e9
-            else:
-                self._on_frame(kind, body)
-
+        channel.on("open", self._opened)
+        channel.on("close", lambda: self._mark_lost("channel closed"))
+        channel.on("bufferedamountlow", self._drained)
+        channel.on("message", self._received)
         if channel.readyState == "open":
-            self._open.set()
+            self._opened()
 
-    def send(self, frame: bytes) -> bool:
-        """Queue one frame; False if the channel is not usable. Never blocks."""
-        ch = self.channel
-        if ch is None or ch.readyState != "open" or self.lost.is_set():
-            return False
-        try:
-            ch.send(frame)
-        except Exception as exc:  # aiortc raises various errors on a dying transport
-            self._mark_lost(f"send failed: {exc}")
-            return False
-        if ch.bufferedAmount > HIGH_WATER:
-            self._writable.clear()
-        return True
+    def _transmit(self, frame: bytes) -> None:
+        self.channel.send(frame)
+
+    @property
+    def usable(self) -> bool:
+        return self.channel is not None and self.channel.readyState == "open"
 
     @property
     def buffered(self) -> int:
         return self.channel.bufferedAmount if self.channel is not None else 0
 
-    async def writable(self) -> None:
-        """Wait until the channel has drained below the low-water mark (or is lost)."""
-        if self.buffered > HIGH_WATER and not self.lost.is_set():
-            self._writable.clear()
-            await self._writable.wait()
-
-    # -- liveness --------------------------------------------------------------------------------
-
-    async def _heartbeat_loop(self) -> None:
-        while not self.lost.is_set():
-            self.send(encode_frame(Frame.PING, time.monotonic_ns().to_bytes(8, "big")))
-            try:
-                await asyncio.wait_for(self.lost.wait(), PING_INTERVAL)
-                return
-            except TimeoutError:
-                pass
-            if time.monotonic() - self._last_heard > PEER_TIMEOUT:
-                self._mark_lost(f"no sign of life for {PEER_TIMEOUT:.0f} s")
-
-    def _mark_lost(self, reason: str) -> None:
-        if not self.lost.is_set():
-            self.lost_reason = reason
-            log.debug("%s: lost (%s)", self.name, reason)
-            self.lost.set()
-            self._writable.set()
-
-    async def close(self) -> None:
-        self._mark_lost("closed")
-        if self._heartbeat is not None:
-            self._heartbeat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._heartbeat
+    async def _shutdown(self) -> None:
         # Never cancel pc.close() itself: a cancelled close leaves aiortc's own shutdown task
         # failing with InvalidStateError. Shield it and stop waiting after a bound instead.
         if self._closing is None:

@@ -46,6 +46,7 @@ class ServerLimits:
     join_attempts_per_minute: int = 30  # per client address and per session
     max_sessions_per_address: int = 64  # sessions hosted from one client address
     messages_per_second: float = 50.0  # per connection, with a burst of twice that
+    relay_bytes_per_second: float = 4 * 1024 * 1024  # relayed frames, per connection
     max_connections: int = 20_000
     host_grace_seconds: float = 60.0  # a host that lost its connection may reclaim its session
     heartbeat_seconds: float = 20.0
@@ -64,7 +65,20 @@ class Client:
         self._writer = asyncio.create_task(self._drain())
         self._tokens = float("inf")  # message-rate bucket: starts full (capped on first use)
         self._stamp = time.monotonic()
+        self._bytes = float("inf")
+        self._bytes_stamp = self._stamp
         self.refused = 0
+
+    def allow_bytes(self, size: int, rate: float) -> bool:
+        """Token bucket in bytes for relayed frames: `rate` a second, bursts of 1 s."""
+        now = time.monotonic()
+        self._bytes = min(self._bytes + (now - self._bytes_stamp) * rate, rate)
+        self._bytes_stamp = now
+        if self._bytes >= size:
+            self._bytes -= size
+            return True
+        self.refused += 1
+        return False
 
     def allow(self, rate: float) -> bool:
         """Token bucket: `rate` messages a second, bursts of 2x."""
@@ -169,6 +183,7 @@ class SignalServer:
         self._by_session = RateLimiter(self.limits.join_attempts_per_minute)
         self._reaper: asyncio.Task[None] | None = None
         self._hosted: Counter[str] = Counter()  # live host connections per client address
+        self.relayed_bytes = 0
 
     def ice_servers(self, label: str) -> list[dict[str, Any]]:
         """ICE servers for one client: fixed ones, then STUN/TURN with fresh credentials."""
@@ -222,17 +237,14 @@ class SignalServer:
                 "welcome", server=f"beach/{__version__}", ice_servers=self.ice_servers("anonymous")
             )
         )
-        rate = self.limits.messages_per_second
+        flood = 10 * self.limits.messages_per_second
         try:
             async for msg in ws:
                 if msg.type == WSMsgType.TEXT:
-                    if client.allow(rate):
-                        self._dispatch(client, msg.data)
-                    elif client.refused > 10 * rate:  # a flood, not a burst: hang up
+                    self._dispatch(client, msg.data)
+                    if client.refused > flood:  # a flood, not a burst: hang up
                         log.warning("closing %s: message flood", client.addr)
                         break
-                    else:
-                        client.error(E_RATE_LIMITED, "too many messages; slow down")
                 elif msg.type == WSMsgType.BINARY:
                     client.error(E_BAD_MESSAGE, "binary messages are not part of the protocol")
                 elif msg.type == WSMsgType.ERROR:
@@ -250,6 +262,13 @@ class SignalServer:
             msg = parse_client_message(raw)
         except ProtocolError as exc:
             client.error(E_BAD_MESSAGE, exc.message)
+            return
+        if msg["type"] == "relay":  # terminal traffic: limited by bytes, not messages
+            if not client.allow_bytes(len(raw), self.limits.relay_bytes_per_second):
+                client.error(E_RATE_LIMITED, "relay bandwidth exceeded; slow down")
+                return
+        elif not client.allow(self.limits.messages_per_second):
+            client.error(E_RATE_LIMITED, "too many messages; slow down")
             return
         handler = getattr(self, f"_on_{msg['type']}")
         try:
@@ -332,20 +351,30 @@ class SignalServer:
         )
 
     def _on_signal(self, client: Client, msg: dict[str, Any]) -> None:
+        target, sender = self._route(client, msg["to"])
+        if target is not None and sender is not None:
+            target.send(server_message("signal", **{"from": sender}, data=msg["data"]))
+
+    def _on_relay(self, client: Client, msg: dict[str, Any]) -> None:
+        target, sender = self._route(client, msg["to"])
+        if target is None or sender is None:
+            return
+        self.relayed_bytes += len(msg["data"])
+        target.send(server_message("relay", **{"from": sender}, data=msg["data"]))
+
+    def _route(self, client: Client, to: str) -> tuple[Client | None, str | None]:
+        """Where a host's or joiner's message for `to` goes, and who it is from."""
         session = client.session
         if session is None:
             client.error(E_NOT_ALLOWED, "host or join a session before signaling")
-            return
+            return None, None
         if client.peer_id is None:  # from the host, to one peer
-            target = session.peers.get(msg["to"])
-            sender = "host"
+            target, sender = session.peers.get(to), "host"
         else:  # from a joiner, only ever to its host
-            target = session.host if msg["to"] == "host" else None
-            sender = client.peer_id
+            target, sender = (session.host if to == "host" else None), client.peer_id
         if target is None:
-            client.error(E_UNKNOWN_PEER, f"{msg['to']} is not connected")
-            return
-        target.send(server_message("signal", **{"from": sender}, data=msg["data"]))
+            client.error(E_UNKNOWN_PEER, f"{to} is not connected")
+        return target, sender
 
     def _on_drop(self, client: Client, msg: dict[str, Any]) -> None:
         session = client.session

@@ -55,6 +55,7 @@ CLIENT_SAMPLES: dict[str, list[Fields]] = {
     "join": [{"session": "abc234"}],
     "signal": [{"to": "host", "data": {"k": "confirm", "mac": "bWFj"}}],
     "drop": [{"peer": "p7"}, {"peer": "p7", "reason": "wrong token"}],
+    "relay": [{"to": "host", "data": "c2VhbGVk"}],
 }
 SERVER_SAMPLES: dict[str, list[Fields]] = {
     "welcome": [
@@ -76,6 +77,7 @@ SERVER_SAMPLES: dict[str, list[Fields]] = {
     "peer_left": [{"peer": "p1"}],
     "host_left": [{}, {"reason": "the host quit"}],
     "signal": [{"from": "p1", "data": {"k": "sealed", "n": 0, "c": "Y2lwaGVy"}}],
+    "relay": [{"from": "p1", "data": "c2VhbGVk"}],
     "error": [{"code": "unknown_session", "message": "no such session"}],
 }
 
@@ -517,6 +519,7 @@ SEALED_SAMPLES: list[Fields] = [
     {"t": "wait"},
     {"t": "join", "resume": None},
     {"t": "join", "resume": "0123456789abcdef" * 2},
+    {"t": "relay"},
 ]
 
 

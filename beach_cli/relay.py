@@ -1,0 +1,104 @@
+"""The last resort when no peer-to-peer or TURN path exists: frames travel through `beach serve`
+over the signaling WebSocket, each sealed with the key from the join exchange. The server sees
+ciphertext of a known size and nothing else, exactly as for the handshake.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable
+
+from .errors import BeachError, ProtocolError, SecurityError
+from .keys import KeyExchange
+from .link import LOW_WATER, Link
+from .protocol import Frame, encode_frame
+
+log = logging.getLogger("beach.relay")
+
+# Frame bytes per relayed message: sealed and base64-encoded it stays under the server's
+# 64 KiB message limit.
+RELAY_CHUNK = 44 * 1024
+
+
+def split_frame(frame: bytes) -> list[bytes]:
+    """Cut an OUTPUT or SNAPSHOT frame into relayable pieces. Their bodies are one zlib stream
+    (or plain bytes), so a SNAPSHOT may continue as OUTPUT frames without changing meaning."""
+    if len(frame) <= RELAY_CHUNK or frame[0] not in (Frame.OUTPUT, Frame.SNAPSHOT):
+        return [frame]
+    body = frame[1:]
+    pieces = [frame[: 1 + RELAY_CHUNK]]
+    for i in range(RELAY_CHUNK, len(body), RELAY_CHUNK):
+        pieces.append(encode_frame(Frame.OUTPUT, body[i : i + RELAY_CHUNK]))
+    return pieces
+
+
+class RelayLink(Link):
+    path = "server relay"
+
+    def __init__(
+        self,
+        kx: KeyExchange,
+        send_text: Callable[[str], Awaitable[None]],
+        on_frame: Callable[[Frame, bytes], None],
+        name: str,
+    ) -> None:
+        super().__init__(on_frame, name)
+        self.kx = kx
+        self._send_text = send_text
+        self._queue: deque[str] = deque()
+        self._queued = 0
+        self._wake = asyncio.Event()
+        self._writer = asyncio.create_task(self._write_loop())
+        self.on_shutdown: list[Callable[[], Awaitable[None]]] = []
+        self._opened()
+
+    def _transmit(self, frame: bytes) -> None:
+        for piece in split_frame(frame):
+            text = self.kx.seal_frame(piece)  # sealed now, so sequence numbers follow send order
+            self._queue.append(text)
+            self._queued += len(text)
+        self._wake.set()
+
+    @property
+    def usable(self) -> bool:
+        return not self.lost.is_set()
+
+    @property
+    def buffered(self) -> int:
+        return self._queued
+
+    async def _write_loop(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._queue:
+                text = self._queue.popleft()
+                self._queued -= len(text)
+                try:
+                    await self._send_text(text)
+                except BeachError as exc:
+                    self._mark_lost(f"relay failed: {exc.message}")
+                    return
+                if self._queued <= LOW_WATER:
+                    self._drained()
+
+    def deliver(self, text: str) -> None:
+        """A relayed message from the peer (via the server)."""
+        try:
+            frame = self.kx.open_frame(text)
+        except (SecurityError, ProtocolError) as exc:
+            log.warning("%s: refusing a relayed frame: %s", self.name, exc)
+            self._mark_lost(f"relayed frame refused: {exc.message}")
+            return
+        self._received(frame)
+
+    async def _shutdown(self) -> None:
+        self._writer.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._writer
+        for hook in self.on_shutdown:
+            with contextlib.suppress(Exception):
+                await hook()
