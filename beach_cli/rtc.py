@@ -41,13 +41,14 @@ def ice_configuration(servers: list[dict[str, Any]]) -> RTCConfiguration:
 
 
 def _path_kind(pc: RTCPeerConnection) -> str:
-    """'direct' or 'TURN relay', from the selected ICE candidate pair."""
+    """"peer-to-peer" or "TURN relay", from the nominated ICE candidate pair (aioice internals,
+    read defensively: unknown means peer-to-peer)."""
     with contextlib.suppress(Exception):
-        for transceiver in [pc.sctp] if pc.sctp else []:
-            ice = transceiver.transport.transport  # RTCDtlsTransport -> RTCIceTransport
-            pair = ice._connection._nominated.get(1)  # aioice internals: best effort only
-            if pair is not None and pair.local_candidate.type == "relay":
-                return "TURN relay"
+        ice = pc.sctp.transport.transport  # RTCSctpTransport -> RTCDtlsTransport -> ICE
+        pair = ice._connection._nominated.get(1)
+        types = {pair.local_candidate.type, pair.remote_candidate.type}
+        if "relay" in types:
+            return "TURN relay"
     return "peer-to-peer"
 
 

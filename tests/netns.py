@@ -30,6 +30,7 @@ class Net:
     def __init__(self) -> None:
         self.tag = uuid.uuid4().hex[:6]
         self.namespaces: list[str] = []
+        self._plugs = 0
 
     def ns(self, role: str) -> str:
         name = f"bch-{role}-{self.tag}"
@@ -50,6 +51,72 @@ class Net:
         sh("ip", "-n", a, "link", "set", ia, "up")
         sh("ip", "-n", b, "link", "set", ib, "up")
         return ia, ib
+
+    def bridge(self, ns: str, addr: str) -> str:
+        """A bridge (a network segment) inside `ns`, with `ns`'s own address on it."""
+        name = f"br{self.tag}"[:15]
+        sh("ip", "-n", ns, "link", "add", name, "type", "bridge")
+        sh("ip", "-n", ns, "addr", "add", addr, "dev", name)
+        sh("ip", "-n", ns, "link", "set", name, "up")
+        return name
+
+    def plug(self, ns: str, addr: str, bridge_ns: str, bridge: str) -> str:
+        """Connect `ns` to a bridge in `bridge_ns`; returns the interface name inside `ns`."""
+        self._plugs += 1
+        inner, outer = f"p{self._plugs}i{self.tag}"[:15], f"p{self._plugs}o{self.tag}"[:15]
+        sh(
+            "ip",
+            "link",
+            "add",
+            inner,
+            "netns",
+            ns,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            outer,
+            "netns",
+            bridge_ns,
+        )
+        sh("ip", "-n", ns, "addr", "add", addr, "dev", inner)
+        sh("ip", "-n", ns, "link", "set", inner, "up")
+        sh("ip", "-n", bridge_ns, "link", "set", outer, "master", bridge)
+        sh("ip", "-n", bridge_ns, "link", "set", outer, "up")
+        return inner
+
+    @staticmethod
+    def default_route(ns: str, via: str) -> None:
+        sh("ip", "-n", ns, "route", "add", "default", "via", via)
+
+    @staticmethod
+    def nat(router: str, public_dev: str, symmetric: bool) -> None:
+        """Make `router` a NAT to the outside through `public_dev`. Linux's MASQUERADE keeps a
+        mapping per inside address and port (endpoint-independent, so STUN works);
+        --random-fully picks a new port per destination (symmetric: only TURN gets through)."""
+        sh("ip", "netns", "exec", router, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+        # Like a home router, accept nothing unsolicited from outside. (Dropped before it is
+        # confirmed, such a packet also leaves no conntrack entry that would steal the port
+        # the inside host is about to use when it punches its own hole.)
+        sh(
+            "ip",
+            "netns",
+            "exec",
+            router,
+            "iptables",
+            "-A",
+            "INPUT",
+            "-i",
+            public_dev,
+            "-m",
+            "conntrack",
+            "--ctstate",
+            "NEW",
+            "-j",
+            "DROP",
+        )
+        rule = ["iptables", "-t", "nat", "-A", "POSTROUTING", "-o", public_dev, "-j", "MASQUERADE"]
+        sh("ip", "netns", "exec", router, *rule, *(["--random-fully"] if symmetric else []))
 
     @staticmethod
     def exec(ns: str) -> list[str]:
