@@ -41,7 +41,7 @@ def ice_configuration(servers: list[dict[str, Any]]) -> RTCConfiguration:
 
 
 def _path_kind(pc: RTCPeerConnection) -> str:
-    """"peer-to-peer" or "TURN relay", from the nominated ICE candidate pair (aioice internals,
+    """ "peer-to-peer" or "TURN relay", from the nominated ICE candidate pair (aioice internals,
     read defensively: unknown means peer-to-peer)."""
     with contextlib.suppress(Exception):
         ice = pc.sctp.transport.transport  # RTCSctpTransport -> RTCDtlsTransport -> ICE

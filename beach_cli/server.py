@@ -19,6 +19,7 @@ from . import __version__
 from .errors import ProtocolError
 from .ice import IceConfig
 from .keys import ALPHABET
+from .metrics import Metrics
 from .protocol import (
     E_BAD_MESSAGE,
     E_HOST_AWAY,
@@ -55,9 +56,16 @@ class ServerLimits:
 class Client:
     """One WebSocket connection with a bounded outbox drained by its own writer task."""
 
-    def __init__(self, ws: web.WebSocketResponse, addr: str, transport: Any = None) -> None:
+    def __init__(
+        self,
+        ws: web.WebSocketResponse,
+        addr: str,
+        transport: Any = None,
+        metrics: Metrics | None = None,
+    ) -> None:
         self.ws = ws
         self.addr = addr
+        self._metrics = metrics or Metrics()
         self._transport = transport
         self.session: Session | None = None
         self.peer_id: str | None = None  # set for joiners
@@ -131,6 +139,10 @@ class Client:
             await self._writer
 
     def error(self, code: str, message: str) -> None:
+        if code == E_RATE_LIMITED:
+            self._metrics.inc("beach_rate_limited_total")
+        elif code == E_BAD_MESSAGE:
+            self._metrics.inc("beach_bad_messages_total")
         self.send(server_message("error", code=code, message=message))
 
 
@@ -183,7 +195,7 @@ class SignalServer:
         self._by_session = RateLimiter(self.limits.join_attempts_per_minute)
         self._reaper: asyncio.Task[None] | None = None
         self._hosted: Counter[str] = Counter()  # live host connections per client address
-        self.relayed_bytes = 0
+        self.metrics = Metrics()
 
     def ice_servers(self, label: str) -> list[dict[str, Any]]:
         """ICE servers for one client: fixed ones, then STUN/TURN with fresh credentials."""
@@ -196,6 +208,7 @@ class SignalServer:
         app.router.add_get("/", self.handle_ws)
         app.router.add_get("/ws", self.handle_ws)
         app.router.add_get("/healthz", self.handle_health)
+        app.router.add_get("/metrics", self.handle_metrics)
         app.on_startup.append(self._on_startup)
         app.on_shutdown.append(self._on_shutdown)
         return app
@@ -216,6 +229,23 @@ class SignalServer:
             {"status": "ok", "version": __version__, "sessions": len(self.sessions), "peers": peers}
         )
 
+    async def handle_metrics(self, _request: web.Request) -> web.Response:
+        gauges = {
+            "beach_sessions": ("Sessions known to this server.", len(self.sessions)),
+            "beach_hosts_connected": (
+                "Sessions whose host is connected.",
+                sum(1 for s in self.sessions.values() if s.host is not None),
+            ),
+            "beach_peers": (
+                "Joiners connected through this server.",
+                sum(len(s.peers) for s in self.sessions.values()),
+            ),
+            "beach_connections": ("Open WebSocket connections.", len(self.clients)),
+        }
+        return web.Response(
+            text=self.metrics.render(gauges), content_type="text/plain", charset="utf-8"
+        )
+
     async def handle_ws(self, request: web.Request) -> web.StreamResponse:
         # No permessage-deflate: handshake messages are small, and each deflate context costs
         # hundreds of KiB per connection.
@@ -225,7 +255,7 @@ class SignalServer:
         if not ws.can_prepare(request).ok:
             return web.Response(text="beach signaling server: connect with a WebSocket\n")
         await ws.prepare(request)
-        client = Client(ws, request.remote or "?", request.transport)
+        client = Client(ws, request.remote or "?", request.transport, self.metrics)
         if len(self.clients) >= self.limits.max_connections:
             client.error(E_TOO_MANY, "the server is full; try again later")
             client.close_after_flush()
@@ -326,40 +356,53 @@ class SignalServer:
 
     def _on_join(self, client: Client, msg: dict[str, Any]) -> None:
         if client.session is not None:
-            client.error(E_NOT_ALLOWED, "this connection already belongs to a session")
+            self._join_refused(
+                client, E_NOT_ALLOWED, "this connection already belongs to a session"
+            )
             return
         if not self._by_addr.allow(client.addr) or not self._by_session.allow(msg["session"]):
-            client.error(E_RATE_LIMITED, "too many join attempts; wait a minute and try again")
+            self._join_refused(
+                client, E_RATE_LIMITED, "too many join attempts; wait a minute and try again"
+            )
             return
         session = self.sessions.get(msg["session"])
         if session is None:
-            client.error(E_UNKNOWN_SESSION, f"there is no session {msg['session']}")
+            self._join_refused(client, E_UNKNOWN_SESSION, f"there is no session {msg['session']}")
             return
         if session.host is None:
-            client.error(E_HOST_AWAY, f"the host of session {session.id} is not connected")
+            self._join_refused(
+                client, E_HOST_AWAY, f"the host of session {session.id} is not connected"
+            )
             return
         if len(session.peers) >= self.limits.max_peers_per_session:
-            client.error(E_TOO_MANY, "this session has too many joiners")
+            self._join_refused(client, E_TOO_MANY, "this session has too many joiners")
             return
         peer = self._new_id(PEER_ID_LENGTH, session.peers)
         session.peers[peer] = client
         client.session, client.peer_id = session, peer
         ice = self.ice_servers(session.id)  # fresh TURN credentials for both ends
+        self.metrics.inc("beach_joins_total")
         client.send(server_message("joined", session=session.id, peer=peer, ice_servers=ice))
         session.host.send(
             server_message("peer_joined", peer=peer, addr=client.addr[:64], ice_servers=ice)
         )
 
+    def _join_refused(self, client: Client, code: str, message: str) -> None:
+        self.metrics.inc("beach_join_failures_total", reason=code)
+        client.error(code, message)
+
     def _on_signal(self, client: Client, msg: dict[str, Any]) -> None:
         target, sender = self._route(client, msg["to"])
         if target is not None and sender is not None:
+            self.metrics.inc("beach_signals_total")
             target.send(server_message("signal", **{"from": sender}, data=msg["data"]))
 
     def _on_relay(self, client: Client, msg: dict[str, Any]) -> None:
         target, sender = self._route(client, msg["to"])
         if target is None or sender is None:
             return
-        self.relayed_bytes += len(msg["data"])
+        self.metrics.inc("beach_relayed_messages_total")
+        self.metrics.inc("beach_relayed_bytes_total", len(msg["data"]))
         target.send(server_message("relay", **{"from": sender}, data=msg["data"]))
 
     def _route(self, client: Client, to: str) -> tuple[Client | None, str | None]:

@@ -1,4 +1,5 @@
-"""TURN credentials in coturn's REST scheme, and how the server hands ICE servers out."""
+"""TURN credentials in coturn's REST scheme, the ICE servers the server hands out, and
+/metrics."""
 
 from __future__ import annotations
 
@@ -63,3 +64,42 @@ async def test_server_mints_credentials_per_session_for_both_ends() -> None:
             await joiner.close()
     finally:
         await runner.cleanup()
+
+
+async def test_metrics_in_prometheus_text_format() -> None:
+    runner, port = await start_server("127.0.0.1", 0, SignalServer())
+    try:
+        async with aiohttp.ClientSession() as http:
+            url = f"ws://127.0.0.1:{port}/ws"
+            host = await asyncio.wait_for(http.ws_connect(url), 5)
+            await host.receive_json(timeout=5)
+            await host.send_str(client_message("host"))
+            sid = parse_server_message(await host.receive_str(timeout=5))["session"]
+            bad = await asyncio.wait_for(http.ws_connect(url), 5)
+            await bad.receive_json(timeout=5)
+            await bad.send_str(client_message("join", session="nosuch"))
+            await bad.receive_json(timeout=5)
+            joiner = await asyncio.wait_for(http.ws_connect(url), 5)
+            await joiner.receive_json(timeout=5)
+            await joiner.send_str(client_message("join", session=sid))
+            await joiner.receive_json(timeout=5)
+            await joiner.send_str(client_message("relay", to="host", data="Y2lwaGVy"))
+            await host.receive_str(timeout=5)  # peer_joined
+            await host.receive_str(timeout=5)  # the relayed frame
+            async with http.get(f"http://127.0.0.1:{port}/metrics") as resp:
+                assert resp.status == 200 and resp.content_type == "text/plain"
+                text = await resp.text()
+            for conn in (host, bad, joiner):
+                await conn.close()
+    finally:
+        await runner.cleanup()
+    values = dict(
+        line.rsplit(" ", 1) for line in text.splitlines() if line and not line.startswith("#")
+    )
+    assert values["beach_sessions"] == "1"
+    assert values["beach_peers"] == "1"
+    assert values["beach_joins_total"] == "1"
+    assert values['beach_join_failures_total{reason="unknown_session"}'] == "1"
+    assert values["beach_relayed_messages_total"] == "1"
+    assert values["beach_relayed_bytes_total"] == "8"
+    assert "# TYPE beach_joins_total counter" in text
