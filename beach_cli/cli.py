@@ -170,6 +170,12 @@ def _settings(ctx: click.Context, default_level: int, **flags: Any) -> dict[str,
     show_default=True,
     help="Seconds a disconnected host's session is kept for it to come back.",
 )
+@click.option(
+    "--redis",
+    "redis_url",
+    envvar="BEACH_REDIS",
+    help="Share sessions with other `beach serve` processes through this Redis.",
+)
 @click.pass_context
 def serve(
     ctx: click.Context,
@@ -185,11 +191,13 @@ def serve(
     max_message_rate: float,
     max_connections: int,
     host_grace: float,
+    redis_url: str | None,
 ) -> None:
     """Run the rendezvous server that hosts and joiners meet through."""
     s = _settings(ctx, logging.INFO, bind=bind, port=port, ice_servers=ice_servers)
 
     async def main() -> int:
+        from .cluster import ClusterUnavailable
         from .ice import IceConfig
         from .server import ServerLimits, SignalServer, start_server
 
@@ -204,11 +212,13 @@ def serve(
         if turn and not turn_secret:
             raise BeachError("--turn needs --turn-secret (coturn's static-auth-secret)")
         ice = IceConfig(list(s["ice_servers"]), list(turn), turn_secret, turn_ttl)
-        server = SignalServer(limits, ice=ice)
+        server = SignalServer(limits, ice=ice, redis_url=redis_url)
         try:
             runner, bound = await start_server(s["bind"], s["port"], server)
         except OSError as exc:
             raise BeachError(f"cannot listen on {s['bind']}:{s['port']}: {exc.strerror}") from exc
+        except ClusterUnavailable as exc:
+            raise BeachError(str(exc)) from exc
         click.echo(f"beach serve: listening on ws://{s['bind']}:{bound}/ws", err=True)
         try:
             await asyncio.Event().wait()
@@ -220,7 +230,11 @@ def serve(
 
 
 @cli.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
-@click.option("--server", help="Signaling server URL (else BEACH_SERVER, else an embedded one).")
+@click.option(
+    "--server",
+    help="Signaling server URL, or several comma-separated (else BEACH_SERVER, "
+    "else an embedded one).",
+)
 @click.option("--port", type=int, help="Port of the embedded server.  [default: 7777]")
 @click.option("--bind", help="Address the embedded server listens on.  [default: 0.0.0.0]")
 @click.option("--advertise", help="Address to print in the join command (embedded server).")

@@ -78,6 +78,7 @@ class HostSession:
         self.pty: PtyProcess | None = None
         self._runner: Any = None
         self._server_url = ""
+        self._servers: list[str] = []
         self._public_url = ""
         self._tasks: set[asyncio.Task[Any]] = set()
         self._notice: str | None = None
@@ -165,12 +166,14 @@ class HostSession:
     async def run(self) -> ExitStatus:
         if self.opts.server is None:
             await self._start_embedded_server()
+            self._servers = [self._server_url]
         else:
-            self._server_url = self._public_url = SignalingClient(self.opts.server).url
+            # Several URLs (comma-separated) are tried in turn: instances of one cluster.
+            urls = [u for u in self.opts.server.split(",") if u.strip()]
+            self._servers = [SignalingClient(u).url for u in urls]
+            self._server_url = self._public_url = self._servers[0]
         try:
-            self.sig = SignalingClient(self._server_url)
-            await self.sig.connect(self.opts.connect_timeout)
-            await self._register()
+            await self._connect_any()
             self._new_secrets()
             self._write_info()
             self._banner()
@@ -359,6 +362,29 @@ class HostSession:
         if self.sig is not None and not self.sig.closed:
             await self.sig.send("drop", peer=peer_id, reason=reason[:200])
 
+    async def _connect_any(self) -> None:
+        """Connect and register with the first server that answers, starting with the one
+        used last."""
+        start = self._servers.index(self._server_url) if self._server_url in self._servers else 0
+        order = self._servers[start:] + self._servers[:start]
+        error: BeachError | None = None
+        for url in order:
+            try:
+                self.sig = SignalingClient(url)
+                await self.sig.connect(self.opts.connect_timeout)
+                await self._register()
+            except ServerUnreachable as exc:
+                error = exc
+                await self.sig.close()
+                continue
+            if self.opts.server is not None and url != self._server_url:
+                self._server_url = self._public_url = url
+                if self.session_id and self._secrets:
+                    self._write_info()  # joiners should now use this server
+            return
+        assert error is not None
+        raise error
+
     async def _signaling_loop(self) -> None:
         delay = 1.0
         while True:
@@ -376,10 +402,8 @@ class HostSession:
                 try:
                     if self.sig is not None:
                         await self.sig.close()
-                    self.sig = SignalingClient(self._server_url)
-                    await self.sig.connect(self.opts.connect_timeout)
-                    await self._register()
-                    self.notify("reconnected to the server")
+                    await self._connect_any()
+                    self.notify(f"reconnected to the server {short_url(self._server_url)}")
                     break
                 except BeachError as exc:
                     log.info("reconnect failed: %s", exc)

@@ -14,8 +14,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import WSMsgType, web
+from redis.exceptions import RedisError
 
 from . import __version__
+from .cluster import Cluster, ClusterUnavailable, RemoteClient
 from .errors import ProtocolError
 from .ice import IceConfig
 from .keys import ALPHABET
@@ -150,10 +152,11 @@ class Client:
 class Session:
     id: str
     reclaim: str
-    host: Client | None
-    peers: dict[str, Client] = field(default_factory=dict)
+    host: Any  # a Client, a cluster.RemoteClient (host on another instance), or None
+    peers: dict[str, Any] = field(default_factory=dict)
     host_lost_at: float | None = None
     join_times: list[float] = field(default_factory=list)
+    mirror: bool = False  # a session held by another instance, for joiners connected here
 
 
 class RateLimiter:
@@ -185,8 +188,10 @@ class SignalServer:
         limits: ServerLimits | None = None,
         ice_servers: list[dict[str, Any]] | None = None,
         ice: IceConfig | None = None,
+        redis_url: str | None = None,
     ) -> None:
         self.limits = limits or ServerLimits()
+        self.cluster = Cluster(redis_url, self._on_cluster_event) if redis_url else None
         self.ice = ice or IceConfig()
         self._static_ice = ice_servers or []
         self.sessions: dict[str, Session] = {}
@@ -196,6 +201,7 @@ class SignalServer:
         self._reaper: asyncio.Task[None] | None = None
         self._hosted: Counter[str] = Counter()  # live host connections per client address
         self.metrics = Metrics()
+        self._background: set[asyncio.Future[Any]] = set()
 
     def ice_servers(self, label: str) -> list[dict[str, Any]]:
         """ICE servers for one client: fixed ones, then STUN/TURN with fresh credentials."""
@@ -214,6 +220,8 @@ class SignalServer:
         return app
 
     async def _on_startup(self, _app: web.Application) -> None:
+        if self.cluster is not None:
+            await self.cluster.start()
         self._reaper = asyncio.create_task(self._reap_loop())
 
     async def _on_shutdown(self, _app: web.Application) -> None:
@@ -222,12 +230,24 @@ class SignalServer:
         for client in list(self.clients):
             with contextlib.suppress(Exception):
                 await client.ws.close(message=b"server shutting down")
+        if self.cluster is not None:
+            await self.cluster.stop()
 
     async def handle_health(self, _request: web.Request) -> web.Response:
-        peers = sum(len(s.peers) for s in self.sessions.values())
-        return web.json_response(
-            {"status": "ok", "version": __version__, "sessions": len(self.sessions), "peers": peers}
-        )
+        peers = sum(len(s.peers) for s in self.sessions.values() if not s.mirror)
+        body: dict[str, Any] = {
+            "status": "ok",
+            "version": __version__,
+            "sessions": sum(1 for s in self.sessions.values() if not s.mirror),
+            "peers": peers,
+        }
+        status = 200
+        if self.cluster is not None:
+            reachable = await self.cluster.ping()
+            body["redis"] = "ok" if reachable else "unreachable"
+            if not reachable:
+                body["status"], status = "degraded", 503
+        return web.json_response(body, status=status)
 
     async def handle_metrics(self, _request: web.Request) -> web.Response:
         gauges = {
@@ -271,7 +291,7 @@ class SignalServer:
         try:
             async for msg in ws:
                 if msg.type == WSMsgType.TEXT:
-                    self._dispatch(client, msg.data)
+                    await self._dispatch(client, msg.data)
                     if client.refused > flood:  # a flood, not a burst: hang up
                         log.warning("closing %s: message flood", client.addr)
                         break
@@ -287,7 +307,7 @@ class SignalServer:
 
     # -- message handling ----------------------------------------------------------------------
 
-    def _dispatch(self, client: Client, raw: str) -> None:
+    async def _dispatch(self, client: Client, raw: str) -> None:
         try:
             msg = parse_client_message(raw)
         except ProtocolError as exc:
@@ -302,7 +322,16 @@ class SignalServer:
             return
         handler = getattr(self, f"_on_{msg['type']}")
         try:
+            if self.cluster is not None and not await self._cluster_prepare(client, msg):
+                return
             handler(client, msg)
+            if self.cluster is not None:
+                await self._cluster_after(client, msg)
+        except ClusterUnavailable as exc:
+            client.error(E_NOT_ALLOWED, f"the server cannot reach its cluster: {exc}")
+        except (RedisError, OSError, TimeoutError) as exc:
+            log.warning("cluster: %s", exc)
+            client.error(E_NOT_ALLOWED, "the server cannot reach its cluster right now")
         except Exception:  # the server survives any input; log and tell the client
             log.exception("error handling %s from %s", msg["type"], client.addr)
             with contextlib.suppress(Exception):
@@ -383,9 +412,21 @@ class SignalServer:
         ice = self.ice_servers(session.id)  # fresh TURN credentials for both ends
         self.metrics.inc("beach_joins_total")
         client.send(server_message("joined", session=session.id, peer=peer, ice_servers=ice))
-        session.host.send(
-            server_message("peer_joined", peer=peer, addr=client.addr[:64], ice_servers=ice)
-        )
+        text = server_message("peer_joined", peer=peer, addr=client.addr[:64], ice_servers=ice)
+        if isinstance(session.host, RemoteClient):  # the host is on another instance
+            self.cluster.publish(  # type: ignore[union-attr]
+                session.host.inst,
+                {
+                    "op": "peer_joined",
+                    "sid": session.id,
+                    "peer": peer,
+                    "inst": self.cluster.inst,  # type: ignore[union-attr]
+                    "addr": client.addr[:64],
+                    "text": text,
+                },
+            )
+        else:
+            session.host.send(text)
 
     def _join_refused(self, client: Client, code: str, message: str) -> None:
         self.metrics.inc("beach_join_failures_total", reason=code)
@@ -440,7 +481,16 @@ class SignalServer:
         if client.peer_id is not None:
             peer_id, client.peer_id = client.peer_id, None
             if session.peers.pop(peer_id, None) is not None and session.host:
-                session.host.send(server_message("peer_left", peer=peer_id))
+                text = server_message("peer_left", peer=peer_id)
+                if isinstance(session.host, RemoteClient):
+                    self.cluster.publish(  # type: ignore[union-attr]
+                        session.host.inst,
+                        {"op": "peer_left", "sid": session.id, "peer": peer_id, "text": text},
+                    )
+                else:
+                    session.host.send(text)
+            if session.mirror and not session.peers:
+                self.sessions.pop(session.id, None)
             return
         if session.host is client:
             self._release(client)
@@ -452,6 +502,84 @@ class SignalServer:
                 peer.close_after_flush()
             session.peers.clear()
             log.info("session %s: host disconnected", session.id)
+            if self.cluster is not None:
+                self._spawn(self.cluster.release(session.id, self.limits.host_grace_seconds))
+
+    # -- cluster (beach serve --redis) ----------------------------------------------------------
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _cluster_prepare(self, client: Client, msg: dict[str, Any]) -> bool:
+        """Before `host` or `join` for a session this instance does not hold, learn where it
+        lives from Redis. False if the message has been answered already."""
+        assert self.cluster is not None
+        sid = msg.get("session")
+        if msg["type"] not in ("host", "join") or sid is None or sid in self.sessions:
+            return True
+        if client.session is not None:
+            return True
+        if msg["type"] == "host":
+            found = await self.cluster.lookup(sid)
+            reclaim = msg.get("reclaim") or ""
+            if found is not None and secrets.compare_digest(found[1], reclaim):
+                # The host moves here (its instance died, or it reconnected elsewhere).
+                self.sessions[sid] = Session(sid, reclaim, None)
+                if found[0] != self.cluster.inst and found[2]:
+                    self.cluster.publish(found[0], {"op": "close", "sid": sid, "to": "host"})
+            elif found is not None:
+                # Known elsewhere under another key: refuse, rather than let anyone adopt it.
+                client.error(E_UNKNOWN_SESSION, f"session {sid} cannot be reclaimed")
+                return False
+        elif msg["type"] == "join":
+            found = await self.cluster.lookup(sid)
+            if found is not None and found[0] != self.cluster.inst:
+                inst, _, alive = found
+                host = RemoteClient(self.cluster, inst, sid, "host") if alive else None
+                self.sessions[sid] = Session(sid, "", host, mirror=True)
+        return True
+
+    async def _cluster_after(self, client: Client, msg: dict[str, Any]) -> None:
+        assert self.cluster is not None
+        if msg["type"] == "host" and client.session is not None:
+            await self.cluster.claim(client.session.id, client.session.reclaim)
+        elif msg["type"] == "join":
+            session = self.sessions.get(msg["session"])
+            if session is not None and session.mirror and not session.peers:
+                del self.sessions[session.id]  # the join failed: no mirror to keep
+
+    def _on_cluster_event(self, event: dict[str, Any]) -> None:
+        """An event published to this instance by another one."""
+        op, sid = event.get("op"), event.get("sid")
+        session = self.sessions.get(sid) if isinstance(sid, str) else None
+        if session is None:
+            return
+        to = event.get("to")
+        target = session.host if to == "host" else session.peers.get(to)
+        if op == "deliver" and isinstance(target, Client):
+            target.send(str(event.get("text", "")))
+        elif op == "close" and isinstance(target, Client):
+            if to == "host":
+                self._forget(target)
+            else:
+                session.peers.pop(to, None)
+                target.session, target.peer_id = None, None
+            target.close_after_flush()
+        elif op == "peer_joined" and isinstance(session.host, Client):
+            peer = str(event.get("peer"))
+            session.peers[peer] = RemoteClient(
+                self.cluster,
+                str(event.get("inst")),
+                session.id,
+                peer,
+                str(event.get("addr")),  # type: ignore[arg-type]
+            )
+            session.host.send(str(event.get("text", "")))
+        elif op == "peer_left" and isinstance(session.host, Client):
+            if session.peers.pop(str(event.get("peer")), None) is not None:
+                session.host.send(str(event.get("text", "")))
 
     def _release(self, host: Client) -> None:
         self._hosted[host.addr] -= 1

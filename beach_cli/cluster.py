@@ -1,0 +1,175 @@
+"""Several `beach serve` processes sharing sessions through Redis (`beach serve --redis URL`).
+
+Each instance keeps its own WebSockets. Redis holds which instance each session's host is on
+(`beach:s:<session>` = {inst, reclaim}) and which instances are alive (`beach:i:<inst>`, a key
+that expires unless refreshed). Messages for a client on another instance are published on
+that instance's channel (`beach:c:<inst>`) and delivered there. A joiner's instance keeps a
+mirror of the session whose host is a `RemoteClient`, and the host's instance records remote
+joiners the same way, so the server's routing code does not change: it calls `send()`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import secrets
+from collections.abc import Callable
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+log = logging.getLogger("beach.cluster")
+
+ALIVE_TTL = 10  # seconds an instance counts as alive after its last heartbeat
+HEARTBEAT = 3.0
+OP_TIMEOUT = 3.0
+
+
+class ClusterUnavailable(Exception):
+    pass
+
+
+class RemoteClient:
+    """A host or joiner connected to another instance; `send` publishes to it."""
+
+    def __init__(self, cluster: Cluster, inst: str, sid: str, target: str, addr: str = "") -> None:
+        self.cluster = cluster
+        self.inst = inst
+        self.sid = sid
+        self.target = target  # "host" or a peer id
+        self.addr = addr
+        self.session: Any = None
+        self.peer_id: str | None = None if target == "host" else target
+
+    def send(self, text: str) -> None:
+        self.cluster.publish(
+            self.inst, {"op": "deliver", "sid": self.sid, "to": self.target, "text": text}
+        )
+
+    def error(self, code: str, message: str) -> None:
+        from .protocol import server_message
+
+        self.send(server_message("error", code=code, message=message))
+
+    def close_after_flush(self) -> None:
+        self.cluster.publish(self.inst, {"op": "close", "sid": self.sid, "to": self.target})
+
+
+class Cluster:
+    def __init__(self, url: str, on_event: Callable[[dict[str, Any]], None]) -> None:
+        self.url = url
+        self.inst = secrets.token_hex(6)
+        self.redis = aioredis.from_url(url, decode_responses=True, socket_timeout=OP_TIMEOUT)
+        self._on_event = on_event
+        self._tasks: list[asyncio.Task[None]] = []
+        self._outbox: asyncio.Queue[tuple[str, str]] = asyncio.Queue(10_000)
+        self.healthy = False
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        try:
+            await asyncio.wait_for(self._beat(), OP_TIMEOUT)
+        except (RedisError, OSError, TimeoutError) as exc:
+            raise ClusterUnavailable(f"cannot reach Redis at {self.url}: {exc}") from exc
+        self._tasks = [
+            asyncio.create_task(self._heartbeat_loop()),
+            asyncio.create_task(self._listen_loop()),
+            asyncio.create_task(self._publish_loop()),
+        ]
+        log.info("cluster instance %s on %s", self.inst, self.url)
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.redis.delete(f"beach:i:{self.inst}"), OP_TIMEOUT)
+        with contextlib.suppress(Exception):
+            await self.redis.aclose()
+
+    async def _beat(self) -> None:
+        await self.redis.set(f"beach:i:{self.inst}", "1", ex=ALIVE_TTL)
+        self.healthy = True
+
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            await asyncio.sleep(HEARTBEAT)
+            try:
+                await asyncio.wait_for(self._beat(), OP_TIMEOUT)
+            except (RedisError, OSError, TimeoutError) as exc:
+                if self.healthy:
+                    log.warning("Redis unreachable: %s", exc)
+                self.healthy = False
+
+    async def _listen_loop(self) -> None:
+        while True:
+            try:
+                pubsub = self.redis.pubsub()
+                await pubsub.subscribe(f"beach:c:{self.inst}")
+                async for msg in pubsub.listen():
+                    if msg.get("type") != "message":
+                        continue
+                    try:
+                        event = json.loads(msg["data"])
+                    except ValueError:
+                        continue
+                    if isinstance(event, dict):
+                        self._on_event(event)
+            except (RedisError, OSError) as exc:
+                log.warning("cluster channel lost (%s); resubscribing", exc)
+                await asyncio.sleep(1.0)
+
+    async def _publish_loop(self) -> None:
+        while True:
+            inst, text = await self._outbox.get()
+            try:
+                await asyncio.wait_for(self.redis.publish(f"beach:c:{inst}", text), OP_TIMEOUT)
+            except (RedisError, OSError, TimeoutError) as exc:
+                log.warning("cluster publish failed: %s", exc)
+
+    def publish(self, inst: str, event: dict[str, Any]) -> None:
+        """Queue an event for another instance (in order; never blocks the caller)."""
+        try:
+            self._outbox.put_nowait((inst, json.dumps(event)))
+        except asyncio.QueueFull:
+            log.warning("cluster outbox full: dropping an event for %s", inst)
+
+    # -- the registry ----------------------------------------------------------------------------
+
+    async def claim(self, sid: str, reclaim: str) -> None:
+        """This instance now holds the host of `sid`."""
+        await asyncio.wait_for(
+            self.redis.hset(f"beach:s:{sid}", mapping={"inst": self.inst, "reclaim": reclaim}),
+            OP_TIMEOUT,
+        )
+        await asyncio.wait_for(self.redis.persist(f"beach:s:{sid}"), OP_TIMEOUT)
+
+    async def release(self, sid: str, grace: float) -> None:
+        """The host left this instance: keep the record for the grace period only (unless the
+        host has meanwhile moved to another instance)."""
+        key = f"beach:s:{sid}"
+        with contextlib.suppress(RedisError, OSError, TimeoutError):
+            if await asyncio.wait_for(self.redis.hget(key, "inst"), OP_TIMEOUT) == self.inst:
+                await asyncio.wait_for(self.redis.expire(key, max(int(grace), 1)), OP_TIMEOUT)
+
+    async def lookup(self, sid: str) -> tuple[str, str, bool] | None:
+        """(instance, reclaim key, instance alive) for a session held elsewhere, if any."""
+        rec = await asyncio.wait_for(self.redis.hgetall(f"beach:s:{sid}"), OP_TIMEOUT)
+        if not rec or "inst" not in rec:
+            return None
+        alive = bool(
+            await asyncio.wait_for(self.redis.exists(f"beach:i:{rec['inst']}"), OP_TIMEOUT)
+        )
+        return rec["inst"], rec.get("reclaim", ""), alive
+
+    async def ping(self) -> bool:
+        try:
+            return bool(await asyncio.wait_for(self.redis.ping(), OP_TIMEOUT))
+        except (RedisError, OSError, TimeoutError):
+            return False
