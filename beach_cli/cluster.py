@@ -59,11 +59,17 @@ class RemoteClient:
 
 
 class Cluster:
-    def __init__(self, url: str, on_event: Callable[[dict[str, Any]], None]) -> None:
+    def __init__(
+        self,
+        url: str,
+        on_event: Callable[[dict[str, Any]], None],
+        hosted: Callable[[], list[tuple[str, str]]] = list,
+    ) -> None:
         self.url = url
         self.inst = secrets.token_hex(6)
         self.redis = aioredis.from_url(url, decode_responses=True, socket_timeout=OP_TIMEOUT)
         self._on_event = on_event
+        self._hosted = hosted  # (session, reclaim) of the hosts connected to this instance
         self._tasks: list[asyncio.Task[None]] = []
         self._outbox: asyncio.Queue[tuple[str, str]] = asyncio.Queue(10_000)
         self.healthy = False
@@ -98,14 +104,28 @@ class Cluster:
         self.healthy = True
 
     async def _heartbeat_loop(self) -> None:
+        beats = 0
         while True:
             await asyncio.sleep(HEARTBEAT)
+            beats += 1
+            was_healthy = self.healthy
             try:
                 await asyncio.wait_for(self._beat(), OP_TIMEOUT)
+                # After an outage (Redis may have restarted empty), and every 30 s anyway,
+                # write down again which sessions this instance holds.
+                if not was_healthy or beats % 10 == 0:
+                    await asyncio.wait_for(self._reclaim_all(), 5 * OP_TIMEOUT)
             except (RedisError, OSError, TimeoutError) as exc:
                 if self.healthy:
                     log.warning("Redis unreachable: %s", exc)
                 self.healthy = False
+
+    async def _reclaim_all(self) -> None:
+        pipe = self.redis.pipeline(transaction=False)
+        for sid, reclaim in self._hosted():
+            pipe.hset(f"beach:s:{sid}", mapping={"inst": self.inst, "reclaim": reclaim})
+            pipe.persist(f"beach:s:{sid}")
+        await pipe.execute()
 
     async def _listen_loop(self) -> None:
         while True:

@@ -191,7 +191,9 @@ class SignalServer:
         redis_url: str | None = None,
     ) -> None:
         self.limits = limits or ServerLimits()
-        self.cluster = Cluster(redis_url, self._on_cluster_event) if redis_url else None
+        self.cluster = (
+            Cluster(redis_url, self._on_cluster_event, self._hosted_here) if redis_url else None
+        )
         self.ice = ice or IceConfig()
         self._static_ice = ice_servers or []
         self.sessions: dict[str, Session] = {}
@@ -549,6 +551,9 @@ class SignalServer:
             session = self.sessions.get(msg["session"])
             if session is not None and session.mirror and not session.peers:
                 del self.sessions[session.id]  # the join failed: no mirror to keep
+
+    def _hosted_here(self) -> list[tuple[str, str]]:
+        return [(s.id, s.reclaim) for s in self.sessions.values() if isinstance(s.host, Client)]
 
     def _on_cluster_event(self, event: dict[str, Any]) -> None:
         """An event published to this instance by another one."""
