@@ -20,6 +20,7 @@ from rich.console import Console
 
 from .approval import ApprovalPrompt
 from .errors import BeachError, Refused, ServerUnreachable
+from .fanout import Encoder
 from .ice import merge
 from .keys import DEFAULT_SECRET_LENGTH, Token, random_code
 from .lan import advertised_address
@@ -86,6 +87,7 @@ class HostSession:
         self._paused = False
         self.accepting = True
         self.resumes = ResumeTable()
+        self.encoder = Encoder()
         self.recorder: Recorder | None = None
         self.prompt = ApprovalPrompt(
             terminal,
@@ -262,9 +264,16 @@ class HostSession:
             self.term.write(data)
         if self.screen is not None:
             self.screen.feed(data)
+        unit = None
         for peer in self.peers.values():
-            if peer.state == "live":
-                peer.output(data)
+            if peer.state != "live":
+                continue
+            if peer.deflate:
+                if unit is None:  # compressed once for every joiner
+                    unit = self.encoder.unit(data)
+                peer.output(unit, len(data))
+            else:
+                peer.output(data, len(data))
         if self.term.pending > LOCAL_HIGH_WATER and self.pty is not None:
             self.pty.pause_reading()
             self._paused = True

@@ -14,6 +14,7 @@ from typing import Any
 
 from rich.console import Console
 
+from . import fanout
 from .dial import Dialer
 from .errors import (
     BeachError,
@@ -141,7 +142,8 @@ class JoinSession:
         self._hello, self._decompress = None, None
         self._hello_event.clear()
         cols, rows = self.term.size()
-        self.link.send(encode_hello(Hello(FRAME_VERSION, self.token.role, cols, rows, ("zlib",))))
+        features = (fanout.FEATURE,)
+        self.link.send(encode_hello(Hello(FRAME_VERSION, self.token.role, cols, rows, features)))
         try:
             await asyncio.wait_for(self._hello_event.wait(), HELLO_TIMEOUT)
         except TimeoutError as exc:
@@ -238,8 +240,8 @@ class JoinSession:
     def _handle_frame(self, kind: Frame, body: bytes) -> None:
         if kind == Frame.HELLO and self._hello is None:
             self._hello = decode_hello(body)
-            if "zlib" in self._hello.features:
-                self._decompress = zlib.decompressobj()
+            if fanout.FEATURE in self._hello.features:
+                self._decompress = fanout.decoder()
             self.pty_size = (self._hello.cols, self._hello.rows)
             self.viewport = Viewport(self.term.size(), self.pty_size)
             self._hello_event.set()

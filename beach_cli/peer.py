@@ -10,9 +10,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import zlib
+import time
+from collections import deque
 from typing import TYPE_CHECKING, Any
 
+from . import fanout
 from .errors import BeachError, ProtocolError, Refused, WrongToken
 from .keys import ROLES, KeyExchange
 from .protocol import (
@@ -45,7 +47,10 @@ HANDSHAKE_TIMEOUT = 30.0
 HELLO_TIMEOUT = 10.0
 BACKLOG_LIMIT = 4 * 1024 * 1024
 INBOX_LIMIT = 64
-FEATURES = ("zlib",)
+FEATURES = (fanout.FEATURE,)
+COALESCE_AFTER = 0.005  # a send within this long means output is streaming...
+COALESCE_WAIT = 0.001  # ...so wait this long for more before the next frame
+ACK_DELAY = 0.05  # acknowledge keystrokes in batches
 
 
 class RemotePeer:
@@ -63,11 +68,14 @@ class RemotePeer:
         self.inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue(INBOX_LIMIT)
         self._hello: Hello | None = None
         self._hello_event = asyncio.Event()
-        self._buf = bytearray()
+        self._queue: deque[tuple[bytes, int]] = deque()  # (unit, raw length) not yet sent
+        self._behind = 0  # raw bytes they stand for
+        self._last_send = 0.0
+        self.deflate = False
+        self._ack_timer: asyncio.TimerHandle | None = None
         self._resync = False
         self._wake = asyncio.Event()
         self._exit: bytes | None = None
-        self._compress: Any = None
         self._sender: asyncio.Task[None] | None = None
         self.dropped_input = 0
         self._early_relay: list[str] = []
@@ -117,6 +125,8 @@ class RemotePeer:
                 # way one guess at the secret was spent.
                 self.host.failed_attempt(self)
             self.state = "closed"
+            if self._ack_timer is not None:
+                self._ack_timer.cancel()
             if self._sender is not None:
                 self._sender.cancel()
             if self.link is not None:
@@ -251,7 +261,9 @@ class RemotePeer:
                     fresh = self.record.accept(offset, data)
                     if fresh:
                         self.host.input_from_peer(self, fresh)
-                    self.link.send(encode_ack(self.record.applied))  # type: ignore[union-attr]
+                    if self._ack_timer is None:  # one ACK per burst of keystrokes
+                        loop = asyncio.get_running_loop()
+                        self._ack_timer = loop.call_later(ACK_DELAY, self._send_ack)
                 else:
                     if not self.dropped_input:
                         log.info("peer %s: dropping input from a %s joiner", self.id, self.role)
@@ -265,14 +277,18 @@ class RemotePeer:
         except ProtocolError as exc:
             log.warning("peer %s: bad frame: %s", self.id, exc)
 
+    def _send_ack(self) -> None:
+        self._ack_timer = None
+        if self.link is not None and self.record is not None:
+            self.link.send(encode_ack(self.record.applied))
+
     # -- output to the joiner --------------------------------------------------------------------
 
     def start(self, cols: int, rows: int) -> None:
         """Greet the joiner and start streaming, beginning with a snapshot."""
         assert self.link is not None and self._hello is not None
         features = tuple(f for f in FEATURES if f in self._hello.features)
-        if "zlib" in features:
-            self._compress = zlib.compressobj(level=1)
+        self.deflate = fanout.FEATURE in features
         applied = self.record.applied if self.record is not None else 0
         hello = Hello(FRAME_VERSION, self.role, cols, rows, features, applied, self.resume_id)
         self.link.send(encode_hello(hello))
@@ -288,20 +304,23 @@ class RemotePeer:
         if self.link is not None:
             self.link.send(encode_frame(Frame.NOTICE, text.encode()[:1024]))
 
-    def output(self, data: bytes) -> None:
+    def output(self, unit: bytes, raw_len: int) -> None:
+        """One PTY read for this joiner: a deflate unit, or the raw bytes (no `deflate`)."""
         if self._sender is None or self._exit is not None:
             return
-        if len(self._buf) + len(data) > BACKLOG_LIMIT:
+        if self._behind + raw_len > BACKLOG_LIMIT:
             log.info(
                 "peer %s: more than %d bytes behind, sending a fresh screen", self.id, BACKLOG_LIMIT
             )
             self.request_resync()
             return
-        self._buf += data
+        self._queue.append((unit, raw_len))
+        self._behind += raw_len
         self._wake.set()
 
     def request_resync(self) -> None:
-        self._buf.clear()
+        self._queue.clear()
+        self._behind = 0
         self._resync = True
         self._wake.set()
 
@@ -309,10 +328,14 @@ class RemotePeer:
         self._exit = encode_exit(status.code, status.signal)
         self._wake.set()
 
-    def _pack(self, kind: Frame, data: bytes) -> bytes:
-        if self._compress is not None:
-            data = self._compress.compress(data) + self._compress.flush(zlib.Z_SYNC_FLUSH)
-        return encode_frame(kind, data)
+    def _send_body(self, link: Link, kind: Frame, body: bytes) -> None:
+        """One or more frames: a unit larger than a frame continues in OUTPUT frames (the
+        joiner's inflater takes the stream in any pieces)."""
+        step = MAX_CHUNK_BYTES
+        link.send(encode_frame(kind, body[:step]))
+        for i in range(step, len(body), step):
+            link.send(encode_frame(Frame.OUTPUT, body[i : i + step]))
+        self._last_send = time.monotonic()
 
     async def _send_loop(self) -> None:
         link = self.link
@@ -320,20 +343,31 @@ class RemotePeer:
         while not link.lost.is_set():
             await self._wake.wait()
             self._wake.clear()
-            while (self._buf or self._resync) and not link.lost.is_set():
+            if time.monotonic() - self._last_send < COALESCE_AFTER:
+                # Output is streaming: give the PTY a moment to add to this frame. A lone
+                # keystroke's echo (nothing sent for a while) goes out at once.
+                await asyncio.sleep(COALESCE_WAIT)
+            while (self._queue or self._resync) and not link.lost.is_set():
                 await link.writable()
                 if self._resync:
                     self._resync = False
-                    self._buf.clear()
+                    self._queue.clear()
+                    self._behind = 0
                     snap = self.host.snapshot()
-                    first, rest = snap[:MAX_CHUNK_BYTES], snap[MAX_CHUNK_BYTES:]
-                    link.send(self._pack(Frame.SNAPSHOT, first))
-                    self._buf[:0] = rest
+                    self._send_body(
+                        link, Frame.SNAPSHOT, fanout.standalone(snap) if self.deflate else snap
+                    )
                     continue
-                chunk = bytes(self._buf[:MAX_CHUNK_BYTES])
-                del self._buf[:MAX_CHUNK_BYTES]
-                link.send(self._pack(Frame.OUTPUT, chunk))
-            if self._exit is not None and not self._buf:
+                # Units concatenate into one valid stream: pack as many as fit in a frame.
+                unit, raw_len = self._queue.popleft()
+                body = bytearray(unit)
+                self._behind -= raw_len
+                while self._queue and len(body) + len(self._queue[0][0]) <= MAX_CHUNK_BYTES:
+                    unit, raw_len = self._queue.popleft()
+                    body += unit
+                    self._behind -= raw_len
+                self._send_body(link, Frame.OUTPUT, bytes(body))
+            if self._exit is not None and not self._queue:
                 link.send(self._exit)
                 return
 
