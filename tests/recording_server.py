@@ -18,10 +18,10 @@ class RecordingServer(SignalServer):
         super().__init__()
         self.out = out
 
-    def _dispatch(self, client: Client, raw: str) -> None:
+    async def _dispatch(self, client: Client, raw: str) -> None:
         self.out.write(raw.replace("\n", "\\n") + "\n")
         self.out.flush()
-        super()._dispatch(client, raw)
+        await super()._dispatch(client, raw)
 
 
 async def main(host: str, out: IO[str]) -> None:

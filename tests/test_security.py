@@ -35,9 +35,9 @@ class EvilServer(SignalServer):
         self.tamper = tamper
         self.state: dict[str, Any] = {}
 
-    def _dispatch(self, client: Client, raw: str) -> None:
+    async def _dispatch(self, client: Client, raw: str) -> None:
         self.received.append(raw)
-        super()._dispatch(client, raw)
+        await super()._dispatch(client, raw)
 
     def _on_signal(self, client: Client, msg: dict[str, Any]) -> None:
         if self.tamper is not None:
