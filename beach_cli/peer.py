@@ -50,6 +50,7 @@ INBOX_LIMIT = 64
 FEATURES = (fanout.FEATURE,)
 COALESCE_AFTER = 0.005  # a send within this long means output is streaming...
 COALESCE_WAIT = 0.001  # ...so wait this long for more before the next frame
+COALESCE_MIN = 4096  # ...unless there is less than this to send (an echo, a prompt)
 ACK_DELAY = 0.05  # acknowledge keystrokes in batches
 
 
@@ -343,9 +344,9 @@ class RemotePeer:
         while not link.lost.is_set():
             await self._wake.wait()
             self._wake.clear()
-            if time.monotonic() - self._last_send < COALESCE_AFTER:
-                # Output is streaming: give the PTY a moment to add to this frame. A lone
-                # keystroke's echo (nothing sent for a while) goes out at once.
+            if self._behind >= COALESCE_MIN and time.monotonic() - self._last_send < COALESCE_AFTER:
+                # Output is streaming: give the PTY a moment to add to this frame. A keystroke's
+                # echo (a few bytes) goes out at once.
                 await asyncio.sleep(COALESCE_WAIT)
             while (self._queue or self._resync) and not link.lost.is_set():
                 await link.writable()
