@@ -10,7 +10,6 @@ import json
 import logging
 import os
 import shutil
-import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -466,10 +465,3 @@ class HostSession:
         title = f"beach {self.session_id}: {live} joined | {text}"
         safe = "".join(ch for ch in title if ch.isprintable())
         self.term.write(f"\x1b]2;{safe}\x07".encode())
-
-
-def install_signal_handlers(task: asyncio.Task[Any]) -> None:
-    """SIGTERM/SIGHUP end the session cleanly (terminal restored, child hung up)."""
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        loop.add_signal_handler(sig, task.cancel)

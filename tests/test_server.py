@@ -20,7 +20,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-import beach_cli.server as server_module
+import beach_cli.connection as connection_module
 from beach_cli import __version__
 from beach_cli.keys import ALPHABET
 from beach_cli.protocol import (
@@ -854,7 +854,7 @@ async def test_joiner_that_stops_reading_is_dropped(
     h: Harness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # A short send timeout, so that a fix relying on it is also seen within the wait below.
-    monkeypatch.setattr(server_module, "SEND_TIMEOUT", 0.5)
+    monkeypatch.setattr(connection_module, "SEND_TIMEOUT", 0.5)
     port = await h.start(SignalServer(FLOODING))
     host, sid, _ = await h.host(port)
     _stalled, stalled_id = await stalled_joiner(h, port, host, sid)

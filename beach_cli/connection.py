@@ -1,0 +1,152 @@
+"""One client's WebSocket on `beach serve`: a bounded outbox drained by its own writer task,
+and the token buckets that rate-limit what it sends."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from .metrics import Metrics
+from .protocol import E_BAD_MESSAGE, E_RATE_LIMITED, server_message
+
+if TYPE_CHECKING:
+    from .server import Session
+
+log = logging.getLogger("beach.server")
+
+OUTBOX_LIMIT = 256  # messages queued for one slow client before it is dropped
+SEND_TIMEOUT = 10.0
+
+
+@dataclass
+class ServerLimits:
+    max_peers_per_session: int = 128
+    join_attempts_per_minute: int = 30  # per client address and per session
+    max_sessions_per_address: int = 64  # sessions hosted from one client address
+    messages_per_second: float = 50.0  # per connection, with a burst of twice that
+    relay_bytes_per_second: float = 4 * 1024 * 1024  # relayed frames, per connection
+    max_connections: int = 20_000
+    host_grace_seconds: float = 60.0  # a host that lost its connection may reclaim its session
+    heartbeat_seconds: float = 20.0
+
+
+class Client:
+    """One WebSocket connection with a bounded outbox drained by its own writer task."""
+
+    def __init__(
+        self,
+        ws: web.WebSocketResponse,
+        addr: str,
+        transport: Any = None,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self.ws = ws
+        self.addr = addr
+        self._metrics = metrics or Metrics()
+        self._transport = transport
+        self.session: Session | None = None
+        self.peer_id: str | None = None  # set for joiners
+        self._outbox: asyncio.Queue[str | None] = asyncio.Queue(OUTBOX_LIMIT)
+        self._writer = asyncio.create_task(self._drain())
+        self._tokens = float("inf")  # message-rate bucket: starts full (capped on first use)
+        self._stamp = time.monotonic()
+        self._bytes = float("inf")
+        self._bytes_stamp = self._stamp
+        self.refused = 0
+
+    def allow_bytes(self, size: int, rate: float) -> bool:
+        """Token bucket in bytes for relayed frames: `rate` a second, bursts of 1 s."""
+        now = time.monotonic()
+        self._bytes = min(self._bytes + (now - self._bytes_stamp) * rate, rate)
+        self._bytes_stamp = now
+        if self._bytes >= size:
+            self._bytes -= size
+            return True
+        self.refused += 1
+        return False
+
+    def allow(self, rate: float) -> bool:
+        """Token bucket: `rate` messages a second, bursts of 2x."""
+        now = time.monotonic()
+        self._tokens = min(self._tokens + (now - self._stamp) * rate, 2 * rate)
+        self._stamp = now
+        if self._tokens >= 1.0:
+            self._tokens -= 1.0
+            return True
+        self.refused += 1
+        return False
+
+    def send(self, text: str) -> None:
+        try:
+            self._outbox.put_nowait(text)
+        except asyncio.QueueFull:
+            log.warning("dropping client %s: outbox full", self.addr)
+            # A client that does not read cannot be closed politely (the close frame would
+            # queue behind everything else): cut the connection, which ends its read loop.
+            self._writer.cancel()
+            if self._transport is not None:
+                self._transport.abort()
+
+    def close_after_flush(self) -> None:
+        with contextlib.suppress(asyncio.QueueFull):
+            self._outbox.put_nowait(None)
+
+    async def _drain(self) -> None:
+        with contextlib.suppress(
+            ConnectionError, TimeoutError, asyncio.CancelledError, RuntimeError
+        ):
+            while True:
+                text = await self._outbox.get()
+                if text is None:
+                    await asyncio.wait_for(self.ws.close(), SEND_TIMEOUT)
+                    return
+                await asyncio.wait_for(self.ws.send_str(text), SEND_TIMEOUT)
+        with contextlib.suppress(Exception):
+            await self.ws.close()
+
+    async def stop_after(self, timeout: float) -> None:
+        """Let the writer flush what is queued (bounded), then stop it."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(self._writer), timeout)
+        await self.stop()
+
+    async def stop(self) -> None:
+        self._writer.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._writer
+
+    def error(self, code: str, message: str) -> None:
+        if code == E_RATE_LIMITED:
+            self._metrics.inc("beach_rate_limited_total")
+        elif code == E_BAD_MESSAGE:
+            self._metrics.inc("beach_bad_messages_total")
+        self.send(server_message("error", code=code, message=message))
+
+
+class RateLimiter:
+    """Sliding one-minute window of event times per key, pruned as it goes."""
+
+    def __init__(self, per_minute: int) -> None:
+        self.per_minute = per_minute
+        self._events: dict[str, list[float]] = {}
+
+    def allow(self, key: str) -> bool:
+        now = time.monotonic()
+        events = [t for t in self._events.get(key, ()) if now - t < 60.0]
+        if len(events) >= self.per_minute:
+            self._events[key] = events
+            return False
+        events.append(now)
+        self._events[key] = events
+        return True
+
+    def prune(self) -> None:
+        now = time.monotonic()
+        for key in [k for k, v in self._events.items() if not v or now - v[-1] >= 60.0]:
+            del self._events[key]
