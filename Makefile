@@ -21,7 +21,12 @@ lint: $(STAMP)
 	$(BIN)/ruff check beach_cli tests bench
 	$(BIN)/ruff format --check beach_cli tests bench
 
+# The ssh baseline needs OpenSSH's sshd (the benchmark starts its own on a loopback port).
 bench: $(STAMP)
+	@command -v sshd >/dev/null 2>&1 || test -x /usr/sbin/sshd || { \
+		SUDO=; [ "$$(id -u)" -eq 0 ] || SUDO=sudo; \
+		$$SUDO apt-get update -q && $$SUDO apt-get install -y -q --no-install-recommends openssh-server; \
+	} || echo "make bench: sshd not installed; the ssh figures will say 'ssh: not available'"
 	$(BIN)/python -m bench
 
 clean:

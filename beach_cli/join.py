@@ -153,6 +153,11 @@ class JoinSession:
         start, missing = self.inputs.since(self._hello.applied)
         self._send_input(start, missing)
         self.timings["hello"] = time.monotonic()
+        t0 = self.timings["start"]
+        parts = ", ".join(
+            f"{k} +{(v - t0) * 1000:.0f} ms" for k, v in self.timings.items() if k != "start"
+        )
+        log.info("connected (%s): %s", self.link.path, parts)
 
     def _enter_terminal(self) -> None:
         self.term.enter_raw()

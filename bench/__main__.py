@@ -25,6 +25,7 @@ SECTIONS: dict[str, ModuleType] = {
     "server": server,
 }
 DEFAULT_OUTPUT = REPO_ROOT / "docs" / "performance.md"
+QUIET = 0.10  # --quiet-wait: other processes' share of the CPU that counts as quiet
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -51,6 +52,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--joiners", type=int, help="joiners in the fan-out section")
     p.add_argument("--sessions", type=int, help="idle sessions for the server section")
     p.add_argument("--relay-seconds", type=float, help="seconds of relay traffic")
+    p.add_argument(
+        "--quiet-wait",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="before each section wait up to S seconds for other processes to use under 10%% "
+        "of the CPU (on a shared machine)",
+    )
     return p.parse_args(argv)
 
 
@@ -82,6 +91,13 @@ def selected(args: argparse.Namespace) -> list[str]:
     return [n for n in SECTIONS if n in names]
 
 
+def share(before: float | None, after: float | None, seconds: float) -> float | None:
+    """CPU other processes used, as a share of all this machine's cores over `seconds`."""
+    if before is None or after is None or seconds <= 0:
+        return None
+    return (after - before) / (seconds * (os.cpu_count() or 1))
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
@@ -99,19 +115,24 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for name in names:
             module = SECTIONS[name]
+            if args.quiet_wait > 0:
+                waited = ctx.noise.wait_quiet(QUIET, args.quiet_wait)
+                print(f"bench: waited {waited:.0f} s for a quiet machine", file=sys.stderr)
             print(f"bench: {name} ...", file=sys.stderr, flush=True)
-            start = time.monotonic()
+            start, others = time.monotonic(), ctx.noise.others_cpu()
             try:
                 section: Section = module.run(ctx)
             except Exception as exc:
                 section = failed(module.SPEC, f"{type(exc).__name__}: {exc}")
             section.seconds = time.monotonic() - start
+            section.others = share(others, ctx.noise.others_cpu(), section.seconds)
             status = f"failed: {section.error}" if section.error else "done"
             print(f"bench: {name} {status} ({section.seconds:.0f} s)", file=sys.stderr, flush=True)
             run.sections.append(section)
     finally:
         ctx.close()
     run.seconds = time.monotonic() - began
+    run.machine["load_end"] = "{:.2f} {:.2f} {:.2f}".format(*os.getloadavg())
     print_run(run)
     if output is not None:
         write_markdown(run, output)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
+import os
 import re
 import subprocess
 import time
@@ -30,23 +31,60 @@ def read_rss_kib(pid: int) -> int:
 
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time of one process (not its children), from /proc/<pid>/stat."""
-    import os
-
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     ticks = int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
+def cpu_wait_seconds(pid: int) -> float:
+    """Time the process's main thread spent runnable but waiting for a CPU (run-queue delay),
+    from /proc/<pid>/schedstat: how much the machine's other processes held it back."""
+    with open(f"/proc/{pid}/schedstat") as f:
+        return int(f.read().split()[1]) / 1e9
+
+
+# The benchmark's server lifts the abuse limits that would otherwise refuse its own load: one
+# address hosting 10,000 sessions, 1000 relay messages a second on one connection, hundreds of
+# joins a minute. Only flags this version of `beach serve` has are passed.
+SERVER_LIMITS = {
+    "--join-rate": "100000",
+    "--max-peers": "1000",
+    "--max-sessions-per-address": "100000",
+    "--max-message-rate": "100000",
+    "--max-connections": "100000",
+}
+_serve_flags: set[str] | None = None
+
+
+def serve_flags() -> set[str]:
+    """The long options `beach serve --help` lists."""
+    global _serve_flags
+    if _serve_flags is None:
+        done = subprocess.run(
+            [beach_bin(), "serve", "--help"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            env=proc_env(),
+            check=True,
+        )
+        _serve_flags = set(re.findall(r"(--[a-z][a-z-]*)", done.stdout))
+    return _serve_flags
+
+
 class BeachServer:
     """`beach serve` on a free loopback port, logging to a file (never to a pipe that could
     fill up and stall it)."""
 
-    def __init__(self, workdir: Path, join_rate: int = 100_000, max_peers: int = 64) -> None:
+    def __init__(self, workdir: Path) -> None:
         self.log_path = workdir / f"serve-{next(_serial)}.log"
+        known = serve_flags()
+        self.limits = {flag: value for flag, value in SERVER_LIMITS.items() if flag in known}
         self._log = open(self.log_path, "wb")
         argv = [beach_bin(), "serve", "--host", "127.0.0.1", "--port", "0"]
-        argv += ["--join-rate", str(join_rate), "--max-peers", str(max_peers)]
+        for flag, value in self.limits.items():
+            argv += [flag, value]
         self.proc = subprocess.Popen(
             argv,
             stdin=subprocess.DEVNULL,
@@ -119,11 +157,19 @@ class BeachHost:
     """`beach host` sharing `command` through `server`. Its own terminal is drained by a tap,
     as a person's terminal would display it."""
 
-    def __init__(self, server: BeachServer, workdir: Path, command: list[str]) -> None:
+    def __init__(
+        self,
+        server: BeachServer,
+        workdir: Path,
+        command: list[str],
+        env: dict[str, str] | None = None,
+    ) -> None:
         n = next(_serial)
         self.info_path = workdir / f"host-{n}.json"
         argv = [beach_bin(), "host", "--server", server.url, "--info-file", str(self.info_path)]
-        self.pty = PtyProcess([*argv, "--", *command], proc_env(), COLS, ROWS, name=f"host{n}")
+        self.pty = PtyProcess(
+            [*argv, "--", *command], proc_env(**(env or {})), COLS, ROWS, name=f"host{n}"
+        )
         self.tap = self.pty.tap()
         self.joiners: list[BeachJoiner] = []
         try:
@@ -157,10 +203,12 @@ class BeachHost:
         """Keystrokes at the host's own keyboard."""
         self.pty.write(text.encode())
 
-    def join(self, log_file: Path | None = None) -> BeachJoiner:
-        joiner = BeachJoiner(
-            list(self.join_argv), f"{self.pty.name}-joiner{len(self.joiners) + 1}", log_file
-        )
+    def join(self, log_file: Path | None = None, server: str | None = None) -> BeachJoiner:
+        """`beach join` with the printed command (`server` replaces its --server value)."""
+        argv = list(self.join_argv)
+        if server is not None:
+            argv[argv.index("--server") + 1] = server
+        joiner = BeachJoiner(argv, f"{self.pty.name}-joiner{len(self.joiners) + 1}", log_file)
         self.joiners.append(joiner)
         return joiner
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
+from .noise import NoiseMeter
 from .ssh import SshServer, start_sshd
 from .streams import Stream, make_streams
 
@@ -66,6 +67,7 @@ def machine() -> dict[str, str]:
         "kernel": platform.release(),
         "os": platform.platform(terse=True),
         "beach": beach_revision(),
+        "load": "{:.2f} {:.2f} {:.2f}".format(*os.getloadavg()),
     }
 
 
@@ -106,6 +108,7 @@ class Context:
         self._streams: list[Stream] | None = None
         self._ssh: SshServer | None = None
         self._ssh_checked = False
+        self.noise = NoiseMeter(self.workdir)
 
     @property
     def streams(self) -> list[Stream]:
@@ -128,6 +131,7 @@ class Context:
 
     def close(self) -> None:
         try:
+            self.noise.close()
             if self._ssh is not None:
                 self._ssh.close()
         finally:

@@ -22,6 +22,7 @@ SPEC = Spec(
         "host's own screen, MB/s",
         "host CPU, s",
         "host CPU, % of one core",
+        "host waiting for a CPU, % of the run",
         "joiner MB/s, min",
         "joiner MB/s, median",
         "joiner MB/s, max",
@@ -36,6 +37,7 @@ class FanRun:
     host_seconds: float
     host_bytes: int
     host_cpu: float
+    host_wait: float
     joiner_seconds: list[float]
     joiner_bytes: list[int]
     joiner_cpu: list[float]
@@ -58,6 +60,7 @@ def run(ctx: Context) -> Section:
                     host.seconds,
                     host.bytes,
                     host.cpu or 0.0,
+                    host.cpu_wait or 0.0,
                     [j.seconds for j in joiners],
                     [j.bytes for j in joiners],
                     [j.cpu or 0.0 for j in joiners],
@@ -79,6 +82,7 @@ def run(ctx: Context) -> Section:
         ["host's own screen, MB/s", fmt(stream.size / host_seconds / 1e6, 1)],
         ["host CPU, s", fmt(cpu, 2)],
         ["host CPU, % of one core", f"{100 * cpu / host_seconds:.0f}%"],
+        ["host waiting for a CPU, % of the run", f"{100 * shown.host_wait / host_seconds:.0f}%"],
         ["joiner MB/s, min", fmt(joiner_mbps[0], 1)],
         ["joiner MB/s, median", fmt(median(joiner_mbps), 1)],
         ["joiner MB/s, max", fmt(joiner_mbps[-1], 1)],
@@ -90,6 +94,8 @@ def run(ctx: Context) -> Section:
         "shown; joiner MB/s = stream bytes / seconds to the end marker on that joiner's screen.",
         "A joiner that did not get every byte was more than 4 MiB behind at some point and was "
         "sent a snapshot instead of the backlog (beach's design: the host never waits).",
+        "All joiners run on this machine: 'host waiting for a CPU' (run-queue delay of its main "
+        "thread, /proc/<pid>/schedstat) shows how much they and the rest held the host back.",
     ]
     return Section(
         SPEC,

@@ -1,17 +1,27 @@
 """The host's cost of sharing: how long the host's own `cat` takes, on the host's own screen,
 with 0, 1 and 3 joiners attached (the joiners are drained as fast as they deliver), and the
-beach host process's CPU time for it. Beside it, the same cat in a plain PTY."""
+beach host process's CPU time for it. Beside it, the same cat in a plain PTY, and with 0
+joiners and beach's screen state (the late-joiner history) switched off."""
 
 from __future__ import annotations
 
 from .beach import BeachServer
 from .context import Context
 from .results import Section, Spec, Target
-from .shells import BeachShell, PlainShell
+from .shells import BeachShell, PlainShell, Shell
 from .stats import fmt, fmt_ratio, median, ratio
 from .streams import KEYS
 
 JOINER_COUNTS = (0, 1, 3)
+# Row label -> configuration key.
+CONFIGS = {
+    "plain pty (no beach)": "pty",
+    "beach, 0 joiners, screen state off": "off",
+    "beach, 0 joiners": "0",
+    "beach, 1 joiner": "1",
+    "beach, 3 joiners": "3",
+}
+SCREEN_STATE_OFF = {"BEACH_SCREEN_STATE": "off"}
 SPEC = Spec(
     key="hostcost",
     title="Host cost of sharing: the host's own cat, seconds (median) and x 0 joiners",
@@ -19,66 +29,69 @@ SPEC = Spec(
         "host's screen",
         *(f"{key} {what}" for key in KEYS for what in ("s", "x0")),
         "host CPU s (ls)",
+        "host CPU wait s (ls)",
         "joiners CPU s (ls)",
     ),
-    labels=("plain pty (no beach)", "beach, 0 joiners", "beach, 1 joiner", "beach, 3 joiners"),
+    labels=tuple(CONFIGS),
     targets=("host cat with 3 joiners <= 1.25x with none",),
 )
 
 
+class Runs:
+    """Per configuration: seconds per stream, and CPU figures for the ls runs."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, dict[str, list[float]]] = {}
+        self.cpu: dict[str, list[float]] = {}
+        self.wait: dict[str, list[float]] = {}
+        self.joiners_cpu: dict[str, list[float]] = {}
+
+    def measure(self, config: str, shell: Shell, ctx: Context) -> None:
+        for _ in range(ctx.options.reps):
+            for stream in ctx.streams:
+                seen = shell.timed_cat(stream.path, ctx.options.timeout)
+                self.seconds.setdefault(config, {}).setdefault(stream.key, []).append(
+                    seen[0].seconds
+                )
+                if stream.key == "ls" and seen[0].cpu is not None:
+                    self.cpu.setdefault(config, []).append(seen[0].cpu)
+                    self.wait.setdefault(config, []).append(seen[0].cpu_wait or 0.0)
+                    joiners = sum(s.cpu or 0.0 for s in seen[1:])
+                    self.joiners_cpu.setdefault(config, []).append(joiners)
+
+
 def run(ctx: Context) -> Section:
     opts = ctx.options
-    streams = ctx.streams
-    # seconds[config][stream key] -> runs; cpu[config] -> host CPU seconds for the ls runs
-    seconds: dict[str, dict[str, list[float]]] = {}
-    cpu: dict[str, list[float]] = {}
-    joiners_cpu: dict[str, list[float]] = {}
-    joiner_seconds: dict[str, dict[str, list[float]]] = {}
-
+    runs = Runs()
     plain = PlainShell()
     try:
-        for _ in range(opts.reps):
-            for stream in streams:
-                seen = plain.timed_cat(stream.path, opts.timeout)
-                seconds.setdefault("pty", {}).setdefault(stream.key, []).append(seen[0].seconds)
+        runs.measure("pty", plain, ctx)
     finally:
         plain.close()
 
     server = BeachServer(ctx.workdir)
     shell: BeachShell | None = None
     try:
+        shell = BeachShell(server, ctx.workdir, joiners=0, env=SCREEN_STATE_OFF)
+        runs.measure("off", shell, ctx)
+        shell.close()
         shell = BeachShell(server, ctx.workdir, joiners=0)
         for count in JOINER_COUNTS:
             shell.add_joiners(count - len(shell.joiners))
-            config = str(count)
-            for _ in range(opts.reps):
-                for stream in streams:
-                    seen = shell.timed_cat(stream.path, opts.timeout)
-                    if stream.key == "ls":
-                        cpu.setdefault(config, []).append(seen[0].cpu or 0.0)
-                        joiners_cpu.setdefault(config, []).append(
-                            sum(s.cpu or 0.0 for s in seen[1:])
-                        )
-                    seconds.setdefault(config, {}).setdefault(stream.key, []).append(
-                        seen[0].seconds
-                    )
-                    if len(seen) > 1:
-                        joiner_seconds.setdefault(config, {}).setdefault(stream.key, []).append(
-                            max(s.seconds for s in seen[1:])
-                        )
+            runs.measure(str(count), shell, ctx)
     finally:
         if shell is not None:
             shell.close()
         server.close()
 
-    med = {c: {k: median(v) for k, v in per.items()} for c, per in seconds.items()}
+    med = {c: {k: median(v) for k, v in per.items()} for c, per in runs.seconds.items()}
     rows = []
-    for label, config in zip(SPEC.labels, ("pty", *map(str, JOINER_COUNTS)), strict=True):
+    for label, config in CONFIGS.items():
         row = [label]
         for key in KEYS:
             row += [fmt(med[config][key], 2), fmt_ratio(ratio(med[config][key], med["0"][key]))]
-        row.append(fmt(median(cpu[config]), 2) if config in cpu else "-")
-        row.append(fmt(median(joiners_cpu[config]), 2) if config in joiners_cpu else "-")
+        for figures in (runs.cpu, runs.wait, runs.joiners_cpu):
+            row.append(fmt(median(figures[config]), 2) if config in figures else "-")
         rows.append(row)
     ratios = {key: ratio(med["3"][key], med["0"][key]) for key in KEYS}
     worst_realistic = max(r for k, r in ratios.items() if k in ("ls", "build") and r is not None)
@@ -91,16 +104,19 @@ def run(ctx: Context) -> Section:
         f"{opts.reps} run(s) per figure; seconds from the keystroke starting `cat` to the end "
         "marker on the host's own screen; every joiner's screen is drained concurrently.",
         "CPU: the beach host process, and all joiner processes together, during the ls runs. "
-        "The joiners run on this same machine and compete with the host for its cores.",
+        "The joiners run on this same machine and compete with the host for its cores; CPU wait "
+        "is the time the host's main thread was runnable but had no CPU (/proc/<pid>/schedstat).",
         "Streams: ls = ls -lR /usr, build = build log (ANSI colours), random = random (base64). "
         "The target is judged on the realistic ones (ls, build); random is the worst case.",
+        "Screen state off: the host started with BEACH_SCREEN_STATE=off (no late-joiner screen "
+        "history on the hot path), to show what keeping that history costs.",
     ]
     data = {
-        "seconds": seconds,
+        "seconds": runs.seconds,
         "median_seconds": med,
-        "host_cpu_seconds_ls": cpu,
-        "joiners_cpu_seconds_ls": joiners_cpu,
-        "joiner_seconds": joiner_seconds,
+        "host_cpu_seconds_ls": runs.cpu,
+        "host_cpu_wait_seconds_ls": runs.wait,
+        "joiners_cpu_seconds_ls": runs.joiners_cpu,
         "ratio_3_vs_0": ratios,
     }
     return Section(SPEC, rows, notes=notes, targets=[target], data=data)

@@ -12,11 +12,13 @@ import subprocess
 import time
 from datetime import datetime
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from .beach import BeachHost, BeachServer
 from .context import Context
 from .env import PROMPT, PYTHON, SHELL, beach_bin, proc_env
 from .errors import BenchError
+from .proxy import TimingProxy
 from .results import Section, Spec, Target
 from .stats import fmt, median
 
@@ -26,8 +28,8 @@ SPEC = Spec(
     columns=("join", "median", "min", "max", "runs"),
     labels=(
         "join to first screen",
-        "  start to first output (process start, imports)",
-        "  first output to ICE connecting (server, SPAKE2, SDP, aiortc import)",
+        "  start to reaching the server (process start, imports)",
+        "  server to ICE connecting (signaling, SPAKE2, SDP, aiortc import)",
         "  ICE connecting to connected (ICE checks, DTLS)",
         "  connected to first screen (SCTP, channel, HELLO, snapshot)",
         "python startup (python -c pass)",
@@ -54,6 +56,12 @@ def _log_times(path: Path) -> dict[str, float]:
             stamp = datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S,%f")
             found[m.group(2)] = stamp.timestamp()
     return found
+
+
+def _address(url: str) -> tuple[str, int]:
+    parts = urlsplit(url)
+    assert parts.hostname is not None and parts.port is not None, url
+    return parts.hostname, parts.port
 
 
 def _wall(argv: list[str], runs: int) -> list[float]:
@@ -92,14 +100,16 @@ def run(ctx: Context) -> Section:
     total: list[float] = []
     parts: dict[str, list[float]] = {"start": [], "signal": [], "ice": [], "screen": []}
     server = BeachServer(ctx.workdir)
+    proxy: TimingProxy | None = None
     host: BeachHost | None = None
     try:
+        proxy = TimingProxy(_address(server.url))
         host = BeachHost(server, ctx.workdir, SHELL)
         host.wait_prompt()
         for i in range(opts.joins):
             log = ctx.workdir / f"join-{i}.log"
             wall_start = time.time()
-            joiner = host.join(log_file=log)
+            joiner = host.join(log_file=log, server=proxy.url)
             try:
                 joiner.pty.read_until(PROMPT.encode(), TIMEOUT)
                 painted = time.perf_counter()
@@ -107,18 +117,19 @@ def run(ctx: Context) -> Section:
             finally:
                 joiner.detach(timeout=5.0)
             stamps = _log_times(log)
-            first = joiner.pty.first_output_at
-            if first is not None and "connecting" in stamps and "connected" in stamps:
-                painted_wall = wall_start + total[-1]
-                first_wall = wall_start + (first - joiner.started)
-                parts["start"].append(first - joiner.started)
-                parts["signal"].append(stamps["connecting"] - first_wall)
+            contact = proxy.first_after(joiner.started)
+            if contact is not None and "connecting" in stamps and "connected" in stamps:
+                contact_wall = wall_start + (contact - joiner.started)
+                parts["start"].append(contact - joiner.started)
+                parts["signal"].append(stamps["connecting"] - contact_wall)
                 parts["ice"].append(stamps["connected"] - stamps["connecting"])
-                parts["screen"].append(painted_wall - stamps["connected"])
+                parts["screen"].append(wall_start + total[-1] - stamps["connected"])
             time.sleep(0.2)
     finally:
         if host is not None:
             host.close()
+        if proxy is not None:
+            proxy.close()
         server.close()
 
     runs = max(opts.joins, 3)
@@ -148,8 +159,8 @@ def run(ctx: Context) -> Section:
     notes = [
         "Joins one after another into an idle shared shell; each joiner detaches (Ctrl-] d) "
         "before the next starts.",
-        "The parts add up to the total: first output is the joiner's 'connecting' status line "
-        "(printed once its modules are imported); ICE times come from the joiner's debug log "
+        "The parts add up to the total: the joiner reaches the server through a timestamping "
+        "TCP forwarder (bench/proxy.py); ICE times come from the joiner's debug log "
         "(--log-file, millisecond timestamps). The imports are measured alone in fresh "
         "interpreters; beach imports aiortc in a thread while it talks to the server, so that "
         "cost overlaps the handshake (but not CPU: imports hold the GIL).",

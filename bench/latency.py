@@ -10,7 +10,6 @@ is sent only after the previous echo arrived.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 from .beach import BeachHost, BeachServer
@@ -25,7 +24,15 @@ from .stats import fmt, fmt_ratio, percentile, ratio
 SPEC = Spec(
     key="latency",
     title="Keystroke echo latency",
-    columns=("keystroke echo", "beach", "direct pty", "ssh", "beach / direct", "beach / ssh"),
+    columns=(
+        "keystroke echo",
+        "beach joiner",
+        "beach host (local)",
+        "direct pty",
+        "ssh",
+        "beach / direct",
+        "beach / ssh",
+    ),
     labels=("p50 (ms)", "p99 (ms)", "max (ms)"),
     targets=("keystroke echo p50 <= 0.6 ms and p99 <= 2 ms",),
 )
@@ -82,16 +89,22 @@ def run_ssh(ctx: Context, count: int) -> list[float]:
         pty.close()
 
 
-def run_beach(ctx: Context, server: BeachServer, count: int) -> list[float]:
+def run_beach(ctx: Context, server: BeachServer, count: int) -> tuple[list[float], list[float]]:
+    """Echo times typed at the joiner (the figure) and, before anyone joined, at the host's
+    own keyboard (beach's local passthrough alone)."""
+    opts = ctx.options
     host = BeachHost(server, ctx.workdir, echo_argv())
     try:
         host.tap.wait(host.tap.expect(READY, seen_ok=True), START_TIMEOUT)
+        host.pty.untap()
+        local = type_and_time(host.pty, count, opts.warmup, opts.timeout)
+        host.tap = host.pty.tap()  # from here on the host's screen is drained as usual
         joiner = host.join()
         joiner.pty.read_until(READY, START_TIMEOUT)  # the first screen, from the snapshot
-        samples = type_and_time(joiner.pty, count, ctx.options.warmup, ctx.options.timeout)
+        remote = type_and_time(joiner.pty, count, opts.warmup, opts.timeout)
         _finish(joiner.pty)
         host.pty.wait(10.0)
-        return samples
+        return remote, local
     finally:
         host.close()
 
@@ -100,18 +113,16 @@ def run(ctx: Context) -> Section:
     opts = ctx.options
     per_round = max(opts.keystrokes // opts.rounds, 1)
     has_ssh = ctx.ssh is not None
-    samples: dict[str, list[float]] = {"beach": [], "direct": [], "ssh": []}
+    samples: dict[str, list[float]] = {"beach": [], "host": [], "direct": [], "ssh": []}
     server = BeachServer(ctx.workdir)
     try:
-        methods: list[tuple[str, Callable[[int], list[float]]]] = [
-            ("direct", lambda n: run_direct(ctx, n)),
-            ("beach", lambda n: run_beach(ctx, server, n)),
-        ]
-        if has_ssh:
-            methods.append(("ssh", lambda n: run_ssh(ctx, n)))
         for _ in range(opts.rounds):  # interleaved, so drift hits every method alike
-            for name, measure in methods:
-                samples[name] += measure(per_round)
+            samples["direct"] += run_direct(ctx, per_round)
+            remote, local = run_beach(ctx, server, per_round)
+            samples["beach"] += remote
+            samples["host"] += local
+            if has_ssh:
+                samples["ssh"] += run_ssh(ctx, per_round)
     finally:
         server.close()
 
@@ -133,6 +144,7 @@ def run(ctx: Context) -> Section:
             [
                 label,
                 fmt(beach, 3),
+                fmt(figures["host"][key], 3),
                 fmt(direct, 3),
                 fmt(ssh, 3) if has_ssh else NOT_AVAILABLE,
                 fmt_ratio(ratio(beach, direct)),
@@ -147,6 +159,10 @@ def run(ctx: Context) -> Section:
     )
     notes = [
         f"{len(samples['beach'])} keystrokes per method ({opts.rounds} round(s) of {per_round} "
-        f"after {opts.warmup} warm-up keystrokes each, fresh processes per round)."
+        f"after {opts.warmup} warm-up keystrokes each, fresh processes per round).",
+        "beach joiner: typed into `beach join`'s terminal, echoed back there (the figure). "
+        "beach host (local): typed at `beach host`'s own keyboard before anyone joined, echoed "
+        "on its own screen: beach's PTY passthrough without the network path.",
     ]
-    return Section(SPEC, rows, notes=notes, targets=[target], data=figures)
+    data = {"figures": figures, "samples_ms": {k: [v * 1e3 for v in s] for k, s in samples.items()}}
+    return Section(SPEC, rows, notes=notes, targets=[target], data=data)

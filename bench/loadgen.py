@@ -106,21 +106,32 @@ async def relay(http: aiohttp.ClientSession, url: str, rate: int, seconds: float
         start = time.perf_counter()
         deadline = start + seconds * 2 + STEP_TIMEOUT
         sent = 0
+        error = None
         while sent < count and time.perf_counter() < deadline:
             due = start + sent / rate
             delay = due - time.perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)
             data = {"k": "bench", "i": sent, "t": time.perf_counter_ns()}
-            await joiner.send(type="signal", to="host", data=data)
+            try:
+                await joiner.send(type="signal", to="host", data=data)
+            except (aiohttp.ClientError, ConnectionError) as exc:  # the server hung up on us
+                error = f"after {sent} messages: {exc!r}"
+                break
             sent += 1
         elapsed = time.perf_counter() - start
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(all_in.wait(), STEP_TIMEOUT)
+        if error is None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(all_in.wait(), STEP_TIMEOUT)
     finally:
         await joiner.close()
         await host.close()
-    result: dict[str, Any] = {"sent": sent, "received": len(latencies), "rate": sent / elapsed}
+    result: dict[str, Any] = {
+        "sent": sent,
+        "received": len(latencies),
+        "rate": sent / elapsed,
+        "error": error,
+    }
     if latencies:
         result |= {
             "p50_ms": percentile(latencies, 50) * 1e3,

@@ -19,10 +19,9 @@ import time
 from collections.abc import Sequence
 
 from .errors import BenchError
-from .taps import Tap
+from .taps import TAIL, Tap
 
 READ_SIZE = 1 << 16
-TAIL = 8192  # bytes of recent output kept for marker search and error messages
 
 
 def _set_ctty() -> None:

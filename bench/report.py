@@ -30,6 +30,13 @@ class Run:
         return [t for s in self.sections for t in s.targets]
 
 
+def circumstances(section: Section) -> str:
+    text = f"{section.seconds:.0f} s"
+    if section.others is not None:
+        text += f"; other processes used {100 * section.others:.0f}% of the machine's CPU meanwhile"
+    return text
+
+
 def verdict(met: bool | None) -> str:
     return {True: "met", False: "NOT met", None: "not measured"}[met]
 
@@ -45,12 +52,12 @@ def print_run(run: Run, file: Any = None) -> None:
     m = run.machine
     console.print(
         f"[bold]beach benchmark[/] {run.started:%Y-%m-%d %H:%M} ({run.mode}): {m['cpu']}, "
-        f"{m['cores']} cores; Python {m['python']}; aiortc {m['aiortc']}; beach {m['beach']}"
+        f"{m['cores']} cores; Python {m['python']}; aiortc {m['aiortc']}; beach {m['beach']}; "
+        f"load average at start {m['load']}"
     )
     for section in run.sections:
-        table = Table(
-            title=f"{section.spec.title}  [{section.seconds:.0f} s]", title_justify="left"
-        )
+        console.print(f"\n[bold]{section.spec.title}[/] [dim]({circumstances(section)})[/]")
+        table = Table()
         for i, column in enumerate(section.spec.columns):
             table.add_column(column, justify="left" if i == 0 else "right", no_wrap=i == 0)
         for row in section.rows:
@@ -80,7 +87,11 @@ compared with, methods interleaved; figures are medians over the repeated runs (
 percentiles over all keystrokes). All processes run on this one machine: `beach serve` on
 127.0.0.1, host and joiners connect peer-to-peer over the machine's own address (aioice never
 uses 127.0.0.1). `beach host` and every `beach join` run in pseudo-terminals whose master ends
-the benchmark holds and drains continuously, as a terminal emulator would.
+the benchmark holds and drains continuously (one reader thread for all of them), as a terminal
+emulator would. Joiners, which would normally run on other machines, share this machine's cores
+with the host here: the CPU and CPU-wait figures show how much that matters. Each section
+says how much CPU processes outside the benchmark used while it ran (`bench/noise.py` samples
+/proc): figures taken while that is high are noisier.
 
 - **Latency**: the shared program puts its terminal in raw mode and echoes every byte
   (`bench/echo_program.py`). The benchmark types one byte into the joiner's terminal and waits
@@ -91,8 +102,11 @@ the benchmark holds and drains continuously, as a terminal emulator would.
   file bytes / time from the keystroke to the marker on the watched screen (the joiner's for
   beach). Streams: a recorded `ls -lR /usr` (repeated if /usr lists less than the stream
   size), a synthetic coloured build log, random bytes as base64.
-- **Host cost**: the same cat timed on the host's own screen with 0, 1 and 3 joiners attached.
-- **Join time**: from spawning `beach join` to the shell prompt on its terminal.
+- **Host cost**: the same cat timed on the host's own screen with 0, 1 and 3 joiners attached,
+  and with 0 joiners and `BEACH_SCREEN_STATE=off` (no late-joiner history on the hot path).
+- **Join time**: from spawning `beach join` to the shell prompt on its terminal; the joiner
+  reaches the server through a timestamping TCP forwarder (`bench/proxy.py`), which splits
+  start-up from the handshake.
 - **Fan-out**: one host, N joiners, one stream; host CPU from `/proc/<pid>/stat`.
 - **Server**: a load generator process (`bench/loadgen.py`, aiohttp) registers N idle host
   sessions and measures `signal` relay latency joiner -> server -> host at a fixed rate.
@@ -121,6 +135,10 @@ def markdown(run: Run) -> str:
             [
                 ["date", f"{run.started:%Y-%m-%d %H:%M %Z}".strip()],
                 ["machine", f"{m['cpu']}, {m['cores']} cores, {m['os']}"],
+                [
+                    "load average (1, 5, 15 min)",
+                    f"{m['load']} at the start, {m.get('load_end', '?')} at the end",
+                ],
                 ["Python", m["python"]],
                 ["aiortc", m["aiortc"]],
                 ["beach", m["beach"]],
@@ -138,7 +156,7 @@ def markdown(run: Run) -> str:
         "",
     ]
     for section in run.sections:
-        lines += [f"## {section.spec.title}", ""]
+        lines += [f"## {section.spec.title}", "", f"_{circumstances(section)}_", ""]
         lines += _md_table(section.spec.columns, section.rows)
         lines.append("")
         lines += [f"- {note}" for note in section.notes]

@@ -35,6 +35,7 @@ class Section:
     data: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
     seconds: float = 0.0
+    others: float | None = None  # share of the machine's CPU other processes used meanwhile
 
     def __post_init__(self) -> None:
         labels = tuple(row[0] for row in self.rows)

@@ -76,8 +76,10 @@ def run(ctx: Context) -> Section:
         except subprocess.TimeoutExpired as exc:
             raise BenchError(f"load generator still running after {timeout:.0f} s") from exc
         if done.returncode != 0:
-            raise BenchError(f"load generator failed: {done.stderr[-800:]}")
+            last = " | ".join(done.stderr.strip().splitlines()[-3:])
+            raise BenchError(f"load generator failed (exit {done.returncode}): {last}")
         out = json.loads(done.stdout.strip().splitlines()[-1])
+        limits = server.limits
     finally:
         server.close()
 
@@ -125,6 +127,14 @@ def run(ctx: Context) -> Section:
         "load generator (one clock).",
         "GB = 10^9 bytes; RSS from /proc/<pid>/status VmRSS of the beach serve process.",
     ]
+    notes.append(
+        "beach serve ran with "
+        + " ".join(f"{flag} {value}" for flag, value in limits.items())
+        + " (its abuse limits would otherwise refuse this load from one address)."
+    )
     if out["errors"]:
         notes.append(f"registration errors (first few): {'; '.join(out['errors'])}")
+    for name, relay in (("idle", idle), ("sessions held", loaded)):
+        if relay.get("error"):
+            notes.append(f"relay ({name}): the server closed the connection {relay['error']}")
     return Section(SPEC, rows, notes=notes, targets=targets, data=out)

@@ -10,10 +10,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .beach import BeachHost, BeachJoiner, BeachServer, cpu_seconds
+from .beach import BeachHost, BeachJoiner, BeachServer, cpu_seconds, cpu_wait_seconds
 from .env import COLS, PROMPT, ROWS, SHELL, proc_env
-from .ptys import PtyProcess, Tap
+from .ptys import PtyProcess
 from .ssh import SshServer
+from .taps import Tap
 
 START_TIMEOUT = 30.0
 SETTLE = 0.3  # pause between runs: let the last prompt and any notices go by
@@ -28,10 +29,11 @@ class Seen:
     seconds: float
     bytes: int
     cpu: float | None
+    cpu_wait: float | None  # main thread runnable but not running (other processes had the CPUs)
 
 
-def _cpu(pid: int | None) -> float | None:
-    return None if pid is None else cpu_seconds(pid)
+def _cpu(pid: int | None) -> tuple[float, float] | None:
+    return None if pid is None else (cpu_seconds(pid), cpu_wait_seconds(pid))
 
 
 class Shell:
@@ -61,8 +63,10 @@ class Shell:
         for sighting, total, cpu0, cpu1 in zip(
             sightings, before, cpu_before, cpu_after, strict=True
         ):
-            cpu = None if cpu0 is None or cpu1 is None else cpu1 - cpu0
-            seen.append(Seen(sighting.at - start, sighting.total - total, cpu))
+            cpu = wait = None
+            if cpu0 is not None and cpu1 is not None:
+                cpu, wait = cpu1[0] - cpu0[0], cpu1[1] - cpu0[1]
+            seen.append(Seen(sighting.at - start, sighting.total - total, cpu, wait))
         time.sleep(SETTLE)
         return seen
 
@@ -98,8 +102,14 @@ class SshShell(PlainShell):
 class BeachShell(Shell):
     """The shell shared by `beach host`, with `joiners` attached (all joined at once)."""
 
-    def __init__(self, server: BeachServer, workdir: Path, joiners: int) -> None:
-        self.host = BeachHost(server, workdir, SHELL)
+    def __init__(
+        self,
+        server: BeachServer,
+        workdir: Path,
+        joiners: int,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        self.host = BeachHost(server, workdir, SHELL, env)
         try:
             self.host.wait_prompt()
             self.keyboard = self.host.pty

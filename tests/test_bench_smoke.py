@@ -50,7 +50,9 @@ def test_quick_run_prints_every_row(tmp_path: Path) -> None:
     assert targets == {t for m in SECTIONS.values() for t in m.SPEC.targets}
 
     # ssh figures are there exactly when sshd is (under CI the suite insists on sshd).
-    ssh_cells = [row[3] for row in result["sections"]["latency"]["rows"]]
+    latency = result["sections"]["latency"]
+    ssh_column = latency["columns"].index("ssh")
+    ssh_cells = [row[ssh_column] for row in latency["rows"]]
     if find_sshd() is None:
         assert all(cell == NOT_AVAILABLE for cell in ssh_cells)
     else:
