@@ -328,7 +328,7 @@ class HostSession:
     def peer_gone(self, peer: RemotePeer) -> None:
         if self.peers.get(peer.id) is peer:
             del self.peers[peer.id]
-        if peer.role in ("rw", "view") and peer.state == "closed" and peer._sender is not None:
+        if peer.state == "closed" and peer.was_live:
             self.notify(f"{peer.label} left")
         self.sizes_changed()
 

@@ -238,6 +238,11 @@ class RemotePeer:
             self._early_relay.append(text)
 
     @property
+    def was_live(self) -> bool:
+        """It got as far as sharing the screen (so its leaving is news for the host)."""
+        return self._sender is not None
+
+    @property
     def relayed(self) -> bool:
         return isinstance(self.link, RelayLink)
 
