@@ -37,6 +37,9 @@ def _setup_logging(debug: bool, log_file: str | None, level: str | None, default
     if not debug:  # aiortc/aioice narrate every packet at INFO
         for name in ("aiortc", "aioice", "aiohttp.access"):
             logging.getLogger(name).setLevel(logging.WARNING)
+        # aiohttp logs any malformed HTTP request from anyone with a full traceback at ERROR:
+        # a client's garbage is not the operator's error (--debug shows it).
+        logging.getLogger("aiohttp.server").setLevel(logging.CRITICAL)
 
 
 def _run(main: Callable[[], Awaitable[int]], debug: bool) -> int:

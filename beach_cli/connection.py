@@ -103,10 +103,15 @@ class Client:
         ):
             while True:
                 text = await self._outbox.get()
+                # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation
+                # that lands as the send completes (CPython gh-86296), and the writer would live
+                # on after its connection.
                 if text is None:
-                    await asyncio.wait_for(self.ws.close(), SEND_TIMEOUT)
+                    async with asyncio.timeout(SEND_TIMEOUT):
+                        await self.ws.close()
                     return
-                await asyncio.wait_for(self.ws.send_str(text), SEND_TIMEOUT)
+                async with asyncio.timeout(SEND_TIMEOUT):
+                    await self.ws.send_str(text)
         with contextlib.suppress(Exception):
             await self.ws.close()
 

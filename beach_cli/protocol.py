@@ -23,6 +23,8 @@ FRAME_VERSION = 1
 
 # Largest signaling message accepted by either side (SDP with many candidates is ~5 KiB).
 MAX_MESSAGE_BYTES = 64 * 1024
+# What the server sends may exceed a relayed message by its envelope; clients accept this much.
+MAX_SERVER_MESSAGE_BYTES = MAX_MESSAGE_BYTES + 1024
 # aiortc refuses data-channel messages above 262,144 bytes; stay well below with room for the
 # frame header and compression overhead.
 MAX_FRAME_BYTES = 262_144
@@ -151,11 +153,14 @@ def parse_server_message(raw: str | bytes) -> dict[str, Any]:
     return _parse(raw, SERVER_MESSAGES)
 
 
-def _encode(mtype: str, specs: dict[str, _Spec], fields: dict[str, Any]) -> str:
+def _encode(
+    mtype: str, specs: dict[str, _Spec], fields: dict[str, Any], limit: int = MAX_MESSAGE_BYTES
+) -> str:
     msg = {"type": mtype, "v": VERSION, **{k: v for k, v in fields.items() if v is not None}}
     _check(msg, specs)  # never send what the other side would refuse
-    text = json.dumps(msg, separators=(",", ":"))
-    if len(text) > MAX_MESSAGE_BYTES:
+    # Not ensure_ascii: a relayed payload must not grow (\u escapes) on its way through.
+    text = json.dumps(msg, separators=(",", ":"), ensure_ascii=False)
+    if len(text.encode()) > limit:
         raise ProtocolError("message too large")
     return text
 
@@ -165,7 +170,8 @@ def client_message(mtype: str, **fields: Any) -> str:
 
 
 def server_message(mtype: str, **fields: Any) -> str:
-    return _encode(mtype, SERVER_MESSAGES, fields)
+    # A relayed message keeps its payload and swaps "to" for "from": allow for the envelope.
+    return _encode(mtype, SERVER_MESSAGES, fields, MAX_SERVER_MESSAGE_BYTES)
 
 
 # ---------------------------------------------------------------------------------------------

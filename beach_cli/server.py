@@ -145,7 +145,11 @@ class SignalServer:
         ws = web.WebSocketResponse(
             heartbeat=self.limits.heartbeat_seconds, max_msg_size=MAX_MESSAGE_BYTES, compress=False
         )
-        if not ws.can_prepare(request).ok:
+        try:
+            upgradable = ws.can_prepare(request).ok
+        except Exception:  # aiohttp chokes on some malformed upgrade headers: a client error
+            return web.Response(status=400, text="bad WebSocket upgrade request\n")
+        if not upgradable:
             return web.Response(text="beach signaling server: connect with a WebSocket\n")
         await ws.prepare(request)
         client = Client(ws, request.remote or "?", request.transport, self.metrics)

@@ -10,7 +10,7 @@ from urllib.parse import urlsplit, urlunsplit
 import aiohttp
 
 from .errors import BeachError, ProtocolError, ServerUnreachable
-from .protocol import MAX_MESSAGE_BYTES, client_message, parse_server_message
+from .protocol import MAX_SERVER_MESSAGE_BYTES, client_message, parse_server_message
 
 CONNECT_TIMEOUT = 10.0
 
@@ -53,7 +53,9 @@ class SignalingClient:
         self._http = aiohttp.ClientSession()
         try:
             self._ws = await asyncio.wait_for(
-                self._http.ws_connect(self.url, heartbeat=20.0, max_msg_size=MAX_MESSAGE_BYTES),
+                self._http.ws_connect(
+                    self.url, heartbeat=20.0, max_msg_size=MAX_SERVER_MESSAGE_BYTES
+                ),
                 timeout,
             )
             self.welcome = await self.recv(timeout)
