@@ -18,7 +18,7 @@ from typing import Any
 from rich.console import Console
 
 from .approval import ApprovalPrompt
-from .errors import BeachError, Refused, ServerUnreachable
+from .errors import BeachError, ProtocolError, Refused, ServerUnreachable
 from .fanout import Encoder
 from .ice import merge
 from .keys import DEFAULT_SECRET_LENGTH, Token, random_code
@@ -399,7 +399,12 @@ class HostSession:
             try:
                 assert self.sig is not None
                 while True:
-                    self._dispatch(await self.sig.recv())
+                    try:
+                        msg = await self.sig.recv()
+                    except ProtocolError as exc:  # one bad message is no reason to stop
+                        log.warning("ignoring a message from the server: %s", exc)
+                        continue
+                    self._dispatch(msg)
                     delay = 1.0
             except ServerUnreachable:
                 self.notify("lost the server; live joiners stay connected, reconnecting")

@@ -137,8 +137,10 @@ def _is_int(value: Any) -> bool:
     return type(value) is int  # bool is an int subclass: refuse it
 
 
-def _parse(raw: str | bytes, specs: dict[str, _Spec]) -> dict[str, Any]:
-    if len(raw) > MAX_MESSAGE_BYTES:
+def _parse(
+    raw: str | bytes, specs: dict[str, _Spec], limit: int = MAX_MESSAGE_BYTES
+) -> dict[str, Any]:
+    if len(raw) > limit:
         raise ProtocolError("message too large")
     return _check(_json_object(raw, "message"), specs)
 
@@ -150,7 +152,7 @@ def parse_client_message(raw: str | bytes) -> dict[str, Any]:
 
 def parse_server_message(raw: str | bytes) -> dict[str, Any]:
     """Validate a message the server sent to a client."""
-    return _parse(raw, SERVER_MESSAGES)
+    return _parse(raw, SERVER_MESSAGES, MAX_SERVER_MESSAGE_BYTES)
 
 
 def _encode(

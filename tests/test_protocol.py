@@ -16,6 +16,7 @@ from beach_cli.protocol import (
     FRAME_VERSION,
     MAX_FRAME_BYTES,
     MAX_MESSAGE_BYTES,
+    MAX_SERVER_MESSAGE_BYTES,
     PAYLOADS,
     SEALED_TYPES,
     SERVER_MESSAGES,
@@ -382,10 +383,19 @@ def test_parse_accepts_message_of_exactly_max_message_bytes(as_bytes: bool) -> N
     assert msg == {"type": "join", "v": VERSION, "session": "abc234"}
 
 
-@pytest.mark.parametrize("parse", PARSERS)
+@pytest.mark.parametrize(
+    ("parse", "limit"),
+    [
+        pytest.param(parse_client_message, MAX_MESSAGE_BYTES, id="client"),
+        # The server's messages may carry a relayed payload plus its envelope.
+        pytest.param(parse_server_message, MAX_SERVER_MESSAGE_BYTES, id="server"),
+    ],
+)
 @pytest.mark.parametrize("as_bytes", [False, True], ids=["str", "bytes"])
-def test_parse_rejects_messages_over_max_message_bytes(parse: Parser, as_bytes: bool) -> None:
-    raw = padded(MAX_MESSAGE_BYTES + 1)
+def test_parse_rejects_messages_over_max_message_bytes(
+    parse: Parser, limit: int, as_bytes: bool
+) -> None:
+    raw = padded(limit + 1)
     with pytest.raises(ProtocolError, match="too large"):
         parse(raw.encode() if as_bytes else raw)
 
