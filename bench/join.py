@@ -107,7 +107,7 @@ def run(ctx: Context) -> Section:
         host = BeachHost(server, ctx.workdir, SHELL)
         host.wait_prompt()
         for i in range(opts.joins):
-            log = ctx.workdir / f"join-{i}.log"
+            log = ctx.workdir / f"join-{host.pid}-{i}.log"  # fresh per attempt: logs append
             wall_start = time.time()
             joiner = host.join(log_file=log, server=proxy.url)
             try:
@@ -120,10 +120,16 @@ def run(ctx: Context) -> Section:
             contact = proxy.first_after(joiner.started)
             if contact is not None and "connecting" in stamps and "connected" in stamps:
                 contact_wall = wall_start + (contact - joiner.started)
-                parts["start"].append(contact - joiner.started)
-                parts["signal"].append(stamps["connecting"] - contact_wall)
-                parts["ice"].append(stamps["connected"] - stamps["connecting"])
-                parts["screen"].append(wall_start + total[-1] - stamps["connected"])
+                split = {
+                    "start": contact - joiner.started,
+                    "signal": stamps["connecting"] - contact_wall,
+                    "ice": stamps["connected"] - stamps["connecting"],
+                    "screen": wall_start + total[-1] - stamps["connected"],
+                }
+                # Log stamps have millisecond resolution; anything else negative is a bug.
+                if all(v > -0.002 for v in split.values()):
+                    for key, value in split.items():
+                        parts[key].append(value)
             time.sleep(0.2)
     finally:
         if host is not None:
