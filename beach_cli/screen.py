@@ -22,8 +22,9 @@ _ALT_ON = re.compile(rb"\x1b\[\?(?:1049|1047|47)h")
 _ALT_OFF = re.compile(rb"\x1b\[\?(?:1049|1047|47)l")
 # A full wipe after which nothing earlier is visible: RIS, or clear-screen (cursor home first).
 _WIPE = re.compile(rb"\x1bc|\x1b\[H\x1b\[2J|\x1b\[2J\x1b\[H|\x1b\[H\x1b\[J")
-# Sequences whose effect outlives the text around them.
-_STATE = re.compile(rb"\x1b\[([0-9;:]*)m|\x1b\[\?([0-9;]+)[hl]|\x1b\[[0-9;]*r")
+# Sequences whose effect outlives the text around them: colours, private modes, scroll region.
+_SGR = re.compile(rb"\x1b\[([0-9;:]*)m")
+_MODES = re.compile(rb"\x1b\[\?([0-9;]+)[hl]|\x1b\[[0-9;]*r")
 # An escape sequence that may continue in the next chunk (CSI or a short ESC sequence).
 _PARTIAL = re.compile(rb"\x1b(?:\[[0-9;:?<=>!]*|[()#%]?)?\Z")
 MAX_SGR = 16
@@ -53,18 +54,25 @@ class _Screen:
         """Remember the lasting state set by bytes that are about to be dropped."""
         if b"\x1b" not in dropped:
             return
-        for m in _STATE.finditer(dropped):
-            seq = m.group()
-            if seq.endswith(b"m"):
-                if m.group(1) in (b"", b"0"):
-                    self.sgr.clear()
-                else:
-                    self.sgr = [*self.sgr[-(MAX_SGR - 1) :], seq]
+        # Colours: only what follows the last full reset matters, so skip to it rather than
+        # walk every SGR of a colourful build log.
+        reset = max(dropped.rfind(b"\x1b[0m"), dropped.rfind(b"\x1b[m"))
+        if reset != -1:
+            self.sgr.clear()
+        for m in _SGR.finditer(dropped, max(reset, 0)):
+            if m.group(1) in (b"", b"0"):
+                self.sgr.clear()
             else:
-                key = seq[:-1] if m.group(2) is not None else b"r"
-                self.modes.pop(key, None)
-                if len(self.modes) < MAX_MODES:
-                    self.modes[key] = seq
+                self.sgr = [*self.sgr[-(MAX_SGR - 1) :], m.group()]
+        # Private modes and scroll regions are rare: walk them all.
+        if b"\x1b[?" not in dropped and b"r" not in dropped:
+            return
+        for m in _MODES.finditer(dropped):
+            seq = m.group()
+            key = seq[:-1] if m.group(1) is not None else b"r"
+            self.modes.pop(key, None)
+            if len(self.modes) < MAX_MODES:
+                self.modes[key] = seq
 
     def wipe_at(self, data: bytes, start: int) -> bytes:
         """A wipe at data[start:]: keep the lasting state, drop the visible bytes."""
@@ -133,7 +141,9 @@ class ScreenHistory:
 
     def _append(self, data: bytes) -> None:
         screen = self._alt if self.alt_active else self._main
-        wipes = list(_WIPE.finditer(data)) if b"\x1b" in data else []
+        # Substring checks first: far cheaper than the regex on escape-heavy output.
+        maybe = b"\x1b[2J" in data or b"\x1bc" in data or b"\x1b[H\x1b[J" in data
+        wipes = list(_WIPE.finditer(data)) if maybe else []
         if wipes:
             data = screen.wipe_at(data, wipes[-1].start())
         screen.data += data
