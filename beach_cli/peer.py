@@ -43,7 +43,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("beach.peer")
 
-HANDSHAKE_TIMEOUT = 30.0
+HANDSHAKE_TIMEOUT = (
+    30.0  # per phase, at least (the host's --timeout / BEACH_CONNECT_TIMEOUT if longer)
+)
 HELLO_TIMEOUT = 10.0
 BACKLOG_LIMIT = 4 * 1024 * 1024
 INBOX_LIMIT = 64
@@ -80,6 +82,7 @@ class RemotePeer:
         self._sender: asyncio.Task[None] | None = None
         self.dropped_input = 0
         self._early_relay: list[str] = []
+        self._timeout = max(HANDSHAKE_TIMEOUT, host.opts.connect_timeout)
         self.resume_id: str | None = None
         self.record: ResumeRecord | None = None
         self._guessed = False  # the joiner has our SPAKE2 message: it spent one guess
@@ -94,13 +97,13 @@ class RemotePeer:
 
     async def _run(self) -> None:
         try:
-            kx = await asyncio.wait_for(self._authenticate(), HANDSHAKE_TIMEOUT)
-            resumed = await asyncio.wait_for(self._identify(kx), HANDSHAKE_TIMEOUT)
+            kx = await asyncio.wait_for(self._authenticate(), self._timeout)
+            resumed = await asyncio.wait_for(self._identify(kx), self._timeout)
             if self.host.opts.approve and not resumed:  # a returning joiner was let in before
                 await self.host.signal(self.id, kx.seal({"t": "wait"}))
                 if not await self.host.approve(self):
                     raise Refused("denied")
-            await asyncio.wait_for(self._connect(kx), HANDSHAKE_TIMEOUT)
+            await asyncio.wait_for(self._connect(kx), self._timeout)
             assert self.link is not None
             self.state = "live"
             self.host.peer_live(self)
@@ -190,7 +193,7 @@ class RemotePeer:
         self.link = PeerLink(self.ice_servers, self._on_frame, name=f"peer {self.id}")
         offer = await self.link.make_offer()
         await self.host.signal(self.id, kx.seal({"t": "offer", "sdp": offer}))
-        opened = asyncio.ensure_future(self.link.wait_open(HANDSHAKE_TIMEOUT))
+        opened = asyncio.ensure_future(self.link.wait_open(self._timeout))
         getter: asyncio.Future[dict[str, Any]] | None = None
         try:
             while not opened.done():
@@ -214,7 +217,7 @@ class RemotePeer:
                     for text in self._early_relay:
                         self.link.deliver(text)
                     self._early_relay.clear()
-                    opened = asyncio.ensure_future(self.link.wait_open(HANDSHAKE_TIMEOUT))
+                    opened = asyncio.ensure_future(self.link.wait_open(self._timeout))
             await opened
         finally:
             opened.cancel()
