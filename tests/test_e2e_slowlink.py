@@ -43,8 +43,8 @@ def test_slow_link_joiner_gets_the_present_not_the_backlog(procs: Procs, tmp_pat
         "400ms",
     )
     big = tmp_path / "noise.txt"
-    with big.open("w") as f:  # ~6 MB that compresses poorly: the link cannot keep up
-        for i in range(60_000):
+    with big.open("w") as f:  # ~16 MB that compresses poorly: far more than the link can carry
+        for i in range(160_000):
             f.write(f"{i:06d} {os.urandom(48).hex()}\n")
     fast = {"maxread": 65536, "searchwindowsize": 4096}
     srv = procs.start([*net.exec(host_ns), BEACH, "serve", "--host", "10.78.0.1", "--port", "0"])
@@ -70,7 +70,7 @@ def test_slow_link_joiner_gets_the_present_not_the_backlog(procs: Procs, tmp_pat
 
     host.send(f"cat {big}; echo done-$((6*7))\r")
     host.expect("done-42", timeout=60)
-    # The host is through while the joiner, 6 MB behind on a 1 Mbit/s link, cannot be.
+    # The host is through while the joiner, megabytes behind on a 1 Mbit/s link, cannot be.
     assert "done-42" not in joiner.transcript.getvalue()
     shell_ready(host)
     # It skips the backlog and lands on the present...
