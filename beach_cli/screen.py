@@ -142,7 +142,9 @@ class ScreenHistory:
     def _append(self, data: bytes) -> None:
         screen = self._alt if self.alt_active else self._main
         # Substring checks first: far cheaper than the regex on escape-heavy output.
-        maybe = b"\x1b[2J" in data or b"\x1bc" in data or b"\x1b[H\x1b[J" in data
+        maybe = b"\x1b" in data and (
+            b"\x1b[2J" in data or b"\x1bc" in data or b"\x1b[H\x1b[J" in data
+        )
         wipes = list(_WIPE.finditer(data)) if maybe else []
         if wipes:
             data = screen.wipe_at(data, wipes[-1].start())
