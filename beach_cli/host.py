@@ -467,6 +467,4 @@ class HostSession:
         if text is None or not self.term.out_is_tty:
             return
         live = sum(1 for p in self.peers.values() if p.state == "live")
-        title = f"beach {self.session_id}: {live} joined | {text}"
-        safe = "".join(ch for ch in title if ch.isprintable())
-        self.term.write(f"\x1b]2;{safe}\x07".encode())
+        self.term.set_title(f"beach {self.session_id}: {live} joined | {text}")

@@ -295,8 +295,7 @@ class JoinSession:
 
     def _title(self, text: str) -> None:
         if self.term.out_is_tty and self._raw:
-            safe = "".join(ch for ch in text if ch.isprintable())
-            self.term.write(f"\x1b]2;{safe}\x07".encode())
+            self.term.set_title(text)
 
     # -- keystrokes ------------------------------------------------------------------------------
 

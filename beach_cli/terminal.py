@@ -128,6 +128,11 @@ class LocalTerminal:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._drained.wait(), timeout)
 
+    def set_title(self, text: str) -> None:
+        """The window title (OSC 2), with anything that could end the sequence early removed."""
+        safe = "".join(ch for ch in text if ch.isprintable())
+        self.write(f"\x1b]2;{safe}\x07".encode())
+
     # -- input -------------------------------------------------------------------------------------
 
     def start_input(self, on_input: Callable[[bytes], None], on_eof: Callable[[], None]) -> None:

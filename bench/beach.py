@@ -3,7 +3,6 @@ the way a user would start them, the host and joiners in their own pseudo-termin
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import json
 import os
@@ -12,7 +11,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from .env import COLS, PROMPT, ROWS, beach_bin, proc_env
+from .env import COLS, PROMPT, ROWS, beach_bin, proc_env, stop_process
 from .errors import BenchError
 from .ptys import PtyProcess
 
@@ -118,13 +117,7 @@ class BeachServer:
         return read_rss_kib(self.proc.pid)
 
     def close(self) -> None:
-        for stop in (self.proc.terminate, self.proc.kill):
-            if self.proc.poll() is not None:
-                break
-            with contextlib.suppress(ProcessLookupError):
-                stop()
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.proc.wait(5.0)
+        stop_process(self.proc)
         self._log.close()
 
 

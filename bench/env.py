@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -37,3 +39,14 @@ def proc_env(**extra: str) -> dict[str, str]:
     env.pop("PROMPT_COMMAND", None)
     env.update(extra)
     return env
+
+
+def stop_process(proc: subprocess.Popen) -> None:
+    """SIGTERM, then SIGKILL if it has not gone within 5 s each."""
+    for stop in (proc.terminate, proc.kill):
+        if proc.poll() is not None:
+            break
+        with contextlib.suppress(ProcessLookupError):
+            stop()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(5.0)

@@ -13,6 +13,7 @@ import subprocess
 import time
 from pathlib import Path
 
+from .env import stop_process
 from .errors import BenchError
 
 NOT_AVAILABLE = "ssh: not available"
@@ -139,13 +140,7 @@ class SshServer:
         ]
 
     def close(self) -> None:
-        for stop in (self.proc.terminate, self.proc.kill):
-            if self.proc.poll() is not None:
-                break
-            with contextlib.suppress(ProcessLookupError):
-                stop()
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.proc.wait(5.0)
+        stop_process(self.proc)
         self._log.close()
 
 

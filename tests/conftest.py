@@ -7,6 +7,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -164,3 +165,10 @@ def need(program: str) -> str:
             pytest.fail(f"{program} is required in CI (.ci/run installs it)")
         pytest.skip(f"{program} not installed")
     return path
+
+
+def free_port() -> int:
+    """A TCP port on loopback that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 import subprocess
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 from conftest import need
@@ -138,3 +140,14 @@ class Net:
     def close(self) -> None:
         for name in self.namespaces:
             subprocess.run(["ip", "netns", "del", name], check=False, capture_output=True)
+
+
+@contextmanager
+def network(*programs: str) -> Iterator[Net]:
+    """A fresh set of namespaces for one test, removed afterwards; `programs` must exist."""
+    require_root_tools(*programs)
+    net = Net()
+    try:
+        yield net
+    finally:
+        net.close()

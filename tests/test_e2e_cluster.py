@@ -6,17 +6,10 @@ from __future__ import annotations
 
 import json
 import signal
-import socket
 import urllib.error
 import urllib.request
 
-from conftest import BEACH, Proc, Procs, need, shell_ready, start_host, start_join
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from conftest import BEACH, Proc, Procs, free_port, need, shell_ready, start_host, start_join
 
 
 def health(url: str) -> tuple[int, dict]:

@@ -4,16 +4,9 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import time
 
-from conftest import BEACH, Procs, shell_ready, start_host, start_join
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from conftest import BEACH, Procs, free_port, shell_ready, start_host, start_join
 
 
 def test_server_restart_keeps_sessions_and_tokens(procs: Procs, tmp_path) -> None:

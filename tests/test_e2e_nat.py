@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import pytest
 from conftest import BEACH, Procs, need, shell_ready, start_host
-from netns import Net, require_root_tools
+from netns import Net, network
 
 PUBLIC = "203.0.113.10"
 TURN_SECRET = "test-turn-secret"
@@ -23,12 +23,8 @@ TURN_SECRET = "test-turn-secret"
 
 @pytest.fixture
 def net() -> Iterator[Net]:
-    require_root_tools("iptables", "turnserver")
-    n = Net()
-    try:
+    with network("iptables", "turnserver") as n:
         yield n
-    finally:
-        n.close()
 
 
 @dataclass

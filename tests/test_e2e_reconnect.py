@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 from conftest import BEACH, Procs, shell_ready, start_host
-from netns import Net, require_root_tools
+from netns import Net, network
 from oracle import Window, check
 
 DROP_SECONDS = 30.0
@@ -16,12 +16,8 @@ DROP_SECONDS = 30.0
 
 @pytest.fixture
 def net() -> Iterator[Net]:
-    require_root_tools("iptables")
-    n = Net()
-    try:
+    with network("iptables") as n:
         yield n
-    finally:
-        n.close()
 
 
 def test_joiner_reconnects_after_a_network_drop(procs: Procs, tmp_path, net: Net) -> None:

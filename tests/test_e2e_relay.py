@@ -10,19 +10,15 @@ from pathlib import Path
 
 import pytest
 from conftest import BEACH, Procs, shell_ready, start_host
-from netns import Net, require_root_tools, sh
+from netns import Net, network, sh
 
 HERE = Path(__file__).parent
 
 
 @pytest.fixture
 def net() -> Iterator[Net]:
-    require_root_tools("iptables")
-    n = Net()
-    try:
+    with network("iptables") as n:
         yield n
-    finally:
-        n.close()
 
 
 def test_udp_blocked_falls_back_to_a_sealed_server_relay(procs: Procs, tmp_path, net: Net):

@@ -8,18 +8,14 @@ from collections.abc import Iterator
 
 import pytest
 from conftest import BEACH, Procs, shell_ready, start_host
-from netns import Net, require_root_tools, sh
+from netns import Net, network, sh
 from oracle import Window, check
 
 
 @pytest.fixture
 def net() -> Iterator[Net]:
-    require_root_tools("tc")
-    n = Net()
-    try:
+    with network("tc") as n:
         yield n
-    finally:
-        n.close()
 
 
 def test_slow_link_joiner_gets_the_present_not_the_backlog(procs: Procs, tmp_path, net: Net):
