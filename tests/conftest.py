@@ -1,4 +1,6 @@
-"""End-to-end harness: real `beach` processes in real pseudo-terminals (pexpect)."""
+"""End-to-end harness: real `beach` processes in real pseudo-terminals (pexpect).
+
+BEACH_TEST_DUMP=DIR keeps every process's transcript in DIR when a test ends."""
 
 from __future__ import annotations
 
@@ -32,7 +34,9 @@ def beach_env(**extra: str) -> dict[str, str]:
 
 
 class Proc:
-    """A process in its own PTY; `expect` reads everything it prints."""
+    """A process in its own PTY; `expect` reads everything it prints. Output is read only while
+    a test expects, so a chatty process (a server that logs every message) must log to a file:
+    once its terminal's buffer fills, its writes block."""
 
     def __init__(
         self,
@@ -93,8 +97,17 @@ class Procs:
         return p
 
     def close(self) -> None:
-        for p in self.all:
+        dump = os.environ.get("BEACH_TEST_DUMP")  # a directory: keep every transcript there
+        for i, p in enumerate(self.all):
             p.kill()
+            if dump:
+                os.makedirs(dump, exist_ok=True)
+                prog = next(
+                    (a for a in p.argv if a not in ("ip", "netns", "exec") and "bch-" not in a), "p"
+                )
+                name = f"{i}-{os.path.basename(prog)}.log"
+                with open(os.path.join(dump, name), "w") as f:
+                    f.write(" ".join(p.argv) + "\n" + p.transcript.getvalue())
 
 
 @pytest.fixture
