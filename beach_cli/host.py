@@ -255,14 +255,7 @@ class HostSession:
             self.pty.write(data)
 
     def _on_output(self, data: bytes) -> None:
-        if self.recorder is not None:
-            self.recorder.output(data)
-        if self.prompt.active:
-            self.prompt.hold(data)
-        else:
-            self.term.write(data)
-        if self.screen is not None:
-            self.screen.feed(data)
+        # Joiners first: the network is the longer way, so its clock starts before ours.
         unit = None
         for peer in self.peers.values():
             if peer.state != "live":
@@ -273,6 +266,14 @@ class HostSession:
                 peer.output(unit, len(data))
             else:
                 peer.output(data, len(data))
+        if self.recorder is not None:
+            self.recorder.output(data)
+        if self.prompt.active:
+            self.prompt.hold(data)
+        else:
+            self.term.write(data)
+        if self.screen is not None:
+            self.screen.feed(data)
         if self.term.pending > LOCAL_HIGH_WATER and self.pty is not None:
             self.pty.pause_reading()
             self._paused = True

@@ -300,13 +300,29 @@ class JoinSession:
     # -- keystrokes ------------------------------------------------------------------------------
 
     def _on_input(self, data: bytes) -> None:
+        if not self._prefix and DETACH_PREFIX not in data:  # the usual keystroke
+            out = data
+        else:
+            out = self._detach_filter(data)
+            if out is None:
+                return
+        if not out:
+            return
+        offset = self.inputs.add(out)
+        if offset is None:
+            self._title("beach: the host is not taking keystrokes; some were dropped")
+        elif self.link is not None:  # else they wait in the log for the reconnect
+            self._send_input(offset, out)
+
+    def _detach_filter(self, data: bytes) -> bytes | None:
+        """Strip the detach prefix (Ctrl-]) from keystrokes; None once the person detached."""
         out = bytearray()
         for byte in data:
             if self._prefix:
                 self._prefix = False
                 if byte in DETACH_KEYS:
                     self._finish(0, "detached; the session goes on without you")
-                    return
+                    return None
                 if byte != DETACH_PREFIX:
                     out.append(DETACH_PREFIX)
                 out.append(byte)
@@ -314,13 +330,7 @@ class JoinSession:
                 self._prefix = True
             else:
                 out.append(byte)
-        if not out:
-            return
-        offset = self.inputs.add(bytes(out))
-        if offset is None:
-            self._title("beach: the host is not taking keystrokes; some were dropped")
-        elif self.link is not None:  # else they wait in the log for the reconnect
-            self._send_input(offset, bytes(out))
+        return bytes(out)
 
     def _send_input(self, offset: int, data: bytes) -> None:
         for i in range(0, len(data), INPUT_CHUNK):

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from . import fanout
 from .errors import BeachError, ProtocolError, Refused, WrongToken
 from .keys import ROLES, KeyExchange
+from .link import HIGH_WATER
 from .protocol import (
     FRAME_VERSION,
     MAX_CHUNK_BYTES,
@@ -322,6 +323,18 @@ class RemotePeer:
                 "peer %s: more than %d bytes behind, sending a fresh screen", self.id, BACKLOG_LIMIT
             )
             self.request_resync()
+            return
+        link = self.link
+        if (
+            not self._queue
+            and not self._resync
+            and raw_len < COALESCE_MIN
+            and link is not None
+            and link.buffered <= HIGH_WATER
+        ):
+            # An echo or a prompt with nothing queued before it: out at once, without the hop
+            # through the sender task (that hop is a measurable part of keystroke latency).
+            self._send_body(link, Frame.OUTPUT, unit)
             return
         self._queue.append((unit, raw_len))
         self._behind += raw_len

@@ -74,6 +74,7 @@ class PtyProcess:
         self._reading = False
         self._eof = asyncio.Event()
         self._pending = bytearray()
+        self._writer = False  # a writable callback is registered (the child is slow to read)
         self.dropped_input = 0
 
     @classmethod
@@ -169,10 +170,12 @@ class PtyProcess:
                 break
             del self._pending[:n]
         with contextlib.suppress(ValueError, OSError):
-            if self._pending:
+            if self._pending and not self._writer:
                 self._loop.add_writer(self.master, self._flush)
-            else:
+                self._writer = True
+            elif not self._pending and self._writer:
                 self._loop.remove_writer(self.master)
+                self._writer = False
 
     # -- control ---------------------------------------------------------------------------------
 
