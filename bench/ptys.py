@@ -19,7 +19,7 @@ import time
 from collections.abc import Sequence
 
 from .errors import BenchError
-from .taps import TAIL, Tap
+from .taps import TAIL, RemoteTap, Tap
 
 READ_SIZE = 1 << 16
 
@@ -69,7 +69,7 @@ class PtyProcess:
         self.fd = master
         self.tail = b""  # recent output seen by read_until (not by a tap)
         self.first_output_at: float | None = None  # perf_counter of the first byte read
-        self._tap: Tap | None = None
+        self._tap: Tap | RemoteTap | None = None
         self._closed = False
 
     @property
@@ -153,6 +153,13 @@ class PtyProcess:
     def tap(self) -> Tap:
         if self._tap is None:
             self._tap = Tap(self.name, self.fd, self._read_once, self.tail)
+        return self._tap
+
+    def remote_tap(self) -> RemoteTap:
+        """Drain this terminal in a process of its own (see RemoteTap)."""
+        if self._tap is None:
+            self._tap = RemoteTap(self.name, self.fd)
+        assert isinstance(self._tap, RemoteTap)
         return self._tap
 
     def untap(self) -> None:

@@ -14,7 +14,7 @@ from .beach import BeachHost, BeachJoiner, BeachServer, cpu_seconds, cpu_wait_se
 from .env import COLS, PROMPT, ROWS, SHELL, proc_env
 from .ptys import PtyProcess
 from .ssh import SshServer
-from .taps import Tap
+from .taps import RemoteTap, Tap
 
 START_TIMEOUT = 30.0
 SETTLE = 0.3  # pause between runs: let the last prompt and any notices go by
@@ -126,12 +126,21 @@ class BeachShell(Shell):
         self.joiners += new
         for joiner in new:  # started together; each is drained once its first screen is in
             joiner.pty.read_until(PROMPT.encode(), START_TIMEOUT)
-            self.screens.append(joiner.pty.tap())
+            # Each joiner's screen is drained by a process of its own, as if on its own
+            # machine: through the one tap thread, the joiners' copies of the stream would
+            # slow the reading of the host's screen (measured: the host's cat with 3 joiners
+            # then took as long as that thread needed to read 4 streams).
+            self.screens.append(joiner.pty.remote_tap())
             self.drawers.append(joiner.pty.pid)
 
     @property
     def pid(self) -> int:
         return self.host.pid
+
+    def joiner_side_pids(self) -> list[int]:
+        """The joiners and the processes draining their screens."""
+        drains = [tap.pid for tap in self.screens[1:] if isinstance(tap, RemoteTap)]
+        return [joiner.pty.pid for joiner in self.joiners] + drains
 
     def close(self) -> None:
         with contextlib.suppress(Exception):

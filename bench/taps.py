@@ -5,7 +5,10 @@ slow the very streams being measured)."""
 from __future__ import annotations
 
 import os
+import re
 import select
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -165,3 +168,78 @@ def hub() -> Hub:
             _hub = Hub()
             _hub.start()
         return _hub
+
+
+class RemoteTap:
+    """A terminal drained by a process of its own (drain_program.py), which reports only the
+    end markers (`BENCH-END-<n>:`): the same `expect`/`wait` as a Tap, for those markers.
+    `total` is the byte count at the last marker reported."""
+
+    PROGRAM = os.path.join(os.path.dirname(__file__), "drain_program.py")
+
+    def __init__(self, name: str, fd: int) -> None:
+        self.name = name
+        self.total = 0
+        self.tail = b"(drained by a separate process)"
+        self.eof = False
+        self._watches: list[Watch] = []
+        self._seen: dict[bytes, Sighting] = {}
+        self._lock = threading.Lock()
+        self._proc = subprocess.Popen(
+            [sys.executable, self.PROGRAM, str(fd)],
+            pass_fds=(fd,),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+        )
+        self._reader = threading.Thread(target=self._read, name=f"drain-{name}", daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self._proc.stdout is not None
+        for line in self._proc.stdout:
+            n, at, total = line.split()
+            sighting = Sighting(float(at), int(total))
+            marker = b"BENCH-END-" + n + b":"
+            with self._lock:
+                self.total = sighting.total
+                self._seen[marker] = sighting
+                for watch in [w for w in self._watches if w.marker == marker]:
+                    watch.sighting = sighting
+                    watch.event.set()
+                    self._watches.remove(watch)
+        self.eof = True
+
+    @property
+    def pid(self) -> int:
+        return self._proc.pid
+
+    def expect(self, marker: bytes, seen_ok: bool = False) -> Watch:
+        if not re.fullmatch(rb"BENCH-END-\d+:", marker):
+            raise ValueError("a remote tap only sees end markers")
+        watch = Watch(marker)
+        with self._lock:
+            if seen_ok and marker in self._seen:
+                watch.sighting = self._seen[marker]
+                watch.event.set()
+            else:
+                self._watches.append(watch)
+        return watch
+
+    def wait(self, watch: Watch, timeout: float) -> Sighting:
+        if not watch.event.wait(timeout):
+            state = "closed" if self.eof else "open"
+            raise BenchError(
+                f"{self.name}: no {watch.marker!r} within {timeout:.1f} s "
+                f"({self.total} bytes read by the last marker, terminal {state})"
+            )
+        assert watch.sighting is not None
+        return watch.sighting
+
+    def stop(self) -> None:
+        if self._proc.poll() is None:
+            self._proc.terminate()
+            try:
+                self._proc.wait(5.0)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
