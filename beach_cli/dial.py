@@ -12,6 +12,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from . import reach
 from .errors import (
     BeachError,
     ConnectTimeout,
@@ -41,8 +42,15 @@ from .signaling import SignalingClient
 APPROVAL_WAIT = 130.0  # the host answers within 120 s or the answer is no
 # How long a direct or TURN path may take to open before frames go through the server.
 P2P_WAIT = 10.0
+# ...and when the candidates show no direct path could open (say this network lets no UDP out):
+# still long enough for a routed private network, which the candidates cannot reveal.
+P2P_WAIT_UNLIKELY = 3.0
 
 log = logging.getLogger("beach.dial")
+
+
+def _kinds(cands: list[reach.Candidate]) -> str:
+    return ", ".join(sorted({c.kind for c in cands})) or "none"
 
 
 def server_error(msg: dict[str, Any]) -> BeachError:
@@ -191,7 +199,18 @@ class Dialer:
                             "signal", to="host", data=kx.seal({"t": "answer", "sdp": answer})
                         )
                         # Give the direct (or TURN) path a while; the server relay after.
-                        wait = min(P2P_WAIT, max(remaining, 1.0))
+                        wait = P2P_WAIT
+                        local, far = reach.candidates(answer), reach.candidates(sealed["sdp"])
+                        if not reach.may_connect(local, far, reach.local_networks()):
+                            log.info(
+                                "no direct path looks possible (candidates here: %s; the "
+                                "host's: %s); trying for %.0f s before the server relay",
+                                _kinds(local),
+                                _kinds(far),
+                                P2P_WAIT_UNLIKELY,
+                            )
+                            wait = P2P_WAIT_UNLIKELY
+                        wait = min(wait, max(remaining, 1.0))
                         opened = asyncio.ensure_future(link.wait_open(wait))
                     elif sealed["t"] == "candidate" and link is not None:
                         await link.add_candidate(sealed)

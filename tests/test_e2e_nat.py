@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from conftest import BEACH, Procs, need, shell_ready, start_host
-from netns import Net, network
+from netns import Net, network, sh
 
 PUBLIC = "203.0.113.10"
 TURN_SECRET = "test-turn-secret"
@@ -122,12 +122,19 @@ def build(net: Net, procs: Procs, tmp_path: Path, nat: str | None) -> World:
 
 
 def connect(
-    world: World, procs: Procs, tmp_path, record: Callable[[str, object], None], path: str
+    world: World,
+    procs: Procs,
+    tmp_path,
+    record: Callable[[str, object], None],
+    path: str,
+    join_opts: tuple[str, ...] = (),
 ) -> None:
     host, info = start_host(procs, tmp_path, world.server, wrap=world.net.exec(world.host_ns))
     shell_ready(host)
     started = time.monotonic()
-    joiner = procs.start([*world.net.exec(world.join_ns), BEACH, *info["join_command"][1:]])
+    joiner = procs.start(
+        [*world.net.exec(world.join_ns), BEACH, *join_opts, *info["join_command"][1:]]
+    )
     joiner.expect(r"connected, ([a-zA-Z -]+)", timeout=40)
     seen = joiner.child.match.group(1).strip()
     shell_ready(joiner)
@@ -156,3 +163,24 @@ def test_symmetric_nats_connect_through_turn(procs: Procs, tmp_path, net: Net, r
     connect(
         build(net, procs, tmp_path, "symmetric"), procs, tmp_path, record_property, "TURN relay"
     )
+
+
+def test_udp_blocked_behind_a_nat_goes_to_the_server_relay_without_the_full_wait(
+    procs: Procs, tmp_path, net: Net, record_property
+):
+    """Topology 4 in the NAT world: the joiner's network lets no UDP out at all, so neither
+    STUN nor TURN answers it. Its candidates show no direct path could open, so the direct
+    attempt is cut short (3 s instead of 10) before the sealed server relay."""
+    world = build(net, procs, tmp_path, "cone")
+    for chain in ("INPUT", "OUTPUT"):
+        sh(*net.exec(world.join_ns), "iptables", "-A", chain, "-p", "udp", "-j", "DROP")
+    log = tmp_path / "join.log"
+    connect(
+        world,
+        procs,
+        tmp_path,
+        record_property,
+        "server relay",
+        ("--log-file", str(log), "--log-level", "info"),
+    )
+    assert "no direct path looks possible" in log.read_text()
