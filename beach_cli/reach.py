@@ -10,8 +10,6 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 
-import ifaddr
-
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
@@ -40,6 +38,8 @@ def candidates(sdp: str) -> list[Candidate]:
 
 def local_networks() -> list[Network]:
     """The networks this machine's interfaces are on."""
+    import ifaddr  # ctypes: only when a joiner needs it, not on every start
+
     nets: list[Network] = []
     for adapter in ifaddr.get_adapters():
         for ip in adapter.ips:
