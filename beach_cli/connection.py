@@ -59,6 +59,7 @@ class Client:
         self._bytes = float("inf")
         self._bytes_stamp = self._stamp
         self.refused = 0
+        self._dropped = False
 
     def allow_bytes(self, size: int, rate: float) -> bool:
         """Token bucket in bytes for relayed frames: `rate` a second, bursts of 1 s."""
@@ -83,9 +84,12 @@ class Client:
         return False
 
     def send(self, text: str) -> None:
+        if self._dropped:
+            return
         try:
             self._outbox.put_nowait(text)
         except asyncio.QueueFull:
+            self._dropped = True  # said once; its read loop ends soon and cleans up
             log.warning("dropping client %s: outbox full", self.addr)
             # A client that does not read cannot be closed politely (the close frame would
             # queue behind everything else): cut the connection, which ends its read loop.

@@ -169,6 +169,10 @@ class SignalServer:
             async for msg in ws:
                 if msg.type == WSMsgType.TEXT:
                     await self._dispatch(client, msg.data)
+                    # Messages already buffered come without a pause: after a stall, a burst
+                    # would be routed into the target's outbox with its writer never getting a
+                    # turn, and that client dropped as if it did not read. Give writers a turn.
+                    await asyncio.sleep(0)
                     if client.refused > flood:  # a flood, not a burst: hang up
                         log.warning("closing %s: message flood", client.addr)
                         break

@@ -78,6 +78,8 @@ def print_run(run: Run, file: Any = None) -> None:
 
 # -- markdown --------------------------------------------------------------------------------
 
+ANALYSIS = Path(__file__).with_name("ANALYSIS.md")
+
 METHOD = """\
 ## How it is measured
 
@@ -87,9 +89,11 @@ compared with, methods interleaved; figures are medians over the repeated runs (
 percentiles over all keystrokes). All processes run on this one machine: `beach serve` on
 127.0.0.1, host and joiners connect peer-to-peer over the machine's own address (aioice never
 uses 127.0.0.1). `beach host` and every `beach join` run in pseudo-terminals whose master ends
-the benchmark holds and drains continuously (one reader thread for all of them), as a terminal
-emulator would. Joiners, which would normally run on other machines, share this machine's cores
-with the host here: the CPU and CPU-wait figures show how much that matters. Each section
+the benchmark holds and drains continuously, as a terminal emulator would: one reader thread
+for the host's screen and the baselines', and a process of its own per joiner's screen
+(`bench/drain_program.py`; each joiner's screen would be on another machine). Joiners share this
+machine's cores with the host here: the CPU and CPU-wait figures show how much that matters, and
+the split-core host-cost rows put them on a core of their own. Each section
 says how much CPU processes outside the benchmark used while it ran (`bench/noise.py` samples
 /proc): figures taken while that is high are noisier.
 
@@ -161,6 +165,8 @@ def markdown(run: Run) -> str:
         lines.append("")
         lines += [f"- {note}" for note in section.notes]
         lines.append("")
+    if ANALYSIS.exists():  # hand-written: why the unmet targets are unmet, and what would help
+        lines += [ANALYSIS.read_text().rstrip(), ""]
     lines.append(METHOD)
     return "\n".join(lines)
 

@@ -906,3 +906,20 @@ async def test_dropped_joiner_cannot_leave_an_orphan_session(h: Harness) -> None
         late = await h.connect(port)
         await late.send("join", session=orphan)
         await late.expect_error(E_HOST_AWAY)
+
+
+async def test_a_burst_of_relayed_frames_reaches_a_reading_host_whole(
+    h: Harness, port: int
+) -> None:
+    """Frames that reach the server all at once (the sender was faster than the server for a
+    moment) must not overflow the reading host's outbox: the server lets the host's writer
+    drain between them rather than dropping the host as if it did not read."""
+    host, sid, _ = await h.host(port)
+    joiner, _ = await h.join(port, host, sid)
+    count = 600  # well past one client's outbox
+    texts = [client_message("relay", to="host", data=f"frame-{i:04d}") for i in range(count)]
+    for text in texts:  # written without waiting for anything: they arrive as one burst
+        await joiner.ws.send_str(text)
+    for i in range(count):
+        msg = await host.expect("relay")
+        assert msg["data"] == f"frame-{i:04d}"
