@@ -1,8 +1,8 @@
 """A joiner's terminal, drained in a process of its own (run as a script, given the terminal's
 master fd): reads everything, and for each end marker `BENCH-END-<n>:` prints one line
 `<n> <perf_counter> <bytes read so far>`. A joiner's screen is on another machine in real use;
-draining it here, rather than in the benchmark's one tap thread, keeps the joiners' output from
-slowing the reading of the host's own screen."""
+here it gets a reader of its own rather than a share of the benchmark's one tap thread, which
+reads the host's own screen."""
 
 from __future__ import annotations
 

@@ -127,9 +127,8 @@ class BeachShell(Shell):
         for joiner in new:  # started together; each is drained once its first screen is in
             joiner.pty.read_until(PROMPT.encode(), START_TIMEOUT)
             # Each joiner's screen is drained by a process of its own, as if on its own
-            # machine: through the one tap thread, the joiners' copies of the stream would
-            # slow the reading of the host's screen (measured: the host's cat with 3 joiners
-            # then took as long as that thread needed to read 4 streams).
+            # machine, so the joiners' copies of the stream never share the one tap thread
+            # that reads the host's screen.
             self.screens.append(joiner.pty.remote_tap())
             self.drawers.append(joiner.pty.pid)
 
