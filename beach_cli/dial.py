@@ -211,6 +211,10 @@ class Dialer:
                             )
                             wait = P2P_WAIT_UNLIKELY
                         wait = min(wait, max(remaining, 1.0))
+                        status(
+                            "connecting peer-to-peer "
+                            f"(through the server instead if nothing opens in {wait:.0f} s)"
+                        )
                         opened = asyncio.ensure_future(link.wait_open(wait))
                     elif sealed["t"] == "candidate" and link is not None:
                         await link.add_candidate(sealed)
@@ -221,6 +225,7 @@ class Dialer:
                 if not isinstance(opened.exception(), ConnectTimeout):
                     raise opened.exception()  # type: ignore[misc]
                 log.info("no peer-to-peer path opened; relaying through the server")
+                status("no direct path; relaying through the server")
                 await link.close()
                 link = await self._relay(sig, kx)
             elif opened is not None:
