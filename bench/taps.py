@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from .env import stop_process
 from .errors import BenchError
 
 TAIL = 8192  # bytes of recent output kept for marker search and error messages
@@ -35,31 +36,37 @@ class Watch:
         self.sighting: Sighting | None = None
 
 
-class Tap:
-    """One drained terminal. `read` returns bytes, b'' if nothing is ready, None at the end."""
+class Watched:
+    """Markers awaited in a terminal's output: `expect` registers one before causing it, `wait`
+    returns its sighting. Subclasses say what a marker may be, whether one was already seen,
+    and what to add to a timeout's message; they call `_fulfil` as output comes in."""
 
-    def __init__(
-        self, name: str, fd: int, read: Callable[[], bytes | None], tail: bytes = b""
-    ) -> None:
+    def __init__(self, name: str) -> None:
         self.name = name
-        self.fd = fd
-        self.read = read
         self.total = 0
-        self.tail = tail
         self.eof = False
         self._watches: list[Watch] = []
         self._lock = threading.Lock()
-        hub().add(self)
+
+    def _check(self, marker: bytes) -> None:
+        """Raise ValueError for a marker this terminal cannot look for."""
+
+    def _seen_before(self, marker: bytes) -> Sighting | None:
+        """(Under the lock.) A sighting of `marker` already in the output, if there is one."""
+        return None
+
+    def _detail(self) -> str:
+        return ""
 
     def expect(self, marker: bytes, seen_ok: bool = False) -> Watch:
         """Register a marker before causing it; `wait` on the result. With `seen_ok`, a marker
-        already in the recent output counts as seen."""
-        if len(marker) > KEEP:
-            raise ValueError("marker too long")
+        already seen counts."""
+        self._check(marker)
         watch = Watch(marker)
         with self._lock:
-            if seen_ok and marker in self.tail:
-                watch.sighting = Sighting(time.perf_counter(), self.total)
+            seen = self._seen_before(marker) if seen_ok else None
+            if seen is not None:
+                watch.sighting = seen
                 watch.event.set()
             else:
                 self._watches.append(watch)
@@ -70,24 +77,49 @@ class Tap:
             with self._lock:
                 if watch in self._watches:
                     self._watches.remove(watch)
-            state = "closed" if self.eof else "open"
             raise BenchError(
-                f"{self.name}: no {watch.marker!r} within {timeout:.1f} s "
-                f"({self.total} bytes read, terminal {state}); last output: {self.tail[-300:]!r}"
+                f"{self.name}: no {watch.marker!r} within {timeout:.1f} s {self._detail()}"
             )
         assert watch.sighting is not None
         return watch.sighting
+
+    def _fulfil(self, seen: Callable[[bytes], bool], sighting: Sighting) -> None:
+        """(Under the lock.) Every awaited marker for which `seen` holds is sighted now."""
+        for watch in [w for w in self._watches if seen(w.marker)]:
+            watch.sighting = sighting
+            watch.event.set()
+            self._watches.remove(watch)
+
+
+class Tap(Watched):
+    """One drained terminal. `read` returns bytes, b'' if nothing is ready, None at the end."""
+
+    def __init__(
+        self, name: str, fd: int, read: Callable[[], bytes | None], tail: bytes = b""
+    ) -> None:
+        super().__init__(name)
+        self.fd = fd
+        self.read = read
+        self.tail = tail
+        hub().add(self)
+
+    def _check(self, marker: bytes) -> None:
+        if len(marker) > KEEP:
+            raise ValueError("marker too long")
+
+    def _seen_before(self, marker: bytes) -> Sighting | None:
+        return Sighting(time.perf_counter(), self.total) if marker in self.tail else None
+
+    def _detail(self) -> str:
+        state = "closed" if self.eof else "open"
+        return f"({self.total} bytes read, terminal {state}); last output: {self.tail[-300:]!r}"
 
     def feed(self, data: bytes, now: float) -> None:
         with self._lock:
             self.total += len(data)
             window = self.tail[-KEEP:] + data
             self.tail = (self.tail + data)[-TAIL:]
-            for watch in list(self._watches):
-                if watch.marker in window:
-                    watch.sighting = Sighting(now, self.total)
-                    watch.event.set()
-                    self._watches.remove(watch)
+            self._fulfil(lambda marker: marker in window, Sighting(now, self.total))
 
     def stop(self) -> None:
         """Stop draining; returns once the hub no longer touches this terminal."""
@@ -170,7 +202,7 @@ def hub() -> Hub:
         return _hub
 
 
-class RemoteTap:
+class RemoteTap(Watched):
     """A terminal drained by a process of its own (drain_program.py), which reports only the
     end markers (`BENCH-END-<n>:`): the same `expect`/`wait` as a Tap, for those markers.
     `total` is the byte count at the last marker reported."""
@@ -178,13 +210,9 @@ class RemoteTap:
     PROGRAM = os.path.join(os.path.dirname(__file__), "drain_program.py")
 
     def __init__(self, name: str, fd: int) -> None:
-        self.name = name
-        self.total = 0
+        super().__init__(name)
         self.tail = b"(drained by a separate process)"
-        self.eof = False
-        self._watches: list[Watch] = []
         self._seen: dict[bytes, Sighting] = {}
-        self._lock = threading.Lock()
         self._proc = subprocess.Popen(
             [sys.executable, self.PROGRAM, str(fd)],
             pass_fds=(fd,),
@@ -203,43 +231,23 @@ class RemoteTap:
             with self._lock:
                 self.total = sighting.total
                 self._seen[marker] = sighting
-                for watch in [w for w in self._watches if w.marker == marker]:
-                    watch.sighting = sighting
-                    watch.event.set()
-                    self._watches.remove(watch)
+                self._fulfil(marker.__eq__, sighting)
         self.eof = True
 
     @property
     def pid(self) -> int:
         return self._proc.pid
 
-    def expect(self, marker: bytes, seen_ok: bool = False) -> Watch:
+    def _check(self, marker: bytes) -> None:
         if not re.fullmatch(rb"BENCH-END-\d+:", marker):
             raise ValueError("a remote tap only sees end markers")
-        watch = Watch(marker)
-        with self._lock:
-            if seen_ok and marker in self._seen:
-                watch.sighting = self._seen[marker]
-                watch.event.set()
-            else:
-                self._watches.append(watch)
-        return watch
 
-    def wait(self, watch: Watch, timeout: float) -> Sighting:
-        if not watch.event.wait(timeout):
-            state = "closed" if self.eof else "open"
-            raise BenchError(
-                f"{self.name}: no {watch.marker!r} within {timeout:.1f} s "
-                f"({self.total} bytes read by the last marker, terminal {state})"
-            )
-        assert watch.sighting is not None
-        return watch.sighting
+    def _seen_before(self, marker: bytes) -> Sighting | None:
+        return self._seen.get(marker)
+
+    def _detail(self) -> str:
+        state = "closed" if self.eof else "open"
+        return f"({self.total} bytes read by the last marker, terminal {state})"
 
     def stop(self) -> None:
-        if self._proc.poll() is None:
-            self._proc.terminate()
-            try:
-                self._proc.wait(5.0)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait()
+        stop_process(self._proc)
