@@ -130,6 +130,12 @@ class Net:
         for chain, flag in (("INPUT", "-i"), ("OUTPUT", "-o")):
             sh("ip", "netns", "exec", ns, "iptables", action, chain, flag, dev, "-j", "DROP")
 
+    @staticmethod
+    def block_udp(ns: str) -> None:
+        """A network that lets no UDP through at all, either way (STUN, TURN and ICE fail)."""
+        for chain in ("INPUT", "OUTPUT"):
+            sh("ip", "netns", "exec", ns, "iptables", "-A", chain, "-p", "udp", "-j", "DROP")
+
     def drop_all(self, ns: str, dev: str) -> None:
         """Silently lose every packet through `dev`, both ways (the link stays up)."""
         self._drop_rules(ns, dev, "-I")

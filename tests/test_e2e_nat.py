@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from conftest import BEACH, Procs, need, shell_ready, start_host
-from netns import Net, network, sh
+from netns import Net, network
 
 PUBLIC = "203.0.113.10"
 TURN_SECRET = "test-turn-secret"
@@ -172,8 +172,7 @@ def test_udp_blocked_behind_a_nat_goes_to_the_server_relay_without_the_full_wait
     STUN nor TURN answers it. Its candidates show no direct path could open, so the direct
     attempt is cut short (3 s instead of 10) before the sealed server relay."""
     world = build(net, procs, tmp_path, "cone")
-    for chain in ("INPUT", "OUTPUT"):
-        sh(*net.exec(world.join_ns), "iptables", "-A", chain, "-p", "udp", "-j", "DROP")
+    net.block_udp(world.join_ns)
     log = tmp_path / "join.log"
     connect(
         world,

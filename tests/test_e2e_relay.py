@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from conftest import BEACH, Procs, shell_ready, start_host
-from netns import Net, network, sh
+from netns import Net, network
 
 HERE = Path(__file__).parent
 
@@ -24,8 +24,7 @@ def net() -> Iterator[Net]:
 def test_udp_blocked_falls_back_to_a_sealed_server_relay(procs: Procs, tmp_path, net: Net):
     host_ns, join_ns = net.ns("host"), net.ns("join")
     net.link(host_ns, "10.79.0.1/24", join_ns, "10.79.0.2/24")
-    for chain in ("INPUT", "OUTPUT"):  # the joiner's network lets no UDP through at all
-        sh(*net.exec(join_ns), "iptables", "-A", chain, "-p", "udp", "-j", "DROP")
+    net.block_udp(join_ns)  # the joiner's network lets no UDP through at all
     record = tmp_path / "server.log"
     srv = procs.start(
         [
