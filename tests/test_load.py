@@ -39,15 +39,14 @@ import os
 import re
 import selectors
 import signal
-import subprocess
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pexpect
 import pytest
-from conftest import BEACH, Proc, Procs, beach_env, shell_ready, start_host
+from conftest import BEACH, Proc, Procs, shell_ready, start_host
+from serve_process import ServeProcess
 
 N = 100
 IN_FLIGHT = 25  # (b): joins under way at once
@@ -70,49 +69,6 @@ pytestmark = pytest.mark.timeout(900)
 # ---------------------------------------------------------------------------------------------
 # Harness
 # ---------------------------------------------------------------------------------------------
-
-
-class Serve:
-    """`beach serve` with its stderr drained by a thread (kept for failure messages)."""
-
-    def __init__(self, *flags: str) -> None:
-        self.proc = subprocess.Popen(
-            [BEACH, "serve", "--host", "127.0.0.1", "--port", "0", *flags],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            env=beach_env(),
-        )
-        self.lines: list[str] = []
-        self._listening = threading.Event()
-        self._reader = threading.Thread(target=self._drain, daemon=True)
-        self._reader.start()
-        if not self._listening.wait(20):
-            self.stop()
-            raise AssertionError("beach serve did not start:\n" + "\n".join(self.lines))
-        match = re.search(r"listening on (ws://\S+)", "\n".join(self.lines))
-        assert match
-        self.url = match.group(1)
-
-    def _drain(self) -> None:
-        assert self.proc.stderr is not None
-        for raw in self.proc.stderr:
-            self.lines.append(raw.decode(errors="replace").rstrip())
-            if "listening on" in self.lines[-1]:
-                self._listening.set()
-
-    def problems(self) -> str:
-        return "\n".join(line for line in self.lines if re.search(r"WARN|ERROR|Traceback", line))
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        self._reader.join(5)
 
 
 Pattern = str | type[pexpect.EOF]
@@ -297,8 +253,8 @@ def batch() -> Iterator[Procs]:
 
 
 @pytest.fixture
-def serve(batch: Procs) -> Iterator[Serve]:
-    server = Serve(*SERVE_FLAGS)
+def serve(batch: Procs) -> Iterator[ServeProcess]:
+    server = ServeProcess("--host", "127.0.0.1", "--port", "0", *SERVE_FLAGS)
     try:
         yield server
     finally:
@@ -311,7 +267,9 @@ def serve(batch: Procs) -> Iterator[Serve]:
 # ---------------------------------------------------------------------------------------------
 
 
-def test_100_joiners_join_one_host_at_once(batch: Procs, serve: Serve, tmp_path: Path) -> None:
+def test_100_joiners_join_one_host_at_once(
+    batch: Procs, serve: ServeProcess, tmp_path: Path
+) -> None:
     # The host's handshake timeout (30 s a phase, or its connect timeout if longer) is meant for
     # joiners with CPUs of their own; here 100 of them share two cores at the lowest priority.
     host, info = start_host(batch, tmp_path, serve.url, cols=COLS, rows=ROWS, **JOIN_ENV)
@@ -371,7 +329,9 @@ def marker(i: int) -> str:
     return f"sess-{i}-{i * 7}-up"
 
 
-def test_100_sessions_with_one_joiner_each(batch: Procs, serve: Serve, tmp_path: Path) -> None:
+def test_100_sessions_with_one_joiner_each(
+    batch: Procs, serve: ServeProcess, tmp_path: Path
+) -> None:
     started = time.monotonic()
     hosts: list[Proc] = []
     infos: list[Path] = []
