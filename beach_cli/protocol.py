@@ -74,6 +74,9 @@ SERVER_MESSAGES: dict[str, _Spec] = {
     "signal": {"from": _ID, "data": (dict, True, 0)},
     "relay": {"from": _ID, "data": (str, True, MAX_RELAY_DATA)},
     "error": {"code": (str, True, 32), "message": (str, True, 500)},
+    # server -> host: joins of its session that the server turned away since the last one
+    # (sent at most every few seconds), so the host learns that someone is knocking.
+    "joins_refused": {"code": (str, True, 32), "count": (int, True, 0)},
 }
 
 # Error codes the server sends.
@@ -184,6 +187,25 @@ def server_message(mtype: str, **fields: Any) -> str:
 # "confirm" {mac}            key confirmation (base64 HMAC over the transcript)
 # "sealed"  {n, c}           AEAD ciphertext (base64) with its sequence number
 # "reject"  {reason}         the host refuses this attempt (wrong secret, denied, full)
+# A `reject` names its reason with one of these codes, never free text: it travels unsealed,
+# so a joiner prints only the meaning it knows for a code (a server could forge any text).
+R_WRONG_TOKEN = "wrong token"  # either side: the key confirmation did not match
+R_DENIED = "denied"  # host: the person hosting said no (--approve)
+R_NOT_ACCEPTING = "not accepting"  # host: no more joiners (guess limit reached with 'stop')
+R_TIMEOUT = "timeout"  # host: a handshake step did not arrive in time
+R_SECURITY = "security"  # host: a sealed message failed to open or was replayed
+R_PROTOCOL = "protocol"  # host: a message out of order or malformed
+R_GAVE_UP = "gave up"  # joiner: stopped trying (no path, interrupted)
+REJECT_REASONS = {
+    R_WRONG_TOKEN: "the join token is wrong or no longer valid",
+    R_DENIED: "the host did not let you in",
+    R_NOT_ACCEPTING: "the host no longer accepts joiners",
+    R_TIMEOUT: "the host gave up waiting for this join attempt",
+    R_SECURITY: "the host refused a tampered or replayed message (is the server honest?)",
+    R_PROTOCOL: "the host received a message out of order (is the server honest?)",
+    R_GAVE_UP: "the joiner gave up",
+}
+
 PAYLOADS: dict[str, _Spec] = {
     "pake": {"role": (str, False, 8), "m": (str, True, 200)},
     "confirm": {"mac": (str, True, 100)},
