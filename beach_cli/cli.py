@@ -134,9 +134,36 @@ def _settings(ctx: click.Context, default_level: int, **flags: Any) -> dict[str,
 @click.option(
     "--join-rate",
     type=click.IntRange(1),
+    default=10,
+    show_default=True,
+    help="Join attempts allowed per minute from one client address (IPv6: one /64).",
+)
+@click.option(
+    "--session-join-rate",
+    type=click.IntRange(1),
+    help="Join attempts allowed per minute into one session, from all addresses together.  "
+    "[default: 6 x --join-rate]",
+)
+@click.option(
+    "--host-rate",
+    type=click.IntRange(1),
     default=30,
     show_default=True,
-    help="Join attempts allowed per minute, per client address and per session.",
+    help="Sessions registered or reclaimed per minute from one client address.",
+)
+@click.option(
+    "--failed-reclaim-rate",
+    type=click.IntRange(1),
+    default=5,
+    show_default=True,
+    help="Reclaims with a ticket that does not verify, per minute from one client address.",
+)
+@click.option(
+    "--state-file",
+    type=click.Path(dir_okay=False),
+    envvar="BEACH_STATE_FILE",
+    help="File holding the key that signs reclaim tickets, made on first start (mode 0600).  "
+    "[default: $STATE_DIRECTORY or ~/.local/state/beach/serve-state.json]",
 )
 @click.option(
     "--max-peers",
@@ -189,6 +216,10 @@ def serve(
     turn_secret: str | None,
     turn_ttl: int,
     join_rate: int,
+    session_join_rate: int | None,
+    host_rate: int,
+    failed_reclaim_rate: int,
+    state_file: str | None,
     max_peers: int,
     max_sessions_per_address: int,
     max_message_rate: float,
@@ -207,6 +238,9 @@ def serve(
         limits = ServerLimits(
             max_peers_per_session=max_peers,
             join_attempts_per_minute=join_rate,
+            session_joins_per_minute=session_join_rate,
+            host_attempts_per_minute=host_rate,
+            failed_reclaims_per_minute=failed_reclaim_rate,
             max_sessions_per_address=max_sessions_per_address,
             messages_per_second=max_message_rate,
             max_connections=max_connections,
@@ -215,7 +249,9 @@ def serve(
         if turn and not turn_secret:
             raise BeachError("--turn needs --turn-secret (coturn's static-auth-secret)")
         ice = IceConfig(list(s["ice_servers"]), list(turn), turn_secret, turn_ttl)
-        server = SignalServer(limits, ice=ice, redis_url=redis_url)
+        server = SignalServer(
+            limits, ice=ice, redis_url=redis_url, reclaim_key=_reclaim_key(state_file)
+        )
         try:
             runner, bound = await start_server(s["bind"], s["port"], server)
         except OSError as exc:
@@ -230,6 +266,23 @@ def serve(
         return 0
 
     sys.exit(_run(main, ctx.obj["debug"]))
+
+
+def _reclaim_key(state_file: str | None) -> Any:
+    """The key for reclaim tickets, from the state file. Without --state-file, a default one;
+    if that cannot be used, a key in memory (said once: tickets then die with the process)."""
+    from .tickets import ReclaimKey, StateFileError, default_state_path
+
+    path = Path(state_file) if state_file else default_state_path()
+    try:
+        key = ReclaimKey.from_state_file(path)
+    except StateFileError as exc:
+        if state_file:
+            raise
+        log.warning("%s: hosts cannot reclaim their sessions after a restart", exc.message)
+        return ReclaimKey()
+    log.info("reclaim tickets: key in %s", path)
+    return key
 
 
 @cli.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})

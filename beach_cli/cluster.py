@@ -1,11 +1,15 @@
 """Several `beach serve` processes sharing sessions through Redis (`beach serve --redis URL`).
 
 Each instance keeps its own WebSockets. Redis holds which instance each session's host is on
-(`beach:s:<session>` = {inst, reclaim}) and which instances are alive (`beach:i:<inst>`, a key
-that expires unless refreshed). Messages for a client on another instance are published on
-that instance's channel (`beach:c:<inst>`) and delivered there. A joiner's instance keeps a
-mirror of the session whose host is a `RemoteClient`, and the host's instance records remote
-joiners the same way, so the server's routing code does not change: it calls `send()`.
+(`beach:s:<session>` = {inst, ticket}: a SHA-256 of the host's reclaim ticket, which can be
+compared with a ticket but not presented as one) and which instances are alive
+(`beach:i:<inst>`, a key that expires unless refreshed). Every instance must sign tickets with
+the same key (the same `--state-file`): `beach:k` names the cluster's key by its fingerprint,
+and an instance with another key refuses to start. Messages for a client on another instance
+are published on that instance's channel (`beach:c:<inst>`) and delivered there. A joiner's
+instance keeps a mirror of the session whose host is a `RemoteClient`, and the host's instance
+records remote joiners the same way, so the server's routing code does not change: it calls
+`send()`.
 """
 
 from __future__ import annotations
@@ -64,12 +68,14 @@ class Cluster:
         url: str,
         on_event: Callable[[dict[str, Any]], None],
         hosted: Callable[[], list[tuple[str, str]]] = list,
+        key_id: str = "",
     ) -> None:
         self.url = url
         self.inst = secrets.token_hex(6)
         self.redis = aioredis.from_url(url, decode_responses=True, socket_timeout=OP_TIMEOUT)
         self._on_event = on_event
-        self._hosted = hosted  # (session, reclaim) of the hosts connected to this instance
+        self._hosted = hosted  # (session, ticket digest) of the hosts connected here
+        self.key_id = key_id  # fingerprint of the reclaim-ticket key
         self._tasks: list[asyncio.Task[None]] = []
         self._outbox: asyncio.Queue[tuple[str, str]] = asyncio.Queue(10_000)
         self.healthy = False
@@ -79,8 +85,16 @@ class Cluster:
     async def start(self) -> None:
         try:
             await asyncio.wait_for(self._beat(), OP_TIMEOUT)
+            cluster_key = await asyncio.wait_for(self._record_key(), OP_TIMEOUT)
         except (RedisError, OSError, TimeoutError) as exc:
             raise ClusterUnavailable(f"cannot reach Redis at {self.url}: {exc}") from exc
+        if cluster_key != self.key_id:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.redis.delete(f"beach:i:{self.inst}"), OP_TIMEOUT)
+            raise ClusterUnavailable(
+                "this instance signs reclaim tickets with another key than the cluster at "
+                f"{self.url}: give every instance a copy of the same --state-file"
+            )
         self._tasks = [
             asyncio.create_task(self._heartbeat_loop()),
             asyncio.create_task(self._listen_loop()),
@@ -99,6 +113,11 @@ class Cluster:
         with contextlib.suppress(Exception):
             await self.redis.aclose()
 
+    async def _record_key(self) -> str | None:
+        """Name this instance's ticket key in Redis unless one is named; return the name."""
+        await self.redis.set("beach:k", self.key_id, nx=True)
+        return await self.redis.get("beach:k")
+
     async def _beat(self) -> None:
         await self.redis.set(f"beach:i:{self.inst}", "1", ex=ALIVE_TTL)
         self.healthy = True
@@ -115,6 +134,8 @@ class Cluster:
                 # write down again which sessions this instance holds.
                 if not was_healthy or beats % 10 == 0:
                     await asyncio.wait_for(self._reclaim_all(), 5 * OP_TIMEOUT)
+                    if await asyncio.wait_for(self._record_key(), OP_TIMEOUT) != self.key_id:
+                        log.error("another instance signs reclaim tickets with another key")
             except (RedisError, OSError, TimeoutError) as exc:
                 if self.healthy:
                     log.warning("Redis unreachable: %s", exc)
@@ -122,8 +143,8 @@ class Cluster:
 
     async def _reclaim_all(self) -> None:
         pipe = self.redis.pipeline(transaction=False)
-        for sid, reclaim in self._hosted():
-            pipe.hset(f"beach:s:{sid}", mapping={"inst": self.inst, "reclaim": reclaim})
+        for sid, digest in self._hosted():
+            pipe.hset(f"beach:s:{sid}", mapping={"inst": self.inst, "ticket": digest})
             pipe.persist(f"beach:s:{sid}")
         await pipe.execute()
 
@@ -162,10 +183,10 @@ class Cluster:
 
     # -- the registry ----------------------------------------------------------------------------
 
-    async def claim(self, sid: str, reclaim: str) -> None:
-        """This instance now holds the host of `sid`."""
+    async def claim(self, sid: str, digest: str) -> None:
+        """This instance now holds the host of `sid`, whose ticket has this digest."""
         await asyncio.wait_for(
-            self.redis.hset(f"beach:s:{sid}", mapping={"inst": self.inst, "reclaim": reclaim}),
+            self.redis.hset(f"beach:s:{sid}", mapping={"inst": self.inst, "ticket": digest}),
             OP_TIMEOUT,
         )
         await asyncio.wait_for(self.redis.persist(f"beach:s:{sid}"), OP_TIMEOUT)
@@ -179,14 +200,15 @@ class Cluster:
                 await asyncio.wait_for(self.redis.expire(key, max(int(grace), 1)), OP_TIMEOUT)
 
     async def lookup(self, sid: str) -> tuple[str, str, bool] | None:
-        """(instance, reclaim key, instance alive) for a session held elsewhere, if any."""
+        """(instance, ticket digest, instance alive) for a session in the cluster, if any."""
         rec = await asyncio.wait_for(self.redis.hgetall(f"beach:s:{sid}"), OP_TIMEOUT)
         if not rec or "inst" not in rec:
             return None
-        alive = bool(
-            await asyncio.wait_for(self.redis.exists(f"beach:i:{rec['inst']}"), OP_TIMEOUT)
-        )
-        return rec["inst"], rec.get("reclaim", ""), alive
+        return rec["inst"], rec.get("ticket", ""), await self.alive(rec["inst"])
+
+    async def alive(self, inst: str) -> bool:
+        """Whether instance `inst` has sent its heartbeat lately."""
+        return bool(await asyncio.wait_for(self.redis.exists(f"beach:i:{inst}"), OP_TIMEOUT))
 
     async def ping(self) -> bool:
         try:

@@ -27,7 +27,10 @@ SEND_TIMEOUT = 10.0
 @dataclass
 class ServerLimits:
     max_peers_per_session: int = 128
-    join_attempts_per_minute: int = 30  # per client address and per session
+    join_attempts_per_minute: int = 10  # per client address (IPv6: per /64)
+    session_joins_per_minute: int | None = None  # per session; None: 6x the per-address budget
+    host_attempts_per_minute: int = 30  # `host` messages (register, reclaim) per client address
+    failed_reclaims_per_minute: int = 5  # reclaims with a ticket that does not verify, per address
     max_sessions_per_address: int = 64  # sessions hosted from one client address
     messages_per_second: float = 50.0  # per connection, with a burst of twice that
     relay_bytes_per_second: float = 4 * 1024 * 1024  # relayed frames, per connection

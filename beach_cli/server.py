@@ -9,8 +9,6 @@ import contextlib
 import logging
 import secrets
 import time
-from collections import Counter
-from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import WSMsgType, web
@@ -18,7 +16,7 @@ from redis.exceptions import RedisError
 
 from . import __version__
 from .cluster import Cluster, ClusterUnavailable, RemoteClient
-from .connection import SEND_TIMEOUT, Client, RateLimiter, ServerLimits
+from .connection import SEND_TIMEOUT, Client, ServerLimits
 from .errors import ProtocolError
 from .ice import IceConfig
 from .keys import ALPHABET
@@ -35,22 +33,17 @@ from .protocol import (
     parse_client_message,
     server_message,
 )
+from .registry import Budget, RefusedJoins, Registry, Session, addr_key
+from .tickets import ReclaimKey, ticket_digest
 
 log = logging.getLogger("beach.server")
 
 SESSION_ID_LENGTH = 6
 PEER_ID_LENGTH = 8
+REFUSED_NOTICE_INTERVAL = 5.0  # seconds between two `joins_refused` to one host
+REAP_INTERVAL = 5.0
 
-
-@dataclass
-class Session:
-    id: str
-    reclaim: str
-    host: Any  # a Client, a cluster.RemoteClient (host on another instance), or None
-    peers: dict[str, Any] = field(default_factory=dict)
-    host_lost_at: float | None = None
-    join_times: list[float] = field(default_factory=list)
-    mirror: bool = False  # a session held by another instance, for joiners connected here
+__all__ = ["Client", "ServerLimits", "Session", "SignalServer", "start_server"]
 
 
 class SignalServer:
@@ -60,19 +53,30 @@ class SignalServer:
         ice_servers: list[dict[str, Any]] | None = None,
         ice: IceConfig | None = None,
         redis_url: str | None = None,
+        reclaim_key: ReclaimKey | None = None,
     ) -> None:
-        self.limits = limits or ServerLimits()
+        self.limits = limits = limits or ServerLimits()
+        # Signs reclaim tickets; a random one (the embedded server) dies with the process.
+        self.reclaim_key = reclaim_key or ReclaimKey()
         self.cluster = (
-            Cluster(redis_url, self._on_cluster_event, self._hosted_here) if redis_url else None
+            Cluster(
+                redis_url, self._on_cluster_event, self._hosted_here, self.reclaim_key.fingerprint
+            )
+            if redis_url
+            else None
         )
         self.ice = ice or IceConfig()
         self._static_ice = ice_servers or []
-        self.sessions: dict[str, Session] = {}
+        self.registry = Registry()
+        self.sessions = self.registry.sessions
         self.clients: set[Client] = set()
-        self._by_addr = RateLimiter(self.limits.join_attempts_per_minute)
-        self._by_session = RateLimiter(self.limits.join_attempts_per_minute)
+        per_session = limits.session_joins_per_minute or 6 * limits.join_attempts_per_minute
+        self._joins_by_addr = Budget(limits.join_attempts_per_minute)
+        self._joins_by_session = Budget(per_session)
+        self._hosts_by_addr = Budget(limits.host_attempts_per_minute)
+        self._reclaim_failures = Budget(limits.failed_reclaims_per_minute)
+        self._refused = RefusedJoins(REFUSED_NOTICE_INTERVAL)
         self._reaper: asyncio.Task[None] | None = None
-        self._hosted: Counter[str] = Counter()  # live host connections per client address
         self.metrics = Metrics()
         self._background: set[asyncio.Future[Any]] = set()
 
@@ -222,45 +226,71 @@ class SignalServer:
         if client.session is not None:
             client.error(E_NOT_ALLOWED, "this connection already belongs to a session")
             return
-        sid, reclaim = msg.get("session"), msg.get("reclaim")
-        if sid is not None and sid not in self.sessions and reclaim and len(reclaim) >= 16:
-            # A host coming back to a server that restarted (or another instance): it keeps its
-            # session id, so the tokens it printed stay valid. Squatting an id gains nothing:
-            # joiners' key exchanges would fail without the host's secrets.
-            self.sessions[sid] = Session(sid, reclaim, None)
-            log.info("session %s adopted from a returning host", sid)
-        if sid is not None:
-            session = self.sessions.get(sid)
-            if (
-                session is None
-                or not reclaim
-                or not secrets.compare_digest(session.reclaim, reclaim)
-            ):
-                client.error(E_UNKNOWN_SESSION, f"session {sid} cannot be reclaimed")
-                return
-            if session.host is not None:
-                old = session.host
-                self._release(old)
-                old.session = None
-                old.close_after_flush()
-            session.host, session.host_lost_at = client, None
-            log.info("session %s reclaimed by %s", sid, client.addr)
+        if self.cluster is None and not self._admit_host(client):
+            return  # (with a cluster, _cluster_prepare admitted it before asking Redis)
+        sid = msg.get("session")
+        if sid is None:
+            self._register(client)
         else:
-            if self._hosted[client.addr] >= self.limits.max_sessions_per_address:
-                client.error(E_TOO_MANY, "too many sessions from your address")
-                return
-            sid = self._new_id(SESSION_ID_LENGTH, self.sessions)
-            session = Session(sid, secrets.token_urlsafe(24), client)
-            self.sessions[sid] = session
-            log.info("session %s registered by %s", sid, client.addr)
-        client.session = session
-        self._hosted[client.addr] += 1
+            self._reclaim(client, sid, msg.get("reclaim") or "")
+
+    def _admit_host(self, client: Client) -> bool:
+        if self._hosts_by_addr.allow(addr_key(client.addr)):
+            return True
+        client.error(E_RATE_LIMITED, "too many sessions hosted from your address; wait a minute")
+        return False
+
+    def _register(self, client: Client) -> None:
+        if self.registry.hosted_from(client.addr) >= self.limits.max_sessions_per_address:
+            client.error(E_TOO_MANY, "too many sessions from your address")
+            return
+        sid = self._new_id(SESSION_ID_LENGTH, self.sessions)
+        session = self.registry.open(sid, self.reclaim_key.issue(sid), client)
+        log.info("session %s registered by %s", sid, client.addr)
+        self._registered(client, session)
+
+    def _reclaim(self, client: Client, sid: str, ticket: str) -> None:
+        """A host coming back (a blip, a restarted server, another instance) with the ticket
+        it was given. Only a ticket this server's key made for `sid` will do, and a live
+        session takes only the very ticket it issued."""
+        session = self.sessions.get(sid)
+        # One HMAC and one comparison whether the id is live or free, and one answer for
+        # every failure: a refusal tells nothing about which ids exist.
+        genuine = self.reclaim_key.verify(sid, ticket)
+        issued = ticket if session is None else "" if session.mirror else session.reclaim
+        if not (secrets.compare_digest(issued.encode(), ticket.encode()) and genuine):
+            self._reclaim_refused(client, sid)
+            return
+        old = session.host if session is not None else None
+        moving_here = old is None or addr_key(old.addr) != addr_key(client.addr)
+        if moving_here and (
+            self.registry.hosted_from(client.addr) >= self.limits.max_sessions_per_address
+        ):
+            client.error(E_TOO_MANY, "too many sessions from your address")
+            return
+        if session is None:
+            session = self.registry.open(sid, ticket)
+            log.info("session %s re-created for a returning host (valid ticket)", sid)
+        replaced = self.registry.attach_host(session, client)
+        if replaced is not None:
+            replaced.close_after_flush()
+        log.info("session %s reclaimed by %s", sid, client.addr)
+        self._registered(client, session)
+
+    def _reclaim_refused(self, client: Client, sid: str) -> None:
+        self.metrics.inc("beach_reclaims_refused_total")
+        if not self._reclaim_failures.allow(addr_key(client.addr)):
+            client.error(E_RATE_LIMITED, "too many failed reclaims from your address; wait")
+        else:
+            client.error(E_UNKNOWN_SESSION, f"session {sid} cannot be reclaimed")
+
+    def _registered(self, client: Client, session: Session) -> None:
         client.send(
             server_message(
                 "registered",
-                session=sid,
+                session=session.id,
                 reclaim=session.reclaim,
-                ice_servers=self.ice_servers(sid),
+                ice_servers=self.ice_servers(session.id),
             )
         )
 
@@ -270,12 +300,19 @@ class SignalServer:
                 client, E_NOT_ALLOWED, "this connection already belongs to a session"
             )
             return
-        if not self._by_addr.allow(client.addr) or not self._by_session.allow(msg["session"]):
+        session = self.sessions.get(msg["session"])
+        # Each address spends its own budget first (bounding guesses), so that one address
+        # cannot spend a whole session's budget and lock out the joiners with the token.
+        if not self._joins_by_addr.allow(addr_key(client.addr)) or (
+            session is not None and not self._joins_by_session.allow(session.id)
+        ):
             self._join_refused(
-                client, E_RATE_LIMITED, "too many join attempts; wait a minute and try again"
+                client,
+                E_RATE_LIMITED,
+                "too many join attempts; wait a minute and try again",
+                session,
             )
             return
-        session = self.sessions.get(msg["session"])
         if session is None:
             self._join_refused(client, E_UNKNOWN_SESSION, f"there is no session {msg['session']}")
             return
@@ -285,11 +322,10 @@ class SignalServer:
             )
             return
         if len(session.peers) >= self.limits.max_peers_per_session:
-            self._join_refused(client, E_TOO_MANY, "this session has too many joiners")
+            self._join_refused(client, E_TOO_MANY, "this session has too many joiners", session)
             return
         peer = self._new_id(PEER_ID_LENGTH, session.peers)
-        session.peers[peer] = client
-        client.session, client.peer_id = session, peer
+        self.registry.attach_peer(session, peer, client)
         ice = self.ice_servers(session.id)  # fresh TURN credentials for both ends
         self.metrics.inc("beach_joins_total")
         client.send(server_message("joined", session=session.id, peer=peer, ice_servers=ice))
@@ -309,9 +345,20 @@ class SignalServer:
         else:
             session.host.send(text)
 
-    def _join_refused(self, client: Client, code: str, message: str) -> None:
+    def _join_refused(
+        self, client: Client, code: str, message: str, session: Session | None = None
+    ) -> None:
         self.metrics.inc("beach_join_failures_total", reason=code)
         client.error(code, message)
+        if session is not None and session.host is not None:
+            # Its host learns that someone is knocking (the count, at most every few seconds).
+            self._refused.add(session.id, session.host, code)
+            self._tell_refused_joins()
+
+    def _tell_refused_joins(self) -> None:
+        for host, code, count in self._refused.due():
+            if isinstance(host, RemoteClient) or host.session is not None:
+                host.send(server_message("joins_refused", code=code, count=count))
 
     def _on_signal(self, client: Client, msg: dict[str, Any]) -> None:
         target, sender = self._route(client, msg["to"])
@@ -346,45 +393,45 @@ class SignalServer:
         if session is None or client.peer_id is not None or session.host is not client:
             client.error(E_NOT_ALLOWED, "only the host may drop a peer")
             return
-        peer = session.peers.pop(msg["peer"], None)
+        peer = self.registry.detach_peer(session, msg["peer"])
         if peer is not None:
-            peer.session, peer.peer_id = None, None
             peer.error("dropped", msg.get("reason") or "the host closed this join attempt")
             peer.close_after_flush()
 
     # -- bookkeeping ---------------------------------------------------------------------------
 
     def _forget(self, client: Client) -> None:
+        """`client`'s WebSocket is gone."""
         session = client.session
         if session is None:
             return
-        client.session = None
         if client.peer_id is not None:
-            peer_id, client.peer_id = client.peer_id, None
-            if session.peers.pop(peer_id, None) is not None and session.host:
-                text = server_message("peer_left", peer=peer_id)
-                if isinstance(session.host, RemoteClient):
-                    self.cluster.publish(  # type: ignore[union-attr]
-                        session.host.inst,
-                        {"op": "peer_left", "sid": session.id, "peer": peer_id, "text": text},
-                    )
-                else:
-                    session.host.send(text)
-            if session.mirror and not session.peers:
-                self.sessions.pop(session.id, None)
+            peer_id = client.peer_id
+            if self.registry.detach_peer(session, peer_id) is client and session.host:
+                self._tell_peer_left(session, peer_id)
             return
         if session.host is client:
-            self._release(client)
-            # Keep the session for a grace period so the host can reclaim it after a blip.
-            session.host, session.host_lost_at = None, time.monotonic()
-            for peer in session.peers.values():
-                peer.session, peer.peer_id = None, None
-                peer.send(server_message("host_left", reason="the host disconnected"))
-                peer.close_after_flush()
-            session.peers.clear()
+            # Kept for a grace period so the host can reclaim it after a blip.
+            self._tell_host_left(self.registry.detach_host(session))
             log.info("session %s: host disconnected", session.id)
             if self.cluster is not None:
                 self._spawn(self.cluster.release(session.id, self.limits.host_grace_seconds))
+
+    def _tell_peer_left(self, session: Session, peer_id: str) -> None:
+        text = server_message("peer_left", peer=peer_id)
+        if isinstance(session.host, RemoteClient):
+            self.cluster.publish(  # type: ignore[union-attr]
+                session.host.inst,
+                {"op": "peer_left", "sid": session.id, "peer": peer_id, "text": text},
+            )
+        else:
+            session.host.send(text)
+
+    @staticmethod
+    def _tell_host_left(peers: list[Any], reason: str = "the host disconnected") -> None:
+        for peer in peers:
+            peer.send(server_message("host_left", reason=reason))
+            peer.close_after_flush()
 
     # -- cluster (beach serve --redis) ----------------------------------------------------------
 
@@ -397,94 +444,182 @@ class SignalServer:
         """Before `host` or `join` for a session this instance does not hold, learn where it
         lives from Redis. False if the message has been answered already."""
         assert self.cluster is not None
-        sid = msg.get("session")
-        if msg["type"] not in ("host", "join") or sid is None or sid in self.sessions:
+        kind, sid = msg["type"], msg.get("session")
+        if kind not in ("host", "join") or client.session is not None:
             return True
-        if client.session is not None:
+        if kind == "host" and not self._admit_host(client):  # before any Redis round trip
+            return False
+        if sid is None:
             return True
-        if msg["type"] == "host":
-            found = await self.cluster.lookup(sid)
-            reclaim = msg.get("reclaim") or ""
-            if found is not None and secrets.compare_digest(found[1], reclaim):
-                # The host moves here (its instance died, or it reconnected elsewhere).
-                self.sessions[sid] = Session(sid, reclaim, None)
-                if found[0] != self.cluster.inst and found[2]:
-                    self.cluster.publish(found[0], {"op": "close", "sid": sid, "to": "host"})
-            elif found is not None:
-                # Known elsewhere under another key: refuse, rather than let anyone adopt it.
-                client.error(E_UNKNOWN_SESSION, f"session {sid} cannot be reclaimed")
-                return False
-        elif msg["type"] == "join":
-            found = await self.cluster.lookup(sid)
-            if found is not None and found[0] != self.cluster.inst:
-                inst, _, alive = found
-                host = RemoteClient(self.cluster, inst, sid, "host") if alive else None
-                self.sessions[sid] = Session(sid, "", host, mirror=True)
+        local = self.sessions.get(sid)
+        if local is not None and not local.mirror and local.host is not None:
+            return True  # held here, with its host
+        found = await self.cluster.lookup(sid)
+        if kind == "host":
+            return self._cluster_host(client, sid, msg.get("reclaim") or "", local, found)
+        if found is None or found[0] == self.cluster.inst:
+            if local is not None and local.mirror:  # the session is gone from the cluster
+                self._tell_host_left(self.registry.close(local), "the session ended")
+            return True
+        inst, _, alive = found
+        if local is not None and (
+            not local.mirror or not alive or getattr(local.host, "inst", None) != inst
+        ):
+            # Its host moved to another instance or died: what is kept here is stale.
+            self._tell_host_left(self.registry.close(local), "the host moved")
+            local = None
+        if local is None:
+            host = RemoteClient(self.cluster, inst, sid, "host") if alive else None
+            self.registry.open(sid, "", host, mirror=True)
+        return True
+
+    def _cluster_host(
+        self,
+        client: Client,
+        sid: str,
+        ticket: str,
+        local: Session | None,
+        found: tuple[str, str, bool] | None,
+    ) -> bool:
+        """A host reclaiming `sid` here. Redis names the ticket the session was last held
+        with; a host with that ticket moves here (the old instance lets go of it)."""
+        assert self.cluster is not None
+        if found is None:
+            if local is not None and local.mirror:
+                self._tell_host_left(self.registry.close(local))
+            return True  # _reclaim verifies the ticket against the key alone
+        inst, digest, alive = found
+        genuine = self.reclaim_key.verify(sid, ticket)
+        if not (secrets.compare_digest(digest, ticket_digest(ticket)) and genuine):
+            self._reclaim_refused(client, sid)  # the same answer as for any failed reclaim
+            return False
+        if local is None or local.mirror:
+            if local is not None:
+                self._tell_host_left(self.registry.close(local), "the host moved")
+            self.registry.open(sid, ticket)  # _reclaim attaches the host
+        if inst != self.cluster.inst and alive:
+            self.cluster.publish(inst, {"op": "close", "sid": sid, "to": "host"})
         return True
 
     async def _cluster_after(self, client: Client, msg: dict[str, Any]) -> None:
         assert self.cluster is not None
         if msg["type"] == "host" and client.session is not None:
-            await self.cluster.claim(client.session.id, client.session.reclaim)
+            session = client.session
+            await self.cluster.claim(session.id, ticket_digest(session.reclaim))
         elif msg["type"] == "join":
             session = self.sessions.get(msg["session"])
             if session is not None and session.mirror and not session.peers:
-                del self.sessions[session.id]  # the join failed: no mirror to keep
+                self.registry.close(session)  # the join failed: no mirror to keep
 
     def _hosted_here(self) -> list[tuple[str, str]]:
-        return [(s.id, s.reclaim) for s in self.sessions.values() if isinstance(s.host, Client)]
+        return [
+            (s.id, ticket_digest(s.reclaim))
+            for s in self.sessions.values()
+            if isinstance(s.host, Client)
+        ]
 
     def _on_cluster_event(self, event: dict[str, Any]) -> None:
         """An event published to this instance by another one."""
         op, sid = event.get("op"), event.get("sid")
         session = self.sessions.get(sid) if isinstance(sid, str) else None
         if session is None:
+            if op == "peer_joined":  # a joiner elsewhere was routed to a session not here
+                self._bounce_remote_peer(event)
             return
         to = event.get("to")
-        target = session.host if to == "host" else session.peers.get(to)
+        target = session.host if to == "host" else session.peers.get(str(to))
         if op == "deliver" and isinstance(target, Client):
             target.send(str(event.get("text", "")))
         elif op == "close" and isinstance(target, Client):
             if to == "host":
-                self._forget(target)
+                # The host moved to another instance, which holds the session from now on.
+                self._tell_host_left(self.registry.close(session), "the host moved")
+                log.info("session %s: host moved to another instance", session.id)
             else:
-                session.peers.pop(to, None)
-                target.session, target.peer_id = None, None
+                self.registry.detach_peer(session, str(to))  # a mirror goes with it
             target.close_after_flush()
-        elif op == "peer_joined" and isinstance(session.host, Client):
+        elif op == "peer_joined":
+            if not isinstance(session.host, Client) or session.mirror:
+                self._bounce_remote_peer(event)
+                return
             peer = str(event.get("peer"))
-            session.peers[peer] = RemoteClient(
-                self.cluster,
+            remote = RemoteClient(
+                self.cluster,  # type: ignore[arg-type]
                 str(event.get("inst")),
                 session.id,
                 peer,
-                str(event.get("addr")),  # type: ignore[arg-type]
+                str(event.get("addr")),
             )
+            self.registry.attach_peer(session, peer, remote)
             session.host.send(str(event.get("text", "")))
         elif op == "peer_left" and isinstance(session.host, Client):
-            if session.peers.pop(str(event.get("peer")), None) is not None:
+            if self.registry.detach_peer(session, str(event.get("peer"))) is not None:
                 session.host.send(str(event.get("text", "")))
 
-    def _release(self, host: Client) -> None:
-        self._hosted[host.addr] -= 1
-        if self._hosted[host.addr] <= 0:
-            del self._hosted[host.addr]
+    def _bounce_remote_peer(self, event: dict[str, Any]) -> None:
+        """A joiner on another instance was introduced to a host that is not here (any more):
+        tell it so at once rather than leave it waiting."""
+        inst, sid, peer = event.get("inst"), event.get("sid"), event.get("peer")
+        if isinstance(inst, str) and isinstance(sid, str) and isinstance(peer, str):
+            remote = RemoteClient(self.cluster, inst, sid, peer)  # type: ignore[arg-type]
+            remote.send(server_message("host_left", reason="the host is no longer here"))
+            remote.close_after_flush()
 
     async def _reap_loop(self) -> None:
+        ticks = 0
         while True:
-            await asyncio.sleep(5.0)
-            now = time.monotonic()
-            grace = self.limits.host_grace_seconds
-            for sid, session in list(self.sessions.items()):
-                if (
-                    session.host is None
-                    and session.host_lost_at
-                    and now - session.host_lost_at > grace
-                ):
-                    del self.sessions[sid]
-                    log.info("session %s expired", sid)
-            self._by_addr.prune()
-            self._by_session.prune()
+            await asyncio.sleep(1.0)
+            self._tell_refused_joins()
+            ticks += 1
+            if ticks % int(REAP_INTERVAL):
+                continue
+            self._expire_sessions()
+            for budget in (
+                self._joins_by_addr,
+                self._joins_by_session,
+                self._hosts_by_addr,
+                self._reclaim_failures,
+            ):
+                budget.prune()
+            if self.cluster is not None:
+                try:
+                    await self._reap_remote()
+                except (RedisError, OSError, TimeoutError) as exc:
+                    log.warning("cluster: %s", exc)
+
+    def _expire_sessions(self) -> None:
+        now = time.monotonic()
+        grace = self.limits.host_grace_seconds
+        for session in list(self.sessions.values()):
+            if session.mirror and not session.peers:
+                self.registry.close(session)  # never kept without a joiner
+            elif session.host is None and (
+                session.host_lost_at is None or now - session.host_lost_at > grace
+            ):
+                self._tell_host_left(self.registry.close(session))
+                log.info("session %s expired", session.id)
+
+    async def _reap_remote(self) -> None:
+        """Drop what refers to instances that died without saying so: mirrors of their hosts,
+        and their joiners in sessions held here."""
+        assert self.cluster is not None
+        insts: set[str] = set()
+        for session in self.sessions.values():
+            if isinstance(session.host, RemoteClient):
+                insts.add(session.host.inst)
+            insts.update(p.inst for p in session.peers.values() if isinstance(p, RemoteClient))
+        dead = {inst for inst in insts if not await self.cluster.alive(inst)}
+        if not dead:
+            return
+        for session in list(self.sessions.values()):
+            if isinstance(session.host, RemoteClient) and session.host.inst in dead:
+                self._tell_host_left(self.registry.close(session))
+                continue
+            for peer_id, peer in list(session.peers.items()):
+                if isinstance(peer, RemoteClient) and peer.inst in dead:
+                    self.registry.detach_peer(session, peer_id)
+                    if isinstance(session.host, Client):
+                        session.host.send(server_message("peer_left", peer=peer_id))
 
     @staticmethod
     def _new_id(length: int, taken: dict[str, Any]) -> str:

@@ -45,6 +45,7 @@ from beach_cli.server import (
     start_server,
 )
 from beach_cli.signaling import SignalingClient
+from beach_cli.tickets import ReclaimKey
 
 T = 5.0  # seconds allowed for any single network step
 
@@ -476,18 +477,21 @@ async def test_host_reclaims_session_after_disconnect(h: Harness, port: int) -> 
     await assert_relays(back, peer2, peer2_id)
 
 
-async def test_a_returning_host_adopts_its_session_on_a_fresh_server(h: Harness, port: int) -> None:
-    """After a server restart the registry is empty: the host's session id comes back with it,
-    so the tokens it printed stay valid."""
-    reclaim = "r" * 32
-    host = await h.connect(port)
-    await host.send("host", session="zzzzzz", reclaim=reclaim)
-    await host.expect("registered", session="zzzzzz", reclaim=reclaim)
-    peer, peer_id = await h.join(port, host, "zzzzzz")
+async def test_a_returning_host_adopts_its_session_on_a_fresh_server(h: Harness) -> None:
+    """After a server restart the registry is empty: the host's session id comes back with it
+    (its ticket verifies under the server's key), so the tokens it printed stay valid."""
+    key = ReclaimKey()
+    first = await h.start(SignalServer(reclaim_key=key))
+    _, sid, ticket = await h.host(first)
+    restarted = await h.start(SignalServer(reclaim_key=key))  # same key, empty registry
+    host = await h.connect(restarted)
+    await host.send("host", session=sid, reclaim=ticket)
+    await host.expect("registered", session=sid, reclaim=ticket)
+    peer, peer_id = await h.join(restarted, host, sid)
     await assert_relays(host, peer, peer_id)
-    # A short reclaim key is not enough to adopt an id.
-    other = await h.connect(port)
-    await other.send("host", session="yyyyyy", reclaim="short")
+    # A made-up key is not enough to adopt an id, however long.
+    other = await h.connect(restarted)
+    await other.send("host", session="yyyyyy", reclaim="r" * 64)
     await other.expect_error(E_UNKNOWN_SESSION)
 
 
@@ -809,6 +813,7 @@ async def test_max_peers_per_session(h: Harness) -> None:
     third = await h.connect(port)
     await third.send("join", session=sid)
     await third.expect_error(E_TOO_MANY)
+    await host.expect("joins_refused", code=E_TOO_MANY, count=1)  # the host hears of it
     assert (await h.health(port))["peers"] == 2
 
     # The limit is per session: another session still takes joiners.
