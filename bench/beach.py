@@ -50,6 +50,7 @@ SERVER_LIMITS = {
     "--join-rate": "100000",
     "--max-peers": "1000",
     "--max-sessions-per-address": "100000",
+    "--host-rate": "100000",
     "--max-message-rate": "100000",
     "--max-connections": "100000",
 }

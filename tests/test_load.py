@@ -59,7 +59,7 @@ JOIN_ENV = {"BEACH_CONNECT_TIMEOUT": "200"}
 SERVE_FLAGS = (
     *("--join-rate", "100000", "--max-peers", "200"),
     # Every host and joiner here comes from 127.0.0.1.
-    *("--max-sessions-per-address", "200"),
+    *("--max-sessions-per-address", "200", "--host-rate", "100000"),
 )
 STEP_RE = re.compile(r"connected \(([^)]*)\): (.*)")
 
