@@ -72,23 +72,33 @@ class RefusedJoins:
         self._pending: dict[str, tuple[Any, Counter[str]]] = {}  # sid -> (host, counts)
         self._told: dict[str, float] = {}  # sid -> when its host was last told
 
-    def add(self, sid: str, host: Any, code: str) -> None:
+    def add(self, sid: str, host: Any, code: str) -> list[tuple[Any, str, int]]:
+        """Count one refusal; returns what to tell now if this session's host is due."""
         _, counts = self._pending.get(sid, (host, Counter()))
         counts[code] += 1
         self._pending[sid] = (host, counts)
+        now = time.monotonic()
+        return self._take(sid, now) if self._is_due(sid, now) else []
 
     def due(self) -> list[tuple[Any, str, int]]:
-        """(host, code, count) to tell now; forgets what it returns."""
+        """(host, code, count) for every session due now (called once a second)."""
         now = time.monotonic()
         out: list[tuple[Any, str, int]] = []
-        for sid in [s for s in self._pending if now - self._told.get(s, -1e9) >= self.interval]:
-            host, counts = self._pending.pop(sid)
-            out += [(host, code, count) for code, count in counts.items()]
-            self._told[sid] = now
+        for sid in [s for s in self._pending if self._is_due(s, now)]:
+            out += self._take(sid, now)
         for sid in [s for s, t in self._told.items() if now - t >= self.interval]:
             if sid not in self._pending:
                 del self._told[sid]
         return out
+
+    def _is_due(self, sid: str, now: float) -> bool:
+        told = self._told.get(sid)
+        return told is None or now - told >= self.interval
+
+    def _take(self, sid: str, now: float) -> list[tuple[Any, str, int]]:
+        host, counts = self._pending.pop(sid)
+        self._told[sid] = now
+        return [(host, code, count) for code, count in counts.items()]
 
     def __len__(self) -> int:
         return len(self._pending) + len(self._told)

@@ -76,6 +76,9 @@ class SignalServer:
         self._hosts_by_addr = Budget(limits.host_attempts_per_minute)
         self._reclaim_failures = Budget(limits.failed_reclaims_per_minute)
         self._refused = RefusedJoins(REFUSED_NOTICE_INTERVAL)
+        # With a cluster, `registered` waits until Redis says where the session is: a joiner
+        # at another instance could otherwise arrive first and hear "no such session".
+        self._unclaimed: dict[Client, str] = {}
         self._reaper: asyncio.Task[None] | None = None
         self.metrics = Metrics()
         self._background: set[asyncio.Future[Any]] = set()
@@ -285,14 +288,16 @@ class SignalServer:
             client.error(E_UNKNOWN_SESSION, f"session {sid} cannot be reclaimed")
 
     def _registered(self, client: Client, session: Session) -> None:
-        client.send(
-            server_message(
-                "registered",
-                session=session.id,
-                reclaim=session.reclaim,
-                ice_servers=self.ice_servers(session.id),
-            )
+        text = server_message(
+            "registered",
+            session=session.id,
+            reclaim=session.reclaim,
+            ice_servers=self.ice_servers(session.id),
         )
+        if self.cluster is None:
+            client.send(text)
+        else:
+            self._unclaimed[client] = text  # sent by _cluster_after
 
     def _on_join(self, client: Client, msg: dict[str, Any]) -> None:
         if client.session is not None:
@@ -352,11 +357,11 @@ class SignalServer:
         client.error(code, message)
         if session is not None and session.host is not None:
             # Its host learns that someone is knocking (the count, at most every few seconds).
-            self._refused.add(session.id, session.host, code)
-            self._tell_refused_joins()
+            self._tell_refused_joins(self._refused.add(session.id, session.host, code))
 
-    def _tell_refused_joins(self) -> None:
-        for host, code, count in self._refused.due():
+    @staticmethod
+    def _tell_refused_joins(notices: list[tuple[Any, str, int]]) -> None:
+        for host, code, count in notices:
             if isinstance(host, RemoteClient) or host.session is not None:
                 host.send(server_message("joins_refused", code=code, count=count))
 
@@ -402,6 +407,7 @@ class SignalServer:
 
     def _forget(self, client: Client) -> None:
         """`client`'s WebSocket is gone."""
+        self._unclaimed.pop(client, None)
         session = client.session
         if session is None:
             return
@@ -503,9 +509,18 @@ class SignalServer:
 
     async def _cluster_after(self, client: Client, msg: dict[str, Any]) -> None:
         assert self.cluster is not None
-        if msg["type"] == "host" and client.session is not None:
+        if msg["type"] == "host":
+            text = self._unclaimed.pop(client, None)
             session = client.session
-            await self.cluster.claim(session.id, ticket_digest(session.reclaim))
+            if text is None or session is None or session.host is not client:
+                return
+            try:
+                await self.cluster.claim(session.id, ticket_digest(session.reclaim))
+            except BaseException:
+                if session.host is client:  # not registered after all: it may try again
+                    self.registry.detach_host(session)
+                raise
+            client.send(text)
         elif msg["type"] == "join":
             session = self.sessions.get(msg["session"])
             if session is not None and session.mirror and not session.peers:
@@ -569,7 +584,7 @@ class SignalServer:
         ticks = 0
         while True:
             await asyncio.sleep(1.0)
-            self._tell_refused_joins()
+            self._tell_refused_joins(self._refused.due())
             ticks += 1
             if ticks % int(REAP_INTERVAL):
                 continue
