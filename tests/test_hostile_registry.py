@@ -10,6 +10,7 @@ import asyncio
 import re
 import secrets
 import signal
+import subprocess
 import time
 import urllib.request
 from collections.abc import AsyncIterator
@@ -18,7 +19,16 @@ from typing import Any
 
 import aiohttp
 import pytest
-from conftest import BEACH, Procs, free_port, need, shell_ready, start_host, start_join
+from conftest import (
+    BEACH,
+    Procs,
+    beach_env,
+    free_port,
+    need,
+    shell_ready,
+    start_host,
+    start_join,
+)
 from serve_process import ServeProcess
 
 from beach_cli.keys import ALPHABET
@@ -428,3 +438,24 @@ async def test_a_joiner_closed_from_another_instance_leaves_no_mirror(
         await j.send("join", session=sid)
         p = (await j.expect("joined", session=sid))["peer"]
         await moved.expect("peer_joined", peer=p)
+
+
+@pytest.mark.parametrize(
+    ("content", "mode", "says"),
+    [
+        ('{"version": 1, "reclaim_key": "' + "A" * 43 + '="}\n', 0o644, "others may read it"),
+        ("not json\n", 0o600, "is damaged"),
+    ],
+)
+def test_a_state_file_that_cannot_be_trusted_stops_the_server(
+    tmp_path: Path, content: str, mode: int, says: str
+) -> None:
+    """A key others may read would let them forge tickets; a damaged one is not guessed at."""
+    state = tmp_path / "state.json"
+    state.write_text(content)
+    state.chmod(mode)
+    argv = [BEACH, "serve", "--host", LOCAL, "--port", "0", "--state-file", str(state)]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=30, env=beach_env())
+    assert done.returncode == 1, done
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and says in lines[0] and lines[0].startswith("beach: "), done.stderr
