@@ -240,7 +240,7 @@ class SignalServer:
     def _admit_host(self, client: Client) -> bool:
         if self._hosts_by_addr.allow(addr_key(client.addr)):
             return True
-        client.error(E_RATE_LIMITED, "too many sessions hosted from your address; wait a minute")
+        client.error(E_RATE_LIMITED, "too many host registrations from your address; wait a minute")
         return False
 
     def _register(self, client: Client) -> None:
