@@ -167,6 +167,13 @@ def _settings(ctx: click.Context, default_level: int, **flags: Any) -> dict[str,
     help="WebSocket connections held at once.",
 )
 @click.option(
+    "--max-connections-per-address",
+    type=click.IntRange(1),
+    default=256,
+    show_default=True,
+    help="WebSocket connections held from one client address at once.",
+)
+@click.option(
     "--host-grace",
     type=click.FloatRange(0),
     default=60.0,
@@ -197,7 +204,7 @@ def _settings(ctx: click.Context, default_level: int, **flags: Any) -> dict[str,
 @click.option(
     "--max-pending-per-address",
     type=click.IntRange(1),
-    default=32,
+    default=64,
     show_default=True,
     help="Connections one address may hold that have not finished their upgrade.",
 )
@@ -240,6 +247,7 @@ def serve(
     max_sessions_per_address: int,
     max_message_rate: float,
     max_connections: int,
+    max_connections_per_address: int,
     host_grace: float,
     redis_url: str | None,
     relay_rate: int,
@@ -265,6 +273,7 @@ def serve(
             max_sessions_per_address=max_sessions_per_address,
             messages_per_second=max_message_rate,
             max_connections=max_connections,
+            max_connections_per_address=max_connections_per_address,
             host_grace_seconds=host_grace,
             relay_bytes_per_second=relay_rate,
         )

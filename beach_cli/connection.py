@@ -36,6 +36,7 @@ class ServerLimits:
     relay_bytes_per_second: float = 4 * 1024 * 1024
     frames_per_second: float = 1000.0
     max_connections: int = 20_000
+    max_connections_per_address: int = 256  # WebSockets held from one client address
     host_grace_seconds: float = 60.0  # a host that lost its connection may reclaim its session
     heartbeat_seconds: float = 20.0
 

@@ -32,7 +32,7 @@ PROXY_HEADERS = (XFF, FORWARDED)
 @dataclass
 class EdgeLimits:
     header_timeout: float = 5.0  # seconds from accept (or TLS handshake) to a finished upgrade
-    pending_per_address: int = 32  # connections one address holds that have not upgraded yet
+    pending_per_address: int = 64  # connections one address holds that have not upgraded yet
     trusted_proxies: tuple[IPNetwork, ...] = ()
     proxy_header: str = XFF
 

@@ -81,6 +81,7 @@ class SignalServer:
         self._by_session = RateLimiter(self.limits.join_attempts_per_minute)
         self._reaper: asyncio.Task[None] | None = None
         self._hosted: Counter[str] = Counter()  # live host connections per client address
+        self._connected: Counter[str] = Counter()  # WebSockets per client address
         self.metrics = Metrics()
         self._background: set[asyncio.Future[Any]] = set()
 
@@ -179,18 +180,25 @@ class SignalServer:
         self.gate.upgraded(request.transport)
         addr = self.addresses.of(request)
         client = Client(ws, addr, request.transport, self.metrics)
+        refusal = None
         if len(self.clients) >= self.limits.max_connections:
-            client.error(E_TOO_MANY, "the server is full; try again later")
+            refusal = "the server is full; try again later"
+        elif self._connected[addr] >= self.limits.max_connections_per_address:
+            refusal = "too many connections from your address"
+        if refusal is not None:
+            client.error(E_TOO_MANY, refusal)
             client.close_after_flush()
             await client.stop_after(SEND_TIMEOUT)
             return ws
         self.clients.add(client)
+        self._connected[addr] += 1
         client.send(
             server_message(
                 "welcome", server=f"beach/{__version__}", ice_servers=self.ice_servers("anonymous")
             )
         )
-        budget = Budget(self.limits.relay_bytes_per_second, self.limits.frames_per_second)
+        frames = max(self.limits.frames_per_second, self.limits.messages_per_second)
+        budget = Budget(self.limits.relay_bytes_per_second, frames)
         flood = 10 * self.limits.messages_per_second
         try:
             async for msg in ws:
@@ -218,6 +226,9 @@ class SignalServer:
                     break
         finally:
             self.clients.discard(client)
+            self._connected[addr] -= 1
+            if self._connected[addr] <= 0:
+                del self._connected[addr]
             self._forget(client)
             await client.stop()
         return ws

@@ -31,7 +31,7 @@ from serve_process import ServeProcess
 
 from beach_cli import server as server_module
 from beach_cli.connection import Client
-from beach_cli.edge import EdgeLimits, parse_networks
+from beach_cli.edge import EdgeLimits, parse_networks, tls_context
 from beach_cli.protocol import (
     E_BAD_MESSAGE,
     E_NOT_ALLOWED,
@@ -39,7 +39,7 @@ from beach_cli.protocol import (
     client_message,
     parse_server_message,
 )
-from beach_cli.server import SignalServer, start_server
+from beach_cli.server import ServerLimits, SignalServer, start_server
 
 T = 5.0  # seconds for any single network step
 CLOSED = (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSING, aiohttp.WSMsgType.CLOSED)
@@ -173,6 +173,51 @@ def test_slowloris_from_one_address_locks_out_no_one(tight_serve: ServeProcess) 
     assert fds - baseline <= EdgeLimits().pending_per_address + 16, fds
     assert tight_serve.alive
     assert not tight_serve.tracebacks()
+
+
+async def test_upgraded_connections_are_capped_per_address() -> None:
+    """Past the upgrade, one address holds at most max_connections_per_address WebSockets
+    (else a slowloris would simply finish its upgrades); other addresses are unaffected."""
+    limits = ServerLimits(max_connections_per_address=3)
+    srv = SignalServer(limits)
+    runner, port = await start_server("0.0.0.0", 0, srv)
+    url = f"ws://127.0.0.1:{port}/ws"
+    try:
+        async with http_from("127.0.0.5") as http, http_from("127.0.0.6") as other:
+            held = [await open_ws(http, url) for _ in range(3)]
+            extra = await asyncio.wait_for(http.ws_connect(url), T)
+            refused = await recv(extra)
+            assert (refused["type"], refused["code"]) == ("error", "too_many"), refused
+            assert (await asyncio.wait_for(extra.receive(), T)).type in CLOSED
+            assert (await register(await open_ws(other, url)))["type"] == "registered"
+            # A slot is free again once a connection ends.
+            await held[0].close()
+            for _ in range(500):  # the server's handler finishes just after the close
+                if srv._connected["127.0.0.5"] < 3:
+                    break
+                await asyncio.sleep(0.01)
+            assert (await register(await open_ws(http, url)))["type"] == "registered"
+    finally:
+        await runner.cleanup()
+
+
+async def test_stalled_tls_handshake_is_closed_after_the_header_timeout(
+    tmp_path: Path,
+) -> None:
+    """With TLS on, a connection that never sends its ClientHello is closed after the header
+    timeout too (the gate only sees a connection once its handshake is done)."""
+    _, cert, key = make_ca(tmp_path)
+    srv = SignalServer(edge=EdgeLimits(header_timeout=0.5))
+    runner, port = await start_server("127.0.0.1", 0, srv, tls_context(cert, key))
+    try:
+        reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), T)
+        try:
+            assert await asyncio.wait_for(reader.read(100), T) == b""
+        except ConnectionError:
+            pass
+        writer.close()
+    finally:
+        await runner.cleanup()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -428,6 +473,43 @@ async def test_direct_client_cannot_forge_its_address(trusted: tuple[str, ...]) 
             sid = (await register(host))["session"]
             joiner = await open_ws(joiners, url, headers=forged)
             assert await join(joiner, host, sid) == "127.0.0.4"
+    finally:
+        await runner.cleanup()
+
+
+PROXIED = [
+    # (header the proxy writes, headers the proxy sends, address the client is counted under)
+    ("x-forwarded-for", {"X-Forwarded-For": "198.51.100.7"}, "198.51.100.7"),
+    # What the client wrote itself sits left of what the proxy appended.
+    ("x-forwarded-for", {"X-Forwarded-For": "6.6.6.6, 198.51.100.7"}, "198.51.100.7"),
+    # A chain of trusted proxies (10.0.0.0/8 is trusted too): the first untrusted from the right.
+    ("x-forwarded-for", {"X-Forwarded-For": "6.6.6.6, 198.51.100.7, 10.1.2.3"}, "198.51.100.7"),
+    # Garbage from a proxy: counted as the proxy, never as what the garbage says.
+    ("x-forwarded-for", {"X-Forwarded-For": "6.6.6.6, not-an-ip"}, "127.0.0.1"),
+    # Only the configured header is read.
+    ("x-forwarded-for", {"Forwarded": "for=198.51.100.7"}, "127.0.0.1"),
+    ("forwarded", {"X-Forwarded-For": "198.51.100.7"}, "127.0.0.1"),
+    ("forwarded", {"Forwarded": 'for=6.6.6.6, for="[2001:db8::7]:4711"'}, "2001:db8::7"),
+    ("forwarded", {"Forwarded": "for=198.51.100.7;proto=https, for=10.9.9.9"}, "198.51.100.7"),
+]
+
+
+@pytest.mark.parametrize(("header", "sent", "counted_as"), PROXIED)
+async def test_trusted_proxy_header_is_read_from_the_right(
+    header: str, sent: dict[str, str], counted_as: str
+) -> None:
+    """127.0.0.1 plays a trusted proxy here."""
+    edge = EdgeLimits(
+        trusted_proxies=parse_networks(["127.0.0.1", "10.0.0.0/8"]), proxy_header=header
+    )
+    runner, port = await start_server("127.0.0.1", 0, SignalServer(edge=edge))
+    url = f"ws://127.0.0.1:{port}/ws"
+    try:
+        async with aiohttp.ClientSession() as http:
+            host = await open_ws(http, url)
+            sid = (await register(host))["session"]
+            joiner = await open_ws(http, url, headers=sent)
+            assert await join(joiner, host, sid) == counted_as
     finally:
         await runner.cleanup()
 
@@ -706,7 +788,7 @@ def test_relay_over_its_budget_is_paced_not_lost(procs: Procs, tmp_path: Path, n
     """Two joiners relayed through `beach serve --relay-rate 128 KiB/s` while the host cats
     2 MB of barely compressible text: both see the final screen and exit cleanly, and no
     joiner's stream breaks (old server: frames over the budget were dropped, the deflate
-    stream broke with "invalid code lengths set", exit 3)."""
+    stream broke: "the host sent a malformed frame: Error -3 while decompressing data")."""
     host_ns, join_ns = net.ns("host"), net.ns("join")
     net.link(host_ns, "10.79.0.1/24", join_ns, "10.79.0.2/24")
     net.block_udp(join_ns)
@@ -763,5 +845,7 @@ def test_relay_over_its_budget_is_paced_not_lost(procs: Procs, tmp_path: Path, n
     host.send("exit 4\r")
     for joiner in joiners:
         assert joiner.exit_code(timeout=60) == 4
-        assert "invalid code lengths" not in joiner.transcript.getvalue()
+        seen = joiner.transcript.getvalue()
+        for broken in ("invalid code lengths", "while decompressing", "malformed frame"):
+            assert broken not in seen
     assert host.exit_code() == 4
