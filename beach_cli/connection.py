@@ -52,16 +52,13 @@ class Budget:
         self._bytes = bytes_per_second
         self._frames = frames_per_second
         self._stamp = time.monotonic()
-        self.paced = 0.0  # seconds this connection has been made to wait, in all
 
     def charge(self, size: int) -> float:
         now = time.monotonic()
         elapsed, self._stamp = now - self._stamp, now
         self._bytes = min(self._bytes + elapsed * self.byte_rate, self.byte_rate) - size
         self._frames = min(self._frames + elapsed * self.frame_rate, self.frame_rate) - 1
-        wait = max(-self._bytes / self.byte_rate, -self._frames / self.frame_rate, 0.0)
-        self.paced += wait
-        return wait
+        return max(-self._bytes / self.byte_rate, -self._frames / self.frame_rate, 0.0)
 
 
 class Client:

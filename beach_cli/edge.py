@@ -17,6 +17,7 @@ from typing import Any
 from aiohttp import web
 
 from .errors import BeachError
+from .metrics import Metrics
 
 log = logging.getLogger("beach.server")
 
@@ -119,10 +120,10 @@ class ConnectionGate:
 
     limits: EdgeLimits
     addresses: ClientAddress
+    metrics: Metrics = field(default_factory=Metrics)
     pending: dict[Any, _Pending] = field(default_factory=dict)  # by transport
     by_addr: Counter[str] = field(default_factory=Counter)
     refused: int = 0
-    expired: int = 0
 
     def admit(self, transport: asyncio.BaseTransport) -> bool:
         peer = transport.get_extra_info("peername")
@@ -130,6 +131,7 @@ class ConnectionGate:
         counted = not self.addresses.peer_trusted(addr)
         if counted and self.by_addr[addr] >= self.limits.pending_per_address:
             self.refused += 1
+            self.metrics.inc("beach_connections_refused_total")
             if self.refused in (1, 10, 100) or self.refused % 1000 == 0:
                 log.warning(
                     "refused %d connections so far: too many unfinished from %s", self.refused, addr
@@ -165,7 +167,7 @@ class ConnectionGate:
         entry = self.pending.get(transport)
         if entry is None:
             return
-        self.expired += 1
+        self.metrics.inc("beach_connections_timed_out_total")
         log.debug("closing a connection from %s: no upgrade within the header timeout", entry.addr)
         # Plain HTTP requests (health checks) were answered long ago: closing is polite enough.
         self._release(transport)

@@ -67,9 +67,6 @@ class SignalServer:
         edge: EdgeLimits | None = None,
     ) -> None:
         self.limits = limits or ServerLimits()
-        self.edge = edge or EdgeLimits()
-        self.addresses = ClientAddress(self.edge.trusted_proxies, self.edge.proxy_header)
-        self.gate = ConnectionGate(self.edge, self.addresses)
         self.cluster = (
             Cluster(redis_url, self._on_cluster_event, self._hosted_here) if redis_url else None
         )
@@ -83,6 +80,9 @@ class SignalServer:
         self._hosted: Counter[str] = Counter()  # live host connections per client address
         self._connected: Counter[str] = Counter()  # WebSockets per client address
         self.metrics = Metrics()
+        self.edge = edge or EdgeLimits()
+        self.addresses = ClientAddress(self.edge.trusted_proxies, self.edge.proxy_header)
+        self.gate = ConnectionGate(self.edge, self.addresses, self.metrics)
         self._background: set[asyncio.Future[Any]] = set()
 
     def ice_servers(self, label: str) -> list[dict[str, Any]]:
@@ -212,6 +212,7 @@ class SignalServer:
                 # arrive paced, never dropped.
                 wait = budget.charge(len(msg.data))
                 if wait > 0:
+                    self.metrics.inc("beach_paced_messages_total")
                     await asyncio.sleep(wait)
                 if msg.type == WSMsgType.TEXT:
                     await self._dispatch(client, msg.data)

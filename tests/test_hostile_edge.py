@@ -823,25 +823,27 @@ def test_relay_over_its_budget_is_paced_not_lost(procs: Procs, tmp_path: Path, n
     metrics = srv.child.match.group(1).replace("ws://", "http://").replace("/ws", "/metrics")
     fetch = f"import urllib.request; print(urllib.request.urlopen({metrics!r}).read().decode())"
 
-    def relayed_bytes() -> int:
-        """The server's counter, read from inside its namespace."""
+    def counter(name: str) -> int:
+        """One of the server's counters, read from inside its namespace."""
         argv = [*net.exec(host_ns), sys.executable, "-c", fetch]
         out = subprocess.run(argv, capture_output=True, text=True, timeout=10, check=True).stdout
         for line in out.splitlines():
-            if line.startswith("beach_relayed_bytes_total"):
+            if line.startswith(name):
                 return int(float(line.split()[-1]))
         return 0
 
-    before, started = relayed_bytes(), time.monotonic()
+    before, started = counter("beach_relayed_bytes_total"), time.monotonic()
     host.send(f"cat {data}; echo END-$((6*7))\r")
     for p in (host, *joiners):
         p.expect("END-42", timeout=120)
     took = time.monotonic() - started
-    moved = relayed_bytes() - before
+    moved = counter("beach_relayed_bytes_total") - before
+    paced = counter("beach_paced_messages_total")
     print(
         f"\nrelay paced at {RELAY_RATE} B/s per connection: {moved} bytes relayed in "
-        f"{took:.1f} s = {moved / took:.0f} B/s"
+        f"{took:.1f} s = {moved / took:.0f} B/s; {paced} messages waited for the budget"
     )
+    assert paced > 0  # the budget was really exceeded, and the frames were paced
     host.send("exit 4\r")
     for joiner in joiners:
         assert joiner.exit_code(timeout=60) == 4
