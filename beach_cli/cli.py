@@ -188,7 +188,7 @@ def _settings(ctx: click.Context, default_level: int, **flags: Any) -> dict[str,
 )
 @click.option(
     "--relay-rate",
-    type=click.IntRange(64 * 1024),
+    type=click.IntRange(128 * 1024),
     default=4 * 1024 * 1024,
     show_default=True,
     help="Bytes per second the server reads from one connection (relayed frames included); "
