@@ -257,12 +257,13 @@ def tls_context(cert: Path, key: Path) -> ssl.SSLContext:
     """A server TLS context from a PEM certificate chain and its key."""
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    for flag, path in (("--tls-cert", cert), ("--tls-key", key)):
+        try:
+            path.read_bytes()
+        except OSError as exc:
+            raise BeachError(f"{flag} {path}: {exc.strerror or exc}") from exc
     try:
         ctx.load_cert_chain(cert, key)
-    except FileNotFoundError as exc:
-        raise BeachError(f"cannot read {exc.filename}: no such file") from exc
-    except PermissionError as exc:
-        raise BeachError(f"cannot read {exc.filename}: permission denied") from exc
     except (ssl.SSLError, OSError) as exc:
-        raise BeachError(f"cannot use --tls-cert {cert} / --tls-key {key}: {exc}") from exc
+        raise BeachError(f"cannot use --tls-cert {cert} with --tls-key {key}: {exc}") from exc
     return ctx

@@ -759,7 +759,12 @@ def test_tls_options_refuse_a_bad_key_in_one_line(tmp_path: Path, certs) -> None
     _, cert, _ = certs
     bad = tmp_path / "bad.pem"
     bad.write_text("not a key\n")
-    for extra in (["--tls-cert", str(cert)], ["--tls-cert", str(cert), "--tls-key", str(bad)]):
+    missing = str(tmp_path / "missing.pem")
+    for extra in (
+        ["--tls-cert", str(cert)],
+        ["--tls-cert", str(cert), "--tls-key", str(bad)],
+        ["--tls-cert", str(cert), "--tls-key", missing],
+    ):
         done = subprocess.run(
             [BEACH, "serve", "--host", "127.0.0.1", "--port", "0", *extra],
             capture_output=True,
