@@ -194,6 +194,13 @@ def _settings(ctx: click.Context, default_level: int, **flags: Any) -> dict[str,
     help="WebSocket connections held at once.",
 )
 @click.option(
+    "--max-connections-per-address",
+    type=click.IntRange(1),
+    default=256,
+    show_default=True,
+    help="WebSocket connections held from one client address at once.",
+)
+@click.option(
     "--host-grace",
     type=click.FloatRange(0),
     default=60.0,
@@ -205,6 +212,53 @@ def _settings(ctx: click.Context, default_level: int, **flags: Any) -> dict[str,
     "redis_url",
     envvar="BEACH_REDIS",
     help="Share sessions with other `beach serve` processes through this Redis.",
+)
+@click.option(
+    "--relay-rate",
+    type=click.IntRange(128 * 1024),
+    default=4 * 1024 * 1024,
+    show_default=True,
+    help="Bytes per second the server reads from one connection (relayed frames included); "
+    "faster senders are slowed down, never cut.",
+)
+@click.option(
+    "--header-timeout",
+    type=click.FloatRange(0.5),
+    default=5.0,
+    show_default=True,
+    help="Seconds a new connection has to finish its WebSocket upgrade.",
+)
+@click.option(
+    "--max-pending-per-address",
+    type=click.IntRange(1),
+    default=64,
+    show_default=True,
+    help="Connections one address may hold that have not finished their upgrade.",
+)
+@click.option(
+    "--trusted-proxy",
+    "trusted_proxies",
+    multiple=True,
+    metavar="ADDR|CIDR",
+    help="A reverse proxy whose client-address header is believed (repeatable); "
+    "from anyone else the header is ignored.",
+)
+@click.option(
+    "--proxy-header",
+    type=click.Choice(["x-forwarded-for", "forwarded"], case_sensitive=False),
+    default="x-forwarded-for",
+    show_default=True,
+    help="The header a trusted proxy puts the client's address in.",
+)
+@click.option(
+    "--tls-cert",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="PEM certificate chain: serve wss:// directly (with --tls-key).",
+)
+@click.option(
+    "--tls-key",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="PEM private key of --tls-cert.",
 )
 @click.pass_context
 def serve(
@@ -224,14 +278,23 @@ def serve(
     max_sessions_per_address: int,
     max_message_rate: float,
     max_connections: int,
+    max_connections_per_address: int,
     host_grace: float,
     redis_url: str | None,
+    relay_rate: int,
+    header_timeout: float,
+    max_pending_per_address: int,
+    trusted_proxies: tuple[str, ...],
+    proxy_header: str,
+    tls_cert: Path | None,
+    tls_key: Path | None,
 ) -> None:
     """Run the rendezvous server that hosts and joiners meet through."""
     s = _settings(ctx, logging.INFO, bind=bind, port=port, ice_servers=ice_servers)
 
     async def main() -> int:
         from .cluster import ClusterUnavailable
+        from .edge import EdgeLimits, parse_networks, tls_context
         from .ice import IceConfig
         from .server import ServerLimits, SignalServer, start_server
 
@@ -244,21 +307,37 @@ def serve(
             max_sessions_per_address=max_sessions_per_address,
             messages_per_second=max_message_rate,
             max_connections=max_connections,
+            max_connections_per_address=max_connections_per_address,
             host_grace_seconds=host_grace,
+            relay_bytes_per_second=relay_rate,
+        )
+        edge = EdgeLimits(
+            header_timeout=header_timeout,
+            pending_per_address=max_pending_per_address,
+            trusted_proxies=parse_networks(trusted_proxies),
+            proxy_header=proxy_header.lower(),
         )
         if turn and not turn_secret:
             raise BeachError("--turn needs --turn-secret (coturn's static-auth-secret)")
+        if (tls_cert is None) != (tls_key is None):
+            raise BeachError("--tls-cert and --tls-key go together")
+        tls = tls_context(tls_cert, tls_key) if tls_cert and tls_key else None
         ice = IceConfig(list(s["ice_servers"]), list(turn), turn_secret, turn_ttl)
         server = SignalServer(
-            limits, ice=ice, redis_url=redis_url, reclaim_key=_reclaim_key(state_file)
+            limits,
+            ice=ice,
+            redis_url=redis_url,
+            reclaim_key=_reclaim_key(state_file),
+            edge=edge,
         )
         try:
-            runner, bound = await start_server(s["bind"], s["port"], server)
+            runner, bound = await start_server(s["bind"], s["port"], server, tls)
         except OSError as exc:
             raise BeachError(f"cannot listen on {s['bind']}:{s['port']}: {exc.strerror}") from exc
         except ClusterUnavailable as exc:
             raise BeachError(str(exc)) from exc
-        click.echo(f"beach serve: listening on ws://{s['bind']}:{bound}/ws", err=True)
+        scheme = "wss" if tls else "ws"
+        click.echo(f"beach serve: listening on {scheme}://{s['bind']}:{bound}/ws", err=True)
         try:
             await asyncio.Event().wait()
         finally:

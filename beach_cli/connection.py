@@ -33,10 +33,35 @@ class ServerLimits:
     failed_reclaims_per_minute: int = 5  # reclaims with a ticket that does not verify, per address
     max_sessions_per_address: int = 64  # sessions hosted from one client address
     messages_per_second: float = 50.0  # per connection, with a burst of twice that
-    relay_bytes_per_second: float = 4 * 1024 * 1024  # relayed frames, per connection
+    # What one connection may make the server read and parse, charged before parsing: bytes
+    # (relayed frames and everything else) and frames. Over it the server reads that client
+    # more slowly (TCP pushes back on the sender); nothing is refused or lost.
+    relay_bytes_per_second: float = 4 * 1024 * 1024
+    frames_per_second: float = 1000.0
     max_connections: int = 20_000
+    max_connections_per_address: int = 256  # WebSockets held from one client address
     host_grace_seconds: float = 60.0  # a host that lost its connection may reclaim its session
     heartbeat_seconds: float = 20.0
+
+
+class ParseBudget:
+    """Token buckets in bytes and in frames, charged before a message is parsed. A charge may
+    overdraw them; `charge` returns how long to wait until the debt is paid (0 if none), and
+    the caller reads nothing more from that client meanwhile. Bursts: 1 s of either rate."""
+
+    def __init__(self, bytes_per_second: float, frames_per_second: float) -> None:
+        self.byte_rate = bytes_per_second
+        self.frame_rate = frames_per_second
+        self._bytes = bytes_per_second
+        self._frames = frames_per_second
+        self._stamp = time.monotonic()
+
+    def charge(self, size: int) -> float:
+        now = time.monotonic()
+        elapsed, self._stamp = now - self._stamp, now
+        self._bytes = min(self._bytes + elapsed * self.byte_rate, self.byte_rate) - size
+        self._frames = min(self._frames + elapsed * self.frame_rate, self.frame_rate) - 1
+        return max(-self._bytes / self.byte_rate, -self._frames / self.frame_rate, 0.0)
 
 
 class Client:
@@ -59,21 +84,8 @@ class Client:
         self._writer = asyncio.create_task(self._drain())
         self._tokens = float("inf")  # message-rate bucket: starts full (capped on first use)
         self._stamp = time.monotonic()
-        self._bytes = float("inf")
-        self._bytes_stamp = self._stamp
         self.refused = 0
         self._dropped = False
-
-    def allow_bytes(self, size: int, rate: float) -> bool:
-        """Token bucket in bytes for relayed frames: `rate` a second, bursts of 1 s."""
-        now = time.monotonic()
-        self._bytes = min(self._bytes + (now - self._bytes_stamp) * rate, rate)
-        self._bytes_stamp = now
-        if self._bytes >= size:
-            self._bytes -= size
-            return True
-        self.refused += 1
-        return False
 
     def allow(self, rate: float) -> bool:
         """Token bucket: `rate` messages a second, bursts of 2x."""
@@ -100,38 +112,46 @@ class Client:
             if self._transport is not None:
                 self._transport.abort()
 
+    def abort(self) -> None:
+        """Cut the connection at once (no close handshake)."""
+        if self._transport is not None:
+            self._transport.abort()
+
     def close_after_flush(self) -> None:
         with contextlib.suppress(asyncio.QueueFull):
             self._outbox.put_nowait(None)
 
     async def _drain(self) -> None:
-        with contextlib.suppress(
-            ConnectionError, TimeoutError, asyncio.CancelledError, RuntimeError
-        ):
+        # A cancellation (from stop(), or send() cutting a client that does not read) is never
+        # caught here: the task ends cancelled, and whoever cancelled it closes the socket.
+        try:
             while True:
                 text = await self._outbox.get()
+                if text is None:
+                    break
                 # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation
                 # that lands as the send completes (CPython gh-86296), and the writer would live
                 # on after its connection.
-                if text is None:
-                    async with asyncio.timeout(SEND_TIMEOUT):
-                        await self.ws.close()
-                    return
                 async with asyncio.timeout(SEND_TIMEOUT):
                     await self.ws.send_str(text)
-        with contextlib.suppress(Exception):
-            await self.ws.close()
+        except (ConnectionError, TimeoutError, RuntimeError):
+            pass  # gone or stuck: the read loop ends too and cleans up
+        with contextlib.suppress(ConnectionError, TimeoutError, RuntimeError):
+            async with asyncio.timeout(SEND_TIMEOUT):
+                await self.ws.close()
 
     async def stop_after(self, timeout: float) -> None:
         """Let the writer flush what is queued (bounded), then stop it."""
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.shield(self._writer), timeout)
+        await asyncio.wait([self._writer], timeout=timeout)
         await self.stop()
 
     async def stop(self) -> None:
         self._writer.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._writer
+        # wait(), not `await task` under suppress(CancelledError): that would also swallow a
+        # cancellation of the caller itself, which must go on.
+        await asyncio.wait([self._writer])
+        if not self._writer.cancelled() and self._writer.exception() is not None:
+            log.debug("writer of %s failed: %r", self.addr, self._writer.exception())
 
     def error(self, code: str, message: str) -> None:
         if code == E_RATE_LIMITED:
@@ -139,26 +159,3 @@ class Client:
         elif code == E_BAD_MESSAGE:
             self._metrics.inc("beach_bad_messages_total")
         self.send(server_message("error", code=code, message=message))
-
-
-class RateLimiter:
-    """Sliding one-minute window of event times per key, pruned as it goes."""
-
-    def __init__(self, per_minute: int) -> None:
-        self.per_minute = per_minute
-        self._events: dict[str, list[float]] = {}
-
-    def allow(self, key: str) -> bool:
-        now = time.monotonic()
-        events = [t for t in self._events.get(key, ()) if now - t < 60.0]
-        if len(events) >= self.per_minute:
-            self._events[key] = events
-            return False
-        events.append(now)
-        self._events[key] = events
-        return True
-
-    def prune(self) -> None:
-        now = time.monotonic()
-        for key in [k for k, v in self._events.items() if not v or now - v[-1] >= 60.0]:
-            del self._events[key]

@@ -15,6 +15,18 @@ HELP = {
     "beach_relayed_bytes_total": ("counter", "Bytes of sealed frames relayed."),
     "beach_rate_limited_total": ("counter", "Messages refused by a rate limit."),
     "beach_bad_messages_total": ("counter", "Messages refused as malformed."),
+    "beach_paced_messages_total": (
+        "counter",
+        "Messages the server waited for, their connection over its byte or frame budget.",
+    ),
+    "beach_connections_refused_total": (
+        "counter",
+        "Connections closed before their upgrade: too many unfinished from one address.",
+    ),
+    "beach_connections_timed_out_total": (
+        "counter",
+        "Connections closed for not finishing their upgrade within the header timeout.",
+    ),
 }
 
 

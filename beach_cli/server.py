@@ -8,15 +8,18 @@ import asyncio
 import contextlib
 import logging
 import secrets
+import ssl
 import time
+from collections import Counter
 from typing import Any
 
-from aiohttp import WSMsgType, web
+from aiohttp import WSCloseCode, WSMsgType, web
 from redis.exceptions import RedisError
 
 from . import __version__
 from .cluster import Cluster, ClusterUnavailable, RemoteClient
-from .connection import SEND_TIMEOUT, Client, ServerLimits
+from .connection import SEND_TIMEOUT, Client, ParseBudget, ServerLimits
+from .edge import ClientAddress, ConnectionGate, EdgeLimits, GatedSite
 from .errors import ProtocolError
 from .ice import IceConfig
 from .keys import ALPHABET
@@ -42,6 +45,8 @@ SESSION_ID_LENGTH = 6
 PEER_ID_LENGTH = 8
 REFUSED_NOTICE_INTERVAL = 5.0  # seconds between two `joins_refused` to one host
 REAP_INTERVAL = 5.0
+SHUTDOWN_CONCURRENCY = 256  # closes in flight at once when the server stops
+SHUTDOWN_CLOSE_SECONDS = 2.0  # for each client to answer the close
 
 __all__ = ["Client", "ServerLimits", "Session", "SignalServer", "start_server"]
 
@@ -54,6 +59,7 @@ class SignalServer:
         ice: IceConfig | None = None,
         redis_url: str | None = None,
         reclaim_key: ReclaimKey | None = None,
+        edge: EdgeLimits | None = None,
     ) -> None:
         self.limits = limits = limits or ServerLimits()
         # Signs reclaim tickets; a random one (the embedded server) dies with the process.
@@ -80,7 +86,11 @@ class SignalServer:
         # at another instance could otherwise arrive first and hear "no such session".
         self._unclaimed: dict[Client, str] = {}
         self._reaper: asyncio.Task[None] | None = None
+        self._connected: Counter[str] = Counter()  # WebSockets per client address
         self.metrics = Metrics()
+        self.edge = edge or EdgeLimits()
+        self.addresses = ClientAddress(self.edge.trusted_proxies, self.edge.proxy_header)
+        self.gate = ConnectionGate(self.edge, self.addresses, self.metrics)
         self._background: set[asyncio.Future[Any]] = set()
 
     def ice_servers(self, label: str) -> list[dict[str, Any]]:
@@ -107,11 +117,27 @@ class SignalServer:
     async def _on_shutdown(self, _app: web.Application) -> None:
         if self._reaper:
             self._reaper.cancel()
-        for client in list(self.clients):
-            with contextlib.suppress(Exception):
-                await client.ws.close(message=b"server shutting down")
+        await self._close_all(list(self.clients))
         if self.cluster is not None:
             await self.cluster.stop()
+
+    async def _close_all(self, clients: list[Client]) -> None:
+        """Say goodbye to every client at once (a bounded number of closes in flight), each
+        bounded in time; whoever has not answered by then is cut."""
+        slots = asyncio.Semaphore(SHUTDOWN_CONCURRENCY)
+
+        async def close(client: Client) -> None:
+            async with slots:
+                await client.stop()  # its writer would race the close frame
+                with contextlib.suppress(Exception):
+                    async with asyncio.timeout(SHUTDOWN_CLOSE_SECONDS):
+                        await client.ws.close(
+                            code=WSCloseCode.GOING_AWAY, message=b"server shutting down"
+                        )
+                client.abort()
+
+        if clients:
+            await asyncio.gather(*(close(c) for c in clients))
 
     async def handle_health(self, _request: web.Request) -> web.Response:
         peers = sum(len(s.peers) for s in self.sessions.values() if not s.mirror)
@@ -159,36 +185,59 @@ class SignalServer:
         if not upgradable:
             return web.Response(text="beach signaling server: connect with a WebSocket\n")
         await ws.prepare(request)
-        client = Client(ws, request.remote or "?", request.transport, self.metrics)
+        self.gate.upgraded(request.transport)
+        addr = self.addresses.of(request)
+        client = Client(ws, addr, request.transport, self.metrics)
+        refusal = None
         if len(self.clients) >= self.limits.max_connections:
-            client.error(E_TOO_MANY, "the server is full; try again later")
+            refusal = "the server is full; try again later"
+        elif self._connected[addr] >= self.limits.max_connections_per_address:
+            refusal = "too many connections from your address"
+        if refusal is not None:
+            client.error(E_TOO_MANY, refusal)
             client.close_after_flush()
             await client.stop_after(SEND_TIMEOUT)
             return ws
         self.clients.add(client)
+        self._connected[addr] += 1
         client.send(
             server_message(
                 "welcome", server=f"beach/{__version__}", ice_servers=self.ice_servers("anonymous")
             )
         )
+        frames = max(self.limits.frames_per_second, self.limits.messages_per_second)
+        budget = ParseBudget(self.limits.relay_bytes_per_second, frames)
         flood = 10 * self.limits.messages_per_second
         try:
             async for msg in ws:
+                if msg.type == WSMsgType.ERROR:
+                    break
+                if msg.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
+                    continue
+                # Charged before parsing, so what a client makes the server parse is bounded
+                # by its budget. Over it, the next message waits: nothing more is read from
+                # this client meanwhile, TCP pushes back on the sender, and relayed frames
+                # arrive paced, never dropped.
+                wait = budget.charge(len(msg.data))
+                if wait > 0:
+                    self.metrics.inc("beach_paced_messages_total")
+                    await asyncio.sleep(wait)
                 if msg.type == WSMsgType.TEXT:
                     await self._dispatch(client, msg.data)
-                    # Messages already buffered come without a pause: after a stall, a burst
-                    # would be routed into the target's outbox with its writer never getting a
-                    # turn, and that client dropped as if it did not read. Give writers a turn.
-                    await asyncio.sleep(0)
-                    if client.refused > flood:  # a flood, not a burst: hang up
-                        log.warning("closing %s: message flood", client.addr)
-                        break
-                elif msg.type == WSMsgType.BINARY:
+                elif client.allow(self.limits.messages_per_second):
                     client.error(E_BAD_MESSAGE, "binary messages are not part of the protocol")
-                elif msg.type == WSMsgType.ERROR:
+                # Messages already buffered come without a pause: after a stall, a burst would
+                # be routed into the target's outbox with its writer never getting a turn, and
+                # that client dropped as if it did not read. Give writers a turn.
+                await asyncio.sleep(0)
+                if client.refused > flood:  # a flood, not a burst: hang up
+                    log.warning("closing %s: message flood", client.addr)
                     break
         finally:
             self.clients.discard(client)
+            self._connected[addr] -= 1
+            if self._connected[addr] <= 0:
+                del self._connected[addr]
             self._forget(client)
             await client.stop()
         return ws
@@ -199,13 +248,14 @@ class SignalServer:
         try:
             msg = parse_client_message(raw)
         except ProtocolError as exc:
-            client.error(E_BAD_MESSAGE, exc.message)
+            if client.allow(self.limits.messages_per_second):
+                client.error(E_BAD_MESSAGE, exc.message)
+            else:  # counts towards a flood like any other message over the rate
+                client.error(E_RATE_LIMITED, "too many messages; slow down")
             return
-        if msg["type"] == "relay":  # terminal traffic: limited by bytes, not messages
-            if not client.allow_bytes(len(raw), self.limits.relay_bytes_per_second):
-                client.error(E_RATE_LIMITED, "relay bandwidth exceeded; slow down")
-                return
-        elif not client.allow(self.limits.messages_per_second):
+        # Relayed frames (terminal traffic) are paced by the byte budget in handle_ws; every
+        # other message also counts against the message rate, and a flood of them is cut.
+        if msg["type"] != "relay" and not client.allow(self.limits.messages_per_second):
             client.error(E_RATE_LIMITED, "too many messages; slow down")
             return
         handler = getattr(self, f"_on_{msg['type']}")
@@ -645,14 +695,25 @@ class SignalServer:
 
 
 async def start_server(
-    host: str, port: int, server: SignalServer | None = None
+    host: str,
+    port: int,
+    server: SignalServer | None = None,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> tuple[web.AppRunner, int]:
     """Start listening; returns the runner (to clean up) and the port actually bound."""
     server = server or SignalServer()
-    runner = web.AppRunner(server.app(), access_log=None, handle_signals=False)
+    runner = web.AppRunner(
+        server.app(),
+        access_log=None,
+        handle_signals=False,
+        # Between plain HTTP requests on one connection; the gate bounds the first one.
+        keepalive_timeout=server.edge.header_timeout,
+    )
     await runner.setup()
-    site = web.TCPSite(runner, host, port, reuse_address=True)
-    await site.start()
-    sockets = getattr(site._server, "sockets", None) or []
-    bound = sockets[0].getsockname()[1] if sockets else port
-    return runner, bound
+    site = GatedSite(runner, host, port, server.gate, ssl_context)
+    try:
+        await site.start()
+    except BaseException:
+        await runner.cleanup()
+        raise
+    return runner, site.bound

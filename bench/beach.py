@@ -53,6 +53,8 @@ SERVER_LIMITS = {
     "--host-rate": "100000",
     "--max-message-rate": "100000",
     "--max-connections": "100000",
+    "--max-connections-per-address": "100000",
+    "--max-pending-per-address": "100000",
 }
 _serve_flags: set[str] | None = None
 

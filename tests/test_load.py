@@ -58,8 +58,9 @@ PHASE_TIMEOUT = 240.0
 JOIN_ENV = {"BEACH_CONNECT_TIMEOUT": "200"}
 SERVE_FLAGS = (
     *("--join-rate", "100000", "--max-peers", "200"),
-    # Every host and joiner here comes from 127.0.0.1.
+    # Every host and joiner here comes from 127.0.0.1, many of them at the same moment.
     *("--max-sessions-per-address", "200", "--host-rate", "100000"),
+    *("--max-pending-per-address", "1000", "--max-connections-per-address", "1000"),
 )
 STEP_RE = re.compile(r"connected \(([^)]*)\): (.*)")
 
