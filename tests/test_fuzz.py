@@ -32,6 +32,7 @@ Every await is bounded by a timeout; hypothesis runs a fixed, derandomized numbe
 from __future__ import annotations
 
 import asyncio
+import re
 import base64
 import contextlib
 import json
@@ -921,7 +922,9 @@ def test_fuzz_invalid_http(arena: Arena) -> None:
         answer = first + await raw.read_to_eof(T)  # done sending: the server must close
         raw.close()
         if answer:
-            assert answer.startswith(b"HTTP/1."), answer[:200]
+            # aiohttp answers in the request's own version (a mutated request line may say
+            # HTTP/0.9): any HTTP status line is an answer.
+            assert re.match(rb"HTTP/\d\.\d ", answer), answer[:200]
             status = answer.split(b" ", 2)[1].decode(errors="replace")
         else:
             status = "none"
