@@ -7,26 +7,31 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import math
 import re
 import threading
 import time
-from collections.abc import Callable
 from typing import Any
 
 import pytest
-from conftest import Procs, start_host, start_join
+from conftest import Procs, shell_ready, start_host, start_join
 
-from beach_cli import rtc
+from beach_cli import link as link_mod
+from beach_cli import peer as peer_mod
+from beach_cli import rtc, tasks
 from beach_cli.keys import KeyExchange, Token, parse_token
 from beach_cli.protocol import (
     FRAME_VERSION,
     Frame,
     Hello,
     decode_frame,
+    encode_ack,
     encode_frame,
     encode_hello,
+    encode_resize,
     parse_payload,
 )
+from beach_cli.relay import RELAY_CHUNK, RelayLink
 from beach_cli.signaling import SignalingClient
 
 # The shared program prints a numbered tick every 0.2 s, so a joiner can show it keeps up.
@@ -62,12 +67,18 @@ class CraftedJoiner:
         self.token = token
         self.link: rtc.PeerLink | None = None
         self.received: collections.Counter[Frame] = collections.Counter()
-        self.on_frame: Callable[[Frame, bytes], None] | None = None
+        self._changed = asyncio.Event()
 
     def _frame(self, kind: Frame, body: bytes) -> None:
         self.received[kind] += 1
-        if self.on_frame is not None:
-            self.on_frame(kind, body)
+        self._changed.set()
+
+    async def until(self, kind: Frame, count: int, timeout: float) -> None:
+        """Wait until `count` frames of `kind` have come."""
+        async with asyncio.timeout(timeout):
+            while self.received[kind] < count:
+                self._changed.clear()
+                await self._changed.wait()
 
     def _raw(self, data: bytes | str) -> None:
         # Count every frame, PONGs included (Link keeps those to itself).
@@ -134,7 +145,10 @@ class CraftedJoiner:
         sent = 0
         end = time.monotonic() + seconds
         while time.monotonic() < end and not link.lost.is_set():
-            await asyncio.wait_for(link.writable(), max(0.1, end - time.monotonic()))
+            try:
+                await asyncio.wait_for(link.writable(), max(0.1, end - time.monotonic()))
+            except TimeoutError:
+                break
             for _ in range(every):
                 if not link.send(frame):
                     break
@@ -244,3 +258,220 @@ def test_unread_ping_flood_keeps_host_memory_bounded(
     viewer.send("\x1d")  # Ctrl-] d: the viewer detaches cleanly, having lost nothing
     viewer.send("d")
     assert viewer.exit_code() == 0
+
+
+# -- the same bounds on the sealed relay, where no SCTP window stands between us and the peer ----
+
+
+async def relay_to_nowhere(monkeypatch: pytest.MonkeyPatch) -> tuple[RelayLink, KeyExchange]:
+    """The host's RelayLink to a joiner whose relayed frames stop being taken: the server (or
+    the joiner behind it) never finishes taking the first message. The joiner's half of the
+    key exchange seals what it sends."""
+    monkeypatch.setattr(link_mod, "PING_INTERVAL", 0.05)
+    monkeypatch.setattr(link_mod, "STALL_TIMEOUT", 1.0)
+    host_kx = KeyExchange("host", "s3ss10n", "p33r", "view", "secret")
+    joiner_kx = KeyExchange("joiner", "s3ss10n", "p33r", "view", "secret")
+    joiner_msg, host_msg = joiner_kx.start(), host_kx.start()
+    host_kx.finish(joiner_msg)
+    joiner_kx.finish(host_msg)
+    joiner_kx.verify(host_kx.confirmation())
+    host_kx.verify(joiner_kx.confirmation())
+    never = asyncio.Event()
+
+    async def send_text(text: str) -> None:
+        await never.wait()
+
+    relay = RelayLink(host_kx, send_text, lambda kind, body: None, "peer p33r")
+    return relay, joiner_kx
+
+
+async def test_relay_answers_no_ping_it_cannot_afford(monkeypatch: pytest.MonkeyPatch) -> None:
+    relay, joiner = await relay_to_nowhere(monkeypatch)
+    try:
+        # Large PINGs (the most a relayed message can carry) get no answer at all.
+        for _ in range(500):
+            relay.deliver(joiner.seal_frame(encode_frame(Frame.PING, bytes(40_000))))
+        assert relay.buffered == 0
+        # beach's own 8-byte PING is answered while the link keeps up...
+        relay.deliver(joiner.seal_frame(encode_frame(Frame.PING, bytes(8))))
+        await asyncio.sleep(0)  # the writer takes the first message (and never finishes it)
+        relay.deliver(joiner.seal_frame(encode_frame(Frame.PING, bytes(8))))
+        assert 0 < relay.buffered < 100
+        # ...and not once the link is behind: a flood of them adds nothing.
+        relay.send(encode_frame(Frame.OUTPUT, bytes(RELAY_CHUNK)))
+        while relay.buffered <= link_mod.LOW_WATER:
+            relay.send(encode_frame(Frame.OUTPUT, bytes(RELAY_CHUNK)))
+        behind = relay.buffered
+        for _ in range(10_000):
+            relay.deliver(joiner.seal_frame(encode_frame(Frame.PING, bytes(8))))
+        assert relay.buffered == behind
+    finally:
+        await relay.close()
+    assert relay.buffered == 0  # what the peer never took is let go
+
+
+async def test_frames_a_peer_provokes_are_coalesced_while_behind(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    relay, _ = await relay_to_nowhere(monkeypatch)
+    try:
+        relay.send(encode_frame(Frame.OUTPUT, bytes(8)))
+        await asyncio.sleep(0)  # in the writer's hands, stuck there
+        while relay.buffered <= link_mod.HIGH_WATER:
+            relay.send(encode_frame(Frame.OUTPUT, bytes(RELAY_CHUNK)))
+        behind = relay.buffered
+        # Thousands of keystroke ACKs, size changes and notices: at most one of each is kept.
+        for i in range(5_000):
+            assert relay.send_control(encode_ack(i))
+            assert relay.send_control(encode_resize(80 + i % 7, 24))
+            assert relay.send_control(encode_frame(Frame.NOTICE, b"x" * 1000))
+        assert relay.buffered == behind
+        assert [f[0] for f in relay._control.values()] == [Frame.ACK, Frame.RESIZE, Frame.NOTICE]
+        assert relay._control[Frame.ACK] == encode_ack(4_999)  # the latest says it all
+    finally:
+        await relay.close()
+
+
+async def test_a_relayed_peer_that_takes_nothing_is_dropped(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    relay, joiner = await relay_to_nowhere(monkeypatch)
+    try:
+        await relay.wait_open(1.0)  # starts the heartbeat (its PINGs are never taken)
+
+        async def keep_talking() -> None:  # the peer is alive and chatty, just not reading
+            while not relay.lost.is_set():
+                relay.deliver(joiner.seal_frame(encode_frame(Frame.PING, bytes(8))))
+                await asyncio.sleep(0.02)
+
+        talker = asyncio.create_task(keep_talking())
+        await asyncio.wait_for(relay.lost.wait(), 10)
+        await talker
+        assert relay.lost_reason.startswith("not reading"), relay.lost_reason
+    finally:
+        await relay.close()
+
+
+async def test_a_link_past_the_hard_cap_is_dropped(monkeypatch: pytest.MonkeyPatch) -> None:
+    relay, _ = await relay_to_nowhere(monkeypatch)
+    try:
+        frame = encode_frame(Frame.OUTPUT, bytes(RELAY_CHUNK))
+        for _ in range(2 * link_mod.HARD_CAP // RELAY_CHUNK):  # a sender ignoring `writable`
+            if not relay.send(frame):
+                break
+        assert relay.lost.is_set() and relay.lost_reason.startswith("not reading")
+        assert relay.buffered <= link_mod.HARD_CAP + 2 * RELAY_CHUNK
+    finally:
+        await relay.close()
+
+
+# -- snapshot requests: each costs the host a full screen ----------------------------------------
+
+SNAPSHOT_REQUESTS = 5_000
+SNAPSHOT_FLOOD_SECONDS = 10.0
+
+
+def test_snapshot_request_flood_is_paced(
+    procs: Procs, server: str, tmp_path, loop_thread: LoopThread
+) -> None:
+    host, info = start_host(procs, tmp_path, server)
+    shell_ready(host)
+    host.send("for i in $(seq 1 40); do echo screen-line-$i; done\r")
+    host.expect("screen-line-40")
+    typist = start_join(procs, info)  # a real read-write joiner, typing throughout
+    shell_ready(typist)
+    attacker = CraftedJoiner(server, parse_token(info["view_token"]))
+    loop_thread.call(attacker.connect())
+    loop_thread.call(attacker.until(Frame.SNAPSHOT, 1, 10))  # the one every joiner starts with
+
+    async def ask() -> float:
+        """Reads everything; asks for a fresh screen 500 times a second. Seconds taken."""
+        link = attacker.link
+        assert link is not None
+        start = time.monotonic()
+        ticks = int(SNAPSHOT_FLOOD_SECONDS * 10)
+        for tick in range(ticks):
+            for _ in range(SNAPSHOT_REQUESTS // ticks):
+                assert link.send(encode_frame(Frame.SNAPSHOT))
+            if tick < ticks - 1:
+                await asyncio.sleep(0.1)
+        # The last requests are answered too, at their turn (an honest joiner that asks
+        # discards output until its snapshot comes: a request is paced, never dropped).
+        await attacker.until(Frame.SNAPSHOT, attacker.received[Frame.SNAPSHOT] + 1, 5)
+        return time.monotonic() - start
+
+    flood = loop_thread.submit(ask())
+    n = 0
+    while not flood.done():  # the host answers a real joiner all along
+        n += 1
+        typist.send(f"echo typed-$((1000+{n}))\r")
+        typist.expect(f"typed-{1000 + n}")
+        host.expect(f"typed-{1000 + n}")
+    took = flood.result(5)
+    served = attacker.received[Frame.SNAPSHOT] - 1
+    bound = peer_mod.SNAPSHOT_BURST + math.ceil(took * peer_mod.SNAPSHOT_RATE)
+    print(f"\n{SNAPSHOT_REQUESTS} snapshot requests in {took:.1f} s: {served} snapshots served")
+    assert served <= bound
+    assert attacker.link is not None and not attacker.link.lost.is_set()
+    loop_thread.call(attacker.close())
+    typist.send("exit\r")
+    assert host.exit_code() == 0
+
+
+# -- cancellation is never swallowed --------------------------------------------------------------
+
+
+class StubHost:
+    """Just enough of HostSession for a RemotePeer that never gets past its handshake."""
+
+    class opts:
+        connect_timeout = 1.0
+
+    def peer_gone(self, peer: Any) -> None:
+        pass
+
+    def failed_attempt(self, peer: Any) -> None:
+        pass
+
+
+async def test_flushed_lets_the_callers_cancellation_through() -> None:
+    peer = peer_mod.RemotePeer(StubHost(), "p1", "", [])  # type: ignore[arg-type]
+    sender = asyncio.create_task(asyncio.sleep(3600))  # an exit frame that never goes out
+    peer._sender = sender
+    try:
+        waiter = asyncio.create_task(peer.flushed(60))
+        await asyncio.sleep(0.01)
+        waiter.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiter
+        assert not sender.cancelled()  # flushed never touches the sender
+        # A sender that was itself cancelled (its link was lost) is just an end: no error.
+        sender.cancel()
+        await asyncio.wait({sender})
+        await asyncio.wait_for(peer.flushed(5), 5)
+    finally:
+        sender.cancel()
+        await tasks.stop(peer.task)
+
+
+async def test_stopping_a_slow_task_lets_the_callers_cancellation_through() -> None:
+    release = asyncio.Event()
+
+    async def slow_to_stop() -> None:
+        try:
+            await asyncio.sleep(3600)
+        finally:
+            await release.wait()  # cleanup that takes a while
+
+    task = asyncio.create_task(slow_to_stop())
+    await asyncio.sleep(0)
+    stopper = asyncio.create_task(tasks.stop(task))
+    await asyncio.sleep(0.01)
+    stopper.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await stopper
+    release.set()
+    await asyncio.wait({task})
+    assert task.cancelled()
+    # A task that ends with its own cancellation or an error is stopped quietly.
+    await tasks.stop(asyncio.create_task(asyncio.sleep(3600)))
