@@ -1,16 +1,22 @@
 """What every path to a peer shares, whether a WebRTC data channel (rtc.py) or the sealed relay
 through the server (relay.py): frame dispatch, PING/PONG, the heartbeat that notices a silent
 peer, the `lost` event, and backpressure.
+
+Nothing a peer sends may make us hold more than a bounded amount for it. Output waits for
+`writable`; the frames a peer can provoke (PONG, ACK, RESIZE, NOTICE, HELLO, EXIT) go through
+`send_control`, which keeps at most one of each kind while the link is behind; a PING is
+answered only when it is the 8 bytes beach sends and the link is keeping up; and a peer that
+stops taking what we send (HARD_CAP unsent, or nothing taken for STALL_TIMEOUT) is dropped.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable
 
+from . import tasks
 from .errors import ConnectTimeout, ProtocolError
 from .protocol import Frame, decode_frame, encode_frame
 
@@ -22,6 +28,14 @@ PEER_TIMEOUT = 4.0
 # Backpressure: stop queueing above HIGH, resume once drained below LOW.
 HIGH_WATER = 1024 * 1024
 LOW_WATER = 256 * 1024
+# Everything waits for `writable` or is coalesced, so nothing should ever reach this: a link
+# holding this much unsent is not being read, and is dropped rather than grown.
+HARD_CAP = 8 * 1024 * 1024
+# A peer still talking to us but taking nothing we send for this long is not reading. (An honest
+# peer whose half of the path has failed hears nothing from us and hangs up after PEER_TIMEOUT.)
+STALL_TIMEOUT = 10.0
+# What beach puts in a PING (its send time); any other PING is not ours and gets no answer.
+PING_BYTES = 8
 
 
 class Link:
@@ -38,6 +52,10 @@ class Link:
         self._last_heard = time.monotonic()
         self._heartbeat: asyncio.Task[None] | None = None
         self.rtt: float | None = None
+        self._control: dict[int, bytes] = {}  # frames waiting for the link to drain, by kind
+        self._sent = 0  # bytes handed to `_transmit`
+        self._progress_seen: object = None
+        self._stalled_since = time.monotonic()
 
     # -- to be provided by each path -------------------------------------------------------------
 
@@ -54,6 +72,14 @@ class Link:
 
     async def _shutdown(self) -> None:
         raise NotImplementedError
+
+    def _progress(self) -> object:
+        """Changes whenever the peer takes something we sent (a path may know better)."""
+        return self._sent - self.buffered
+
+    def _outstanding(self) -> bool:
+        """We have sent something the peer has not taken yet."""
+        return self.buffered > 0
 
     # -- shared ------------------------------------------------------------------------------
 
@@ -81,7 +107,11 @@ class Link:
             log.warning("%s: dropping bad frame: %s", self.name, exc)
             return
         if kind == Frame.PING:
-            self.send(encode_frame(Frame.PONG, body))
+            # A liveness probe, answered only as beach sends it and only while the link keeps
+            # up: behind a backlog a PONG would arrive no sooner than the backlog, and a peer
+            # must not be able to make us queue anything it will not read.
+            if len(body) == PING_BYTES and self.buffered <= LOW_WATER and not self._control:
+                self.send(encode_frame(Frame.PONG, body))
         elif kind == Frame.PONG:
             if len(body) == 8:
                 self.rtt = time.monotonic() - int.from_bytes(body, "big") / 1e9
@@ -89,7 +119,8 @@ class Link:
             self._on_frame(kind, body)
 
     def send(self, frame: bytes) -> bool:
-        """Queue one frame; False if the link is not usable. Never blocks."""
+        """Queue one frame; False if the link is not usable. Never blocks. For output that
+        waited for `writable`; a frame the peer can provoke goes through `send_control`."""
         if not self.usable or self.lost.is_set():
             return False
         try:
@@ -97,12 +128,35 @@ class Link:
         except Exception as exc:  # aiortc raises various errors on a dying transport
             self._mark_lost(f"send failed: {exc}")
             return False
+        self._sent += len(frame)
+        if self.buffered > HARD_CAP:
+            self._mark_lost(f"not reading ({self.buffered} bytes unsent)")
+            return False
         if self.buffered > HIGH_WATER:
             self._writable.clear()
         return True
 
+    def send_control(self, frame: bytes) -> bool:
+        """A small frame the peer may cause us to send (ACK, RESIZE, NOTICE, HELLO, EXIT): out
+        now if the link keeps up, else held until it drains, the latest of each kind replacing
+        an older one (each kind says everything there is to say). False if the link is gone."""
+        if self.lost.is_set():
+            return False
+        if self._control or self.buffered > HIGH_WATER:
+            self._control.pop(frame[0], None)  # the latest goes last, after older kinds
+            self._control[frame[0]] = frame
+            return True
+        return self.send(frame)
+
+    def _flush_control(self) -> None:
+        while self._control and self.buffered <= HIGH_WATER and not self.lost.is_set():
+            kind = next(iter(self._control))
+            self.send(self._control.pop(kind))
+
     def _drained(self) -> None:
-        self._writable.set()
+        self._flush_control()
+        if self.buffered <= HIGH_WATER:
+            self._writable.set()
 
     async def writable(self) -> None:
         """Wait until the link has drained below the low-water mark (or is lost)."""
@@ -112,14 +166,27 @@ class Link:
 
     async def _heartbeat_loop(self) -> None:
         while not self.lost.is_set():
-            self.send(encode_frame(Frame.PING, time.monotonic_ns().to_bytes(8, "big")))
+            if self.buffered <= LOW_WATER:  # behind a backlog a probe proves nothing
+                ping = time.monotonic_ns().to_bytes(PING_BYTES, "big")
+                self.send(encode_frame(Frame.PING, ping))
             try:
                 await asyncio.wait_for(self.lost.wait(), PING_INTERVAL)
                 return
             except TimeoutError:
                 pass
-            if time.monotonic() - self._last_heard > PEER_TIMEOUT:
+            self._flush_control()
+            now = time.monotonic()
+            if now - self._last_heard > PEER_TIMEOUT:
                 self._mark_lost(f"no sign of life for {PEER_TIMEOUT:.0f} s")
+            self._check_stall(now)
+
+    def _check_stall(self, now: float) -> None:
+        progress = self._progress()
+        if not self._outstanding() or progress != self._progress_seen:
+            self._progress_seen = progress
+            self._stalled_since = now
+        elif now - self._stalled_since > STALL_TIMEOUT:
+            self._mark_lost(f"not reading (took nothing we sent for {STALL_TIMEOUT:.0f} s)")
 
     def _mark_lost(self, reason: str) -> None:
         if not self.lost.is_set():
@@ -127,11 +194,9 @@ class Link:
             log.debug("%s: lost (%s)", self.name, reason)
             self.lost.set()
             self._writable.set()
+            self._control.clear()
 
     async def close(self) -> None:
         self._mark_lost("closed")
-        if self._heartbeat is not None:
-            self._heartbeat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._heartbeat
+        await tasks.stop(self._heartbeat)
         await self._shutdown()

@@ -55,6 +55,10 @@ COALESCE_AFTER = 0.005  # a send within this long means output is streaming...
 COALESCE_WAIT = 0.001  # ...so wait this long for more before the next frame
 COALESCE_MIN = 4096  # ...unless there is less than this to send (an echo, a prompt)
 ACK_DELAY = 0.05  # acknowledge keystrokes in batches
+# Each snapshot a joiner asks for costs a full screen: at most one outstanding, and no more
+# than this many a second after a burst of SNAPSHOT_BURST.
+SNAPSHOT_RATE = 1.0
+SNAPSHOT_BURST = 3
 
 
 class RemotePeer:
@@ -78,6 +82,9 @@ class RemotePeer:
         self.deflate = False
         self._ack_timer: asyncio.TimerHandle | None = None
         self._resync = False
+        self._asked: asyncio.TimerHandle | None = None  # a joiner's snapshot request, paced
+        self._snapshot_tokens = float(SNAPSHOT_BURST)
+        self._snapshot_refill = time.monotonic()
         self._wake = asyncio.Event()
         self._exit: bytes | None = None
         self._sender: asyncio.Task[None] | None = None
@@ -283,14 +290,34 @@ class RemotePeer:
                 if self.state == "live":
                     self.host.sizes_changed()
             elif kind == Frame.SNAPSHOT:  # a joiner asks to be brought up to date
-                self.request_resync()
+                if self._asked is None:  # else one is already waiting for its turn
+                    self._snapshot_due()
         except ProtocolError as exc:
             log.warning("peer %s: bad frame: %s", self.id, exc)
+
+    def _snapshot_due(self) -> None:
+        """A joiner's snapshot request: coalesced (one asked while another is outstanding adds
+        nothing) and paced by a token bucket. Never dropped: an honest joiner discards output
+        until its snapshot comes. The host's own resyncs (at start, or when the joiner falls
+        behind) do not pass through here and never wait."""
+        self._asked = None
+        if self._resync or self.state == "closed":
+            return
+        now = time.monotonic()
+        elapsed, self._snapshot_refill = now - self._snapshot_refill, now
+        tokens = min(SNAPSHOT_BURST, self._snapshot_tokens + elapsed * SNAPSHOT_RATE)
+        if tokens >= 1:
+            self._snapshot_tokens = tokens - 1
+            self.request_resync()
+        else:
+            self._snapshot_tokens = tokens
+            delay = (1 - tokens) / SNAPSHOT_RATE
+            self._asked = asyncio.get_running_loop().call_later(delay, self._snapshot_due)
 
     def _send_ack(self) -> None:
         self._ack_timer = None
         if self.link is not None and self.record is not None:
-            self.link.send(encode_ack(self.record.applied))
+            self.link.send_control(encode_ack(self.record.applied))
 
     # -- output to the joiner --------------------------------------------------------------------
 
@@ -301,18 +328,18 @@ class RemotePeer:
         self.deflate = fanout.FEATURE in features
         applied = self.record.applied if self.record is not None else 0
         hello = Hello(FRAME_VERSION, self.role, cols, rows, features, applied, self.resume_id)
-        self.link.send(encode_hello(hello))
+        self.link.send_control(encode_hello(hello))
         self._resync = True
         self._wake.set()
         self._sender = asyncio.create_task(self._send_loop(), name=f"sender-{self.id}")
 
     def send_size(self, cols: int, rows: int) -> None:
         if self.link is not None and self.state == "live":
-            self.link.send(encode_resize(cols, rows))
+            self.link.send_control(encode_resize(cols, rows))
 
     def notice(self, text: str) -> None:
         if self.link is not None:
-            self.link.send(encode_frame(Frame.NOTICE, text.encode()[:1024]))
+            self.link.send_control(encode_frame(Frame.NOTICE, text.encode()[:1024]))
 
     def output(self, unit: bytes, raw_len: int) -> None:
         """One PTY read for this joiner: a deflate unit, or the raw bytes (no `deflate`)."""
@@ -390,13 +417,16 @@ class RemotePeer:
                     self._behind -= raw_len
                 self._send_body(link, Frame.OUTPUT, bytes(body))
             if self._exit is not None and not self._queue:
-                link.send(self._exit)
+                link.send_control(self._exit)
                 return
 
     async def flushed(self, timeout: float) -> None:
-        """Wait until the exit frame is handed to the channel and the joiner hangs up."""
-        with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+        """Wait until the exit frame is handed to the channel and the joiner hangs up. Only
+        the timeouts are quiet: a cancellation of the caller is raised."""
+        with contextlib.suppress(TimeoutError):
             if self._sender is not None:
-                await asyncio.wait_for(asyncio.shield(self._sender), timeout)
+                # asyncio.wait: the sender's own end (even cancelled) is not raised here, and
+                # the timeout does not cancel it.
+                await asyncio.wait_for(asyncio.wait({self._sender}), timeout)
             if self.link is not None:
                 await asyncio.wait_for(self.link.lost.wait(), timeout)

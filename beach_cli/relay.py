@@ -11,6 +11,7 @@ import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
 
+from . import tasks
 from .errors import BeachError, ProtocolError, SecurityError
 from .keys import KeyExchange
 from .link import LOW_WATER, Link
@@ -49,7 +50,8 @@ class RelayLink(Link):
         self.kx = kx
         self._send_text = send_text
         self._queue: deque[str] = deque()
-        self._queued = 0
+        self._queued = 0  # characters in _queue (Link caps it, as for a data channel)
+        self._taken = 0  # messages handed to the server
         self._wake = asyncio.Event()
         self._writer = asyncio.create_task(self._write_loop())
         self.on_shutdown: list[Callable[[], Awaitable[None]]] = []
@@ -70,6 +72,9 @@ class RelayLink(Link):
     def buffered(self) -> int:
         return self._queued
 
+    def _progress(self) -> object:
+        return self._taken
+
     async def _write_loop(self) -> None:
         while True:
             await self._wake.wait()
@@ -77,6 +82,7 @@ class RelayLink(Link):
             while self._queue:
                 text = self._queue.popleft()
                 self._queued -= len(text)
+                self._taken += 1
                 try:
                     await self._send_text(text)
                 except BeachError as exc:
@@ -96,9 +102,9 @@ class RelayLink(Link):
         self._received(frame)
 
     async def _shutdown(self) -> None:
-        self._writer.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._writer
+        await tasks.stop(self._writer)
+        self._queue.clear()  # what the peer never took
+        self._queued = 0
         for hook in self.on_shutdown:
             with contextlib.suppress(Exception):
                 await hook()
