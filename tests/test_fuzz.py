@@ -32,11 +32,11 @@ Every await is bounded by a timeout; hypothesis runs a fixed, derandomized numbe
 from __future__ import annotations
 
 import asyncio
-import re
 import base64
 import contextlib
 import json
 import os
+import re
 import socket
 import struct
 import time
