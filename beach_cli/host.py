@@ -426,9 +426,11 @@ class HostSession:
             self.notify(f"wrong token from {who} ({name}, {gate.total} wrong so far{slow})")
 
     def guess_wait(self, peer: RemotePeer, wait: float) -> None:
+        gate = self.guesses[peer.role]
         name = ROLE_NAMES[peer.role]
-        log.info("%s attempt from %s waits %.1f s (recent wrong tokens)", name, peer.label, wait)
-        self.notify(f"{name} join attempt from {peer.label} waits {wait:.0f} s (wrong tokens)")
+        why = f"{gate.next_delay():.0f} s after the last of {gate.strikes} wrong {name} tokens"
+        log.info("%s attempt from %s waits %.1f s (%s)", name, peer.label, wait, why)
+        self.notify(f"{name} join attempt from {peer.label} waits {wait:.0f} s ({why})")
 
     async def approve(self, peer: RemotePeer) -> bool:
         role = ROLE_NAMES[peer.role]
