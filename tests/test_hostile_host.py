@@ -471,3 +471,11 @@ def test_beach_host_with_a_command_that_cannot_run_says_so_in_one_line(
     p.expect("cannot run /etc/passwd/x: Not a directory")
     assert p.exit_code() == 1
     assert "Traceback" not in p.transcript.getvalue()
+
+
+def test_the_delay_schedule_grows_to_one_guess_a_minute() -> None:
+    from beach_cli.guesses import DEFAULT_GUESS_LIMIT, delay_after
+
+    assert [delay_after(n) for n in range(12)] == [0, 0, 0, 1, 2, 4, 8, 16, 32, 60, 60, 60]
+    # A flood's first secret: three free guesses, then it waits for each of the rest.
+    assert sum(delay_after(n) for n in range(DEFAULT_GUESS_LIMIT)) == 123  # s until the 10th
