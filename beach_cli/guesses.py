@@ -55,7 +55,6 @@ class GuessGate:
         self.total = 0  # wrong guesses since the host started
         self.strikes = 0  # recent wrong guesses: they set the delay
         self._last = -math.inf
-        self.queued = 0  # attempts waiting for their turn
 
     def wait_left(self) -> float:
         now = self._clock()
@@ -64,7 +63,7 @@ class GuessGate:
         return max(0.0, self._last + delay_after(self.strikes) - now)
 
     def next_delay(self) -> float:
-        """The wait a new attempt would face after the next wrong guess."""
+        """The delay after the last wrong guess that a new attempt of this role faces."""
         return delay_after(self.strikes)
 
     def new_secret(self) -> None:
@@ -78,11 +77,7 @@ class GuessGate:
     ) -> AsyncIterator[Attempt]:
         """Wait for this role's turn and delay; the body runs one handshake and marks the
         attempt. A spent, unverified attempt is counted before the next one may start."""
-        self.queued += 1
-        try:
-            await self._lock.acquire()
-        finally:
-            self.queued -= 1
+        await self._lock.acquire()
         try:
             wait = self.wait_left()
             if wait > 0:
