@@ -3,16 +3,22 @@
 The question is drawn on the host's alternate screen, so leaving it gives back the host's screen
 exactly as the terminal kept it; output the program writes meanwhile is held and written
 afterwards. While a question shows, the host's keystrokes answer it and never reach the shell.
+
+The question (with the role the key exchange proved) comes first and is wrapped, never cut, at
+any width; the details that only the server vouches for (the peer's id and address) follow,
+made printable and marked as the server's word.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import textwrap
 from collections import deque
 from collections.abc import Callable
 
 from .terminal import LocalTerminal
+from .text import printable
 
 HELD_LIMIT = 1024 * 1024
 
@@ -24,7 +30,7 @@ class ApprovalPrompt:
         self.term = term
         self._redraw = redraw  # bytes that repaint the whole shared screen
         self._alt_active = alt_active
-        self._queue: deque[tuple[str, asyncio.Future[bool]]] = deque()
+        self._queue: deque[tuple[str, str, asyncio.Future[bool]]] = deque()
         self._held = bytearray()
         self._overflow = False
         self._opened_on_alt = False
@@ -33,10 +39,11 @@ class ApprovalPrompt:
     def active(self) -> bool:
         return bool(self._queue)
 
-    async def ask(self, question: str, timeout: float) -> bool:
-        """True if the host pressed y; False on anything else, or after `timeout`."""
+    async def ask(self, question: str, untrusted: str, timeout: float) -> bool:
+        """True if the host pressed y; False on anything else, or after `timeout`. `question` is
+        beach's own text; `untrusted` is shown as reported by the server."""
         fut: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._queue.append((question, fut))
+        self._queue.append((question, untrusted, fut))
         if len(self._queue) == 1:
             self._open()
         try:
@@ -58,7 +65,7 @@ class ApprovalPrompt:
     def key(self, data: bytes) -> None:
         if not self._queue:
             return
-        fut = self._queue[0][1]
+        fut = self._queue[0][2]
         first = data[:1].lower()
         if first == b"y":
             self._answer(fut, True)
@@ -73,21 +80,29 @@ class ApprovalPrompt:
         self._draw()
 
     def _draw(self) -> None:
-        question = self._queue[0][0]
+        question, untrusted, _ = self._queue[0]
         cols, rows = self.term.size()
-        text = f" beach: {question} [y/N] "[: max(cols - 1, 10)]
-        more = f" ({len(self._queue) - 1} more waiting)" if len(self._queue) > 1 else ""
-        self.term.write(
-            b"\x1b[?25h\x1b[H\x1b[2J"
-            + f"\x1b[{max(rows // 2, 1)};1H\x1b[7m{text}\x1b[0m{more}".encode()
+        width = max(cols - 1, 8)
+        asked = textwrap.wrap(f"beach: {question} [y/N]", width, break_on_hyphens=False)
+        said = textwrap.wrap(
+            f"{printable(untrusted, 120)} (as reported by the server)", width, max_lines=4
         )
+        if len(self._queue) > 1:
+            said += textwrap.wrap(f"({len(self._queue) - 1} more waiting)", width)
+        top = max(rows // 2 - len(asked), 1)
+        out = b"\x1b[?25h\x1b[H\x1b[2J"
+        for i, line in enumerate(asked):
+            out += f"\x1b[{top + i};1H\x1b[7m{line}\x1b[0m".encode()
+        for i, line in enumerate(said):
+            out += f"\x1b[{top + len(asked) + i};1H{line}".encode()
+        self.term.write(out)
 
     def _answer(self, fut: asyncio.Future[bool], ok: bool) -> None:
         if fut.done():
             return
         fut.set_result(ok)
         with contextlib.suppress(ValueError):
-            self._queue.remove(next(item for item in self._queue if item[1] is fut))
+            self._queue.remove(next(item for item in self._queue if item[2] is fut))
         if self._queue:
             self._draw()
             return

@@ -15,6 +15,7 @@ import click
 
 from . import __version__, config
 from .errors import BeachError
+from .guesses import DEFAULT_GUESS_LIMIT, FREE_GUESSES, MAX_DELAY
 
 log = logging.getLogger("beach")
 
@@ -399,7 +400,15 @@ def _reclaim_key(state_file: str | None) -> Any:
     type=click.Choice(["new-token", "stop"]),
     default="new-token",
     show_default=True,
-    help="After 5 wrong tokens: issue new tokens, or stop accepting.",
+    help="After --guess-limit wrong tokens for a role: a new token for it, or stop accepting.",
+)
+@click.option(
+    "--guess-limit",
+    type=click.IntRange(1, 1000),
+    default=DEFAULT_GUESS_LIMIT,
+    show_default=True,
+    help="Wrong tokens for one role's secret before --on-guess-limit applies (after the "
+    f"first {FREE_GUESSES}, each attempt of that role waits longer, up to {MAX_DELAY:.0f} s).",
 )
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @click.pass_context
@@ -411,6 +420,7 @@ def host(
     advertise: str | None,
     approve: bool,
     on_guess_limit: str,
+    guess_limit: int,
     record: Path | None,
     **flags: Any,
 ) -> None:
@@ -436,6 +446,7 @@ def host(
         connect_timeout=s["connect_timeout"],
         approve=approve,
         on_guess_limit=on_guess_limit,
+        guess_limit=guess_limit,
         record=record,
     )
 

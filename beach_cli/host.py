@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import json
 import logging
 import os
@@ -20,26 +21,56 @@ from rich.console import Console
 from .approval import ApprovalPrompt
 from .errors import BeachError, ProtocolError, Refused, ServerUnreachable
 from .fanout import Encoder
+from .guesses import DEFAULT_GUESS_LIMIT, GuessGate
 from .ice import merge
-from .keys import DEFAULT_SECRET_LENGTH, Token, random_code
+from .keys import DEFAULT_SECRET_LENGTH, ROLES, Token, random_code
 from .lan import advertised_address
 from .peer import RemotePeer
+from .protocol import E_RATE_LIMITED, E_UNKNOWN_SESSION
 from .pty import ExitStatus, PtyProcess
 from .record import Recorder
 from .resume import ResumeTable
 from .screen import RESET, ScreenHistory
 from .signaling import SignalingClient, short_url
 from .terminal import LocalTerminal
+from .text import printable
 
 log = logging.getLogger("beach.host")
 
 # Pause reading the PTY while the host's own terminal has this much unwritten: the host's
 # terminal paces the program, exactly as without beach.
 LOCAL_HIGH_WATER = 1024 * 1024
-MAX_FAILED_ATTEMPTS = 5
 NOTICE_QUIET = 0.15  # show a notice only after output has paused this long
 RECONNECT_MAX_DELAY = 10.0
+REFUSED_MAX_DELAY = 60.0  # a server that refuses us (not a network failure) is asked less often
+ROLE_NAMES = {"rw": "read-write", "view": "view-only"}
 APPROVAL_TIMEOUT = 120.0  # an unanswered question is a no
+
+
+class _Refusal(Refused):
+    """The server answered our `host` with an error."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"the server refused to host the session: {message}")
+        self.code = code
+
+
+def embedded_addresses(bind: str, advertise: str | None) -> tuple[str, str]:
+    """Where the host dials its own embedded server, and the address joiners are told: the
+    bound address itself unless it is the wildcard (then loopback, and this machine's address
+    on its network)."""
+    try:
+        unspecified = ipaddress.ip_address(bind).is_unspecified
+    except ValueError:  # a host name: it is dialled, and printed, as given
+        unspecified = False
+    if unspecified:
+        return ("::1" if ":" in bind else "127.0.0.1"), advertise or advertised_address()
+    return bind, advertise or bind
+
+
+def url_host(address: str) -> str:
+    """An address as the host part of a URL (an IPv6 literal in brackets)."""
+    return f"[{address}]" if ":" in address and not address.startswith("[") else address
 
 
 @dataclass
@@ -57,6 +88,7 @@ class HostOptions:
     approve: bool = False  # ask the host before letting each joiner in
     record: Path | None = None  # asciicast v2 file
     on_guess_limit: str = "new-token"  # or "stop": after too many wrong tokens
+    guess_limit: int = DEFAULT_GUESS_LIMIT  # wrong tokens for one role before that
 
 
 class HostSession:
@@ -72,7 +104,7 @@ class HostSession:
         self.session_id = ""
         self._secrets: dict[str, str] = {}
         self._reclaim = ""
-        self.failures = 0
+        self.guesses = {role: GuessGate(role, self._wrong_guess) for role in ROLES}
         self.ice_servers: list[dict[str, Any]] = []
         self.sig: SignalingClient | None = None
         self.pty: PtyProcess | None = None
@@ -82,6 +114,7 @@ class HostSession:
         self._public_url = ""
         self._tasks: set[asyncio.Task[Any]] = set()
         self._notice: str | None = None
+        self._announce: list[str] = []
         self._notice_timer: asyncio.TimerHandle | None = None
         self._paused = False
         self.accepting = True
@@ -107,18 +140,51 @@ class HostSession:
                 f"cannot start the embedded server on port {self.opts.port}: {exc.strerror} "
                 "(choose another with --port, or use --server)"
             ) from exc
-        address = self.opts.advertise or advertised_address()
-        self._server_url = f"ws://127.0.0.1:{port}/ws"
-        self._public_url = f"ws://{address}:{port}/ws"
+        dial, advertise = embedded_addresses(self.opts.bind, self.opts.advertise)
+        self._server_url = f"ws://{url_host(dial)}:{port}/ws"
+        self._public_url = f"ws://{url_host(advertise)}:{port}/ws"
 
-    async def _register(self) -> None:
+    async def _register(self) -> bool:
+        """Reclaim our session on `self.sig`, or register one; True if the session is new (its
+        tokens are not the ones printed before). A server that will not give the session back
+        (it restarted and cannot verify us) gets a new registration on the same connection."""
+        if self.session_id:
+            try:
+                await self._ask_host(self.session_id, self._reclaim)
+                return False
+            except _Refusal as exc:
+                if exc.code != E_UNKNOWN_SESSION:
+                    raise
+                log.warning("the server will not give session %s back: %s", self.session_id, exc)
+        await self._ask_host(None, None)
+        return True
+
+    async def _ask_host(self, session: str | None, reclaim: str | None) -> None:
+        """Send `host` and wait for the `registered` or `error` that answers it: other messages
+        (a hostile or confused server may send any) are skipped, within one deadline."""
         assert self.sig is not None
-        await self.sig.send("host", session=self.session_id or None, reclaim=self._reclaim or None)
-        msg = await self.sig.recv(self.opts.connect_timeout)
-        if msg["type"] == "error":
-            raise Refused(f"the server refused to host the session: {msg['message']}")
-        if msg["type"] != "registered":
-            raise BeachError(f"unexpected answer from the server: {msg['type']}")
+        await self.sig.send("host", session=session, reclaim=reclaim or None)
+        deadline = time.monotonic() + self.opts.connect_timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise ServerUnreachable("the server did not answer our registration in time")
+            try:
+                msg = await self.sig.recv(left)
+            except TimeoutError as exc:
+                raise ServerUnreachable("the server did not answer our registration") from exc
+            except ProtocolError as exc:
+                log.warning("ignoring a message from the server: %s", exc)
+                continue
+            if msg["type"] == "error":
+                raise _Refusal(msg["code"], printable(msg["message"]))
+            if msg["type"] == "registered":
+                break
+            log.info("skipping %s while waiting for our registration", msg["type"])
+        if session is not None and msg["session"] != session:
+            raise ProtocolError(
+                f"the server answered our reclaim of {session} for session {msg['session']}"
+            )
         self.session_id, self._reclaim = msg["session"], msg["reclaim"]
         self.ice_servers = merge(
             self.opts.ice_servers, msg.get("ice_servers", self.sig.ice_servers)
@@ -228,7 +294,7 @@ class HostSession:
             self.pty.terminate()
             self.pty.close()
         if self.recorder is not None:
-            self.recorder.close()
+            await self.recorder.aclose()
         await self.term.drain(1.0)
         self.term.restore()
         if self.sig is not None:
@@ -334,27 +400,47 @@ class HostSession:
         self.sizes_changed()
 
     def failed_attempt(self, peer: RemotePeer) -> None:
-        self.failures += 1
-        log.warning("join attempt from %s with a wrong token (%d)", peer.label, self.failures)
-        if self.failures >= MAX_FAILED_ATTEMPTS and self.opts.on_guess_limit == "stop":
+        """A joiner spent a guess and failed (counted, and shown, by `_wrong_guess`)."""
+        log.debug("peer %s: wrong token attempt over", peer.id)
+
+    def _wrong_guess(self, gate: GuessGate, who: str) -> None:
+        """Runs as the wrong guess is counted, before the role's next attempt may start."""
+        name = ROLE_NAMES[gate.role]
+        log.warning("join attempt from %s with a wrong %s token (%d)", who, name, gate.total)
+        if gate.spent >= self.opts.guess_limit and self.opts.on_guess_limit == "stop":
             self.accepting = False
-            self.notify(f"{MAX_FAILED_ATTEMPTS} wrong tokens: no longer accepting joiners")
-        elif self.failures >= MAX_FAILED_ATTEMPTS:
-            # The old secrets have had their guesses: nobody may use them any more.
-            self.failures = 0
-            self._new_secrets()
+            self.notify(f"{gate.spent} wrong {name} tokens: no longer accepting joiners")
+        elif gate.spent >= self.opts.guess_limit:
+            # This secret has had its guesses: nobody may use it any more. The other role's
+            # token is untouched.
+            gate.new_secret()
+            self._secrets[gate.role] = random_code(self.opts.secret_length)
             self._write_info()
             self.notify(
-                f"{MAX_FAILED_ATTEMPTS} wrong tokens: new join token {self.token('rw')} "
-                f"(view-only {self.token('view')})"
+                f"{self.opts.guess_limit} wrong {name} tokens: new {name} token "
+                f"{self.token(gate.role)}"
             )
         else:
-            self.notify(f"wrong token from {peer.label}")
+            wait = gate.next_delay()
+            slow = f"; next {name} attempt waits {wait:.0f} s" if wait else ""
+            self.notify(f"wrong token from {who} ({name}, {gate.total} wrong so far{slow})")
+
+    def guess_wait(self, peer: RemotePeer, wait: float) -> None:
+        gate = self.guesses[peer.role]
+        name = ROLE_NAMES[peer.role]
+        why = f"{gate.next_delay():.0f} s after the last of {gate.strikes} wrong {name} tokens"
+        log.info("%s attempt from %s waits %.1f s (%s)", name, peer.label, wait, why)
+        self.notify(f"{name} join attempt from {peer.label} waits {wait:.0f} s ({why})")
 
     async def approve(self, peer: RemotePeer) -> bool:
-        role = "read-write" if peer.role == "rw" else "view-only"
-        ok = await self.prompt.ask(f"let {peer.label} in, {role}?", APPROVAL_TIMEOUT)
-        self.notify(f"{'let in' if ok else 'turned away'}: {peer.label}")
+        role = ROLE_NAMES[peer.role]
+        # The role is proven by the key exchange; the peer's id and address come from the server.
+        ok = await self.prompt.ask(
+            f"{role} joiner wants to join. Let in?",
+            f"peer {peer.id}" + (f" at {peer.addr}" if peer.addr else ""),
+            APPROVAL_TIMEOUT,
+        )
+        self.notify(f"{'let in' if ok else 'turned away'}: {peer.label} ({role})")
         return ok
 
     async def signal(self, peer_id: str, data: dict[str, Any]) -> None:
@@ -371,9 +457,9 @@ class HostSession:
         if self.sig is not None and not self.sig.closed:
             await self.sig.send("drop", peer=peer_id, reason=reason[:200])
 
-    async def _connect_any(self) -> None:
+    async def _connect_any(self) -> bool:
         """Connect and register with the first server that answers, starting with the one
-        used last."""
+        used last; True if the session is a new one (see `_register`)."""
         start = self._servers.index(self._server_url) if self._server_url in self._servers else 0
         order = self._servers[start:] + self._servers[:start]
         error: BeachError | None = None
@@ -381,16 +467,19 @@ class HostSession:
             try:
                 self.sig = SignalingClient(url)
                 await self.sig.connect(self.opts.connect_timeout)
-                await self._register()
+                fresh = await self._register()
             except ServerUnreachable as exc:
                 error = exc
                 await self.sig.close()
                 continue
+            except BeachError:
+                await self.sig.close()
+                raise
             if self.opts.server is not None and url != self._server_url:
                 self._server_url = self._public_url = url
-                if self.session_id and self._secrets:
+                if self.session_id and self._secrets and not fresh:
                     self._write_info()  # joiners should now use this server
-            return
+            return fresh
         assert error is not None
         raise error
 
@@ -409,24 +498,70 @@ class HostSession:
                     delay = 1.0
             except ServerUnreachable:
                 self.notify("lost the server; live joiners stay connected, reconnecting")
-            # Reconnect with backoff and reclaim the same session, so the token stays valid.
-            while True:
-                await asyncio.sleep(delay)
+            delay = await self._reconnect(delay)
+
+    async def _reconnect(self, delay: float) -> float:
+        """Reconnect with backoff and reclaim the same session, so the tokens stay valid; if
+        the server will not give it back, a new session with new tokens. Returns the delay to
+        start from if the connection drops again before any message (a flapping server)."""
+        shown: str | None = None  # the refusal last shown in the terminal
+        old = self.session_id
+        while True:
+            await asyncio.sleep(delay)
+            try:
+                if self.sig is not None:
+                    await self.sig.close()
+                fresh = await self._connect_any()
+            except ServerUnreachable as exc:
                 delay = min(delay * 2, RECONNECT_MAX_DELAY)
-                try:
-                    if self.sig is not None:
-                        await self.sig.close()
-                    await self._connect_any()
-                    self.notify(f"reconnected to the server {short_url(self._server_url)}")
-                    break
-                except BeachError as exc:
-                    log.info("reconnect failed: %s", exc)
+                log.info("reconnect failed: %s; again in %.0f s", exc, delay)
+                self.notify(f"cannot reach the server; trying again in {delay:.0f} s")
+                continue
+            except BeachError as exc:
+                # The server answered, and said no (full, too many sessions from this address,
+                # an answer that does not fit): asking again at once would not change that.
+                delay = min(max(delay * 2, RECONNECT_MAX_DELAY), REFUSED_MAX_DELAY)
+                log.warning("reconnect refused: %s; again in %.0f s", exc, delay)
+                if exc.message != shown:
+                    shown = exc.message
+                    self.announce(
+                        f"beach: {exc.message}; live joiners stay connected, new ones cannot "
+                        f"join; trying again every {REFUSED_MAX_DELAY:.0f} s or sooner"
+                    )
+                else:
+                    self.notify(f"server still refuses: {exc.message}")
+                continue
+            if fresh:
+                self._new_session(old)
+            else:
+                self.notify(f"reconnected to the server {short_url(self._server_url)}")
+            return min(delay * 2, RECONNECT_MAX_DELAY)
+
+    def _new_session(self, old: str) -> None:
+        """The server would not give our session back (a restarted server cannot tell us from
+        an impostor): new secrets for the new session, shown where the host will see them."""
+        self._new_secrets()
+        for gate in self.guesses.values():
+            gate.new_secret()
+        self._write_info()
+        self.announce(
+            f"beach: the server no longer knows session {old} (did it restart?); "
+            f"sharing as session {self.session_id} now, with new tokens. Live joiners stay "
+            "connected; the old tokens no longer work.",
+            "  to join (read-write):  " + " ".join(self.join_command("rw")),
+            "  to watch (view-only):  " + " ".join(self.join_command("view")),
+        )
 
     def _dispatch(self, msg: dict[str, Any]) -> None:
         mtype = msg["type"]
         if mtype == "peer_joined":
+            if msg["peer"] in self.peers:  # the server reuses an id: never replace a joiner
+                log.warning("server: peer %s joined twice; ignoring the second", msg["peer"])
+                return
             ice = merge(self.opts.ice_servers, msg.get("ice_servers", self.ice_servers))
-            self.peers[msg["peer"]] = RemotePeer(self, msg["peer"], msg.get("addr", ""), ice)
+            # The address is the server's word: shown to the host, so made printable here.
+            addr = printable(msg.get("addr", ""), 64)
+            self.peers[msg["peer"]] = RemotePeer(self, msg["peer"], addr, ice)
         elif mtype == "signal":
             peer = self.peers.get(msg["from"])
             if peer is None:
@@ -445,8 +580,14 @@ class HostSession:
             peer = self.peers.get(msg["from"])
             if peer is not None:
                 peer.relay_in(msg["data"])
+        elif mtype == "joins_refused":
+            # The server turned joins away before they reached us (its budgets, unknown ids).
+            what = "too many join attempts" if msg["code"] == E_RATE_LIMITED else msg["code"]
+            self.notify(
+                f"the server turned away {msg['count']} join attempt(s): {printable(what, 32)}"
+            )
         elif mtype == "error":
-            log.warning("server: %s", msg["message"])
+            log.warning("server: %s: %s", printable(msg["code"], 32), printable(msg["message"]))
 
     # -- notices for the host ------------------------------------------------------------------
 
@@ -457,6 +598,12 @@ class HostSession:
         self._notice = f"{time.strftime('%H:%M')} {text}"
         self._schedule_notice()
 
+    def announce(self, *lines: str) -> None:
+        """News the host must not miss (new tokens, a server that refuses us): lines written
+        into the host's own terminal between the program's output, as well as a notice."""
+        self._announce.extend(lines)
+        self.notify(lines[0])
+
     def _schedule_notice(self) -> None:
         if self._notice_timer is not None:
             self._notice_timer.cancel()
@@ -465,6 +612,13 @@ class HostSession:
 
     def _show_notice(self) -> None:
         text, self._notice = self._notice, None
+        if self._announce:
+            lines, self._announce = self._announce, []
+            shown = b"\r\n" + b"\r\n".join(printable(x, 1000).encode() for x in lines) + b"\r\n"
+            if self.prompt.active:  # after the question, with the program's held output
+                self.prompt.hold(shown)
+            else:
+                self.term.write(shown)
         if text is None or not self.term.out_is_tty:
             return
         live = sum(1 for p in self.peers.values() if p.state == "live")

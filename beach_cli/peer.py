@@ -170,14 +170,20 @@ class RemotePeer:
         if role not in ROLES:
             raise ProtocolError("unknown role")
         self.role = role
-        kx = KeyExchange("host", self.host.session_id, self.id, role, self.host.secret(role))
-        ours = await asyncio.to_thread(kx.start)
-        await asyncio.to_thread(kx.finish, theirs)
-        self._guessed = True
-        await self.host.signal(self.id, ours)
-        await self.host.signal(self.id, kx.confirmation())
-        kx.verify(await self._next("confirm"))
-        self._verified = True
+        # Attempts of one role take turns, each after the delay its wrong guesses have earned.
+        gate = self.host.guesses[role]
+        async with gate.turn(self.label, lambda wait: self.host.guess_wait(self, wait)) as turn:
+            if not self.host.accepting:  # the guess limit was reached while this one waited
+                raise Refused("the host no longer accepts joiners")
+            # The secret is read after the wait: a rotation meanwhile counts.
+            kx = KeyExchange("host", self.host.session_id, self.id, role, self.host.secret(role))
+            ours = await asyncio.to_thread(kx.start)
+            await asyncio.to_thread(kx.finish, theirs)
+            self._guessed = turn.spent = True
+            await self.host.signal(self.id, ours)
+            await self.host.signal(self.id, kx.confirmation())
+            kx.verify(await self._next("confirm"))
+            self._verified = turn.verified = True
         return kx
 
     async def _identify(self, kx: KeyExchange) -> bool:

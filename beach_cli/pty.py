@@ -81,7 +81,10 @@ class PtyProcess:
     async def spawn(
         cls, argv: list[str], cols: int, rows: int, env: dict[str, str] | None = None
     ) -> PtyProcess:
-        master, slave = os.openpty()
+        try:
+            master, slave = os.openpty()
+        except OSError as exc:
+            raise BeachError(f"cannot open a pseudo-terminal: {exc.strerror or exc}") from exc
         try:
             set_winsize(master, cols, rows)
             os.set_blocking(master, False)
@@ -94,12 +97,18 @@ class PtyProcess:
                 env=env,
                 close_fds=True,
             )
-        except FileNotFoundError as exc:
+        except BaseException as exc:
+            # Every way out but success closes the master (cancellation included).
             os.close(master)
-            raise BeachError(f"command not found: {argv[0]}") from exc
-        except PermissionError as exc:
-            os.close(master)
-            raise BeachError(f"cannot run {argv[0]}: permission denied") from exc
+            if isinstance(exc, FileNotFoundError):
+                raise BeachError(f"command not found: {argv[0]}") from exc
+            if isinstance(exc, PermissionError):
+                raise BeachError(f"cannot run {argv[0]}: permission denied") from exc
+            if isinstance(exc, OSError):
+                raise BeachError(f"cannot run {argv[0]}: {exc.strerror or exc}") from exc
+            if isinstance(exc, ValueError):  # e.g. a NUL byte in an argument
+                raise BeachError(f"cannot run {argv[0]!r}: {exc}") from exc
+            raise
         finally:
             os.close(slave)
         return cls(proc, master, cols, rows)

@@ -317,20 +317,23 @@ def test_wrong_token_notifies_the_host(procs: Procs, server: str, tmp_path) -> N
     assert host.exit_code() == 0
 
 
-def test_five_wrong_tokens_replace_the_token(procs: Procs, server: str, tmp_path) -> None:
-    host, info = start_host(procs, tmp_path, server)
+def test_wrong_tokens_past_the_guess_limit_replace_only_that_roles_token(
+    procs: Procs, server: str, tmp_path
+) -> None:
+    host, info = start_host(procs, tmp_path, server, "--guess-limit", "4")
     shell_ready(host)
-    for _ in range(5):
+    for _ in range(4):  # three free guesses, then one after a 1 s delay
         bad = procs.start(wrong_token(info))
         assert bad.exit_code() == 6
-    host.expect("new join token")
+    host.expect("new read-write token")
     fresh = json.loads(open(info["_path"]).read())
     assert fresh["join_token"] != info["join_token"]
+    assert fresh["view_token"] == info["view_token"]  # the view-only secret had no guesses
     assert fresh["session"] == info["session"]
     old = start_join(procs, info)  # the right token, before the rotation: now refused
     old.expect("the join token is wrong")
     assert old.exit_code() == 6
-    new = start_join(procs, fresh)
+    new = start_join(procs, fresh)  # after the delay its role's wrong guesses earned
     shell_ready(new)
     new.send("exit 5\r")
     assert new.exit_code() == 5
@@ -338,9 +341,11 @@ def test_five_wrong_tokens_replace_the_token(procs: Procs, server: str, tmp_path
 
 
 def test_guess_limit_can_stop_accepting(procs: Procs, server: str, tmp_path) -> None:
-    host, info = start_host(procs, tmp_path, server, "--on-guess-limit", "stop")
+    host, info = start_host(
+        procs, tmp_path, server, "--on-guess-limit", "stop", "--guess-limit", "3"
+    )
     shell_ready(host)
-    for _ in range(5):
+    for _ in range(3):
         assert procs.start(wrong_token(info)).exit_code() == 6
     host.expect("no longer accepting joiners")
     good = start_join(procs, info)
@@ -412,7 +417,8 @@ def test_approve_allow_and_deny(procs: Procs, server: str, tmp_path) -> None:
     shell_ready(host)
     allowed = start_join(procs, info)
     allowed.expect("waiting for the host to let you in")
-    host.expect(r"let \w+ \(.*\) in, read-write\? \[y/N\]")
+    host.expect(r"read-write joiner wants to join. Let in\? \[y/N\]")
+    host.expect(r"peer \w+ at .* \(as reported by the server\)")
     host.send("x")  # not an answer, and never typed into the shell
     host.send("y")
     shell_ready(allowed)
@@ -422,7 +428,7 @@ def test_approve_allow_and_deny(procs: Procs, server: str, tmp_path) -> None:
 
     denied = start_join(procs, info, key="view_join_command")
     denied.expect("waiting for the host to let you in")
-    host.expect(r"in, view-only\? \[y/N\]")
+    host.expect(r"view-only joiner wants to join. Let in\? \[y/N\]")
     host.send("n")
     denied.expect("the host did not let you in")
     assert denied.exit_code() == 7
