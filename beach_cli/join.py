@@ -42,6 +42,7 @@ from .protocol import (
 from .pty import ExitStatus
 from .resume import InputLog
 from .terminal import LocalTerminal, eprint
+from .text import printable
 from .viewport import Viewport
 
 log = logging.getLogger("beach.join")
@@ -64,6 +65,21 @@ LEAVE = (
     b"\x1b[?2004l\x1b[?1l\x1b>\x1b[0m\x1b7\x1b[r\x1b8\x1b[23;0t\r\n"
 )
 PUSH_TITLE = b"\x1b[22;0t"
+# Inflate a frame this much at a time, drawing each piece before inflating more...
+INFLATE_PIECE = 256 * 1024
+# ...and no more than this per frame. Legitimate frames stay far below it: the host never
+# queues more than 4 MiB of output for a joiner (it sends a fresh screen instead) and a
+# snapshot is at most ~1.5 MB. More is a deflate bomb: a bad frame, answered with a resync.
+FRAME_INFLATE_MAX = 8 * 1024 * 1024
+# Output that cannot be shown (a rendering error, a bad deflate stream, a bomb): start over
+# from a fresh screen. This many failures, each within RENDER_QUIET s of the one before, and
+# the joiner gives up instead of looping.
+RENDER_FAILURES = 3
+RENDER_QUIET = 30.0
+
+
+class BadOutput(Exception):
+    """A frame whose output cannot be shown; answered with a resync, never fatal at once."""
 
 
 @dataclass
@@ -87,6 +103,8 @@ class JoinSession:
         self._hello: Hello | None = None
         self._hello_event = asyncio.Event()
         self._awaiting_snapshot = False
+        self._failures = 0
+        self._last_failure = 0.0
         self._prefix = False
         self._drew = False
         self._raw = False
@@ -224,7 +242,7 @@ class JoinSession:
         if not self._drew:
             return
         cols, rows = self.term.size()
-        line = f" beach: {text} ".ljust(cols)[:cols]
+        line = f" beach: {printable(text, cols)} ".ljust(cols)[:cols]
         self.term.write(f"\x1b7\x1b[{rows};1H\x1b[0;7m{line}\x1b[0m\x1b8".encode())
 
     def _finish(self, code: int, line: str) -> None:
@@ -237,10 +255,46 @@ class JoinSession:
     def _on_frame(self, kind: Frame, body: bytes) -> None:
         try:
             self._handle_frame(kind, body)
-        except (ProtocolError, zlib.error) as exc:
+        except ProtocolError as exc:  # a frame that breaks the wire format: the host is broken
             log.warning("bad frame from host: %s", exc)
-            if self._done is not None and not self._done.done():
-                self._done.set_exception(ProtocolError(f"the host sent a malformed frame: {exc}"))
+            self._fail(ProtocolError(f"the host sent a malformed frame: {exc}"))
+        except Exception as exc:  # showing output must never kill the channel
+            self._render_failed(exc)
+
+    def _fail(self, exc: BeachError) -> None:
+        if self._done is not None and not self._done.done():
+            self._done.set_exception(exc)
+
+    def _render_failed(self, exc: Exception) -> None:
+        """Output we could not show: forget the screen state and ask for a fresh screen. The
+        same failure again and again (a snapshot that replays it) ends the session instead."""
+        now = time.monotonic()
+        if now - self._last_failure > RENDER_QUIET:
+            self._failures = 0
+        self._failures += 1
+        self._last_failure = now
+        what = printable(f"{type(exc).__name__}: {exc}", 120)
+        log.warning("cannot show the host's output (%s); asking for a fresh screen", what)
+        if self._failures >= RENDER_FAILURES:
+            self._fail(
+                ProtocolError(
+                    f"cannot show the host's output ({what}), {self._failures} times in a row; "
+                    "giving up"
+                )
+            )
+            return
+        self._resync()
+        if self.pty_size is not None:  # forget the cursor and modes it followed
+            self.viewport = Viewport(self.term.size(), self.pty_size)
+            self._fit()  # the scroll region again, for the fresh screen
+
+    def _resync(self) -> None:
+        """Drop what is not shown yet and wait for a fresh screen; OUTPUT until then is skipped
+        without inflating it (a SNAPSHOT starts a deflate stream of its own)."""
+        self._awaiting_snapshot = True
+        self.term.discard_pending()
+        if self.link is not None:
+            self.link.send(encode_frame(Frame.SNAPSHOT))
 
     def _handle_frame(self, kind: Frame, body: bytes) -> None:
         if kind == Frame.HELLO and self._hello is None:
@@ -251,19 +305,31 @@ class JoinSession:
             self.viewport = Viewport(self.term.size(), self.pty_size)
             self._hello_event.set()
         elif kind in (Frame.OUTPUT, Frame.SNAPSHOT):
-            if self._decompress is not None:
-                body = self._decompress.decompress(body)
             if kind == Frame.SNAPSHOT:
                 self._awaiting_snapshot = False
+                if self._decompress is not None:
+                    self._decompress = fanout.decoder()
             elif self._awaiting_snapshot:
                 return
-            self._draw(body)
-            if self.term.pending > LOCAL_BACKLOG and not self._awaiting_snapshot:
-                # Our own terminal is far behind: skip to the present rather than replay.
-                log.info("terminal %d bytes behind: asking for a fresh screen", self.term.pending)
-                self._awaiting_snapshot = True
-                self.term.discard_pending()
-                self.link.send(encode_frame(Frame.SNAPSHOT))
+            if self._decompress is None:
+                self._show(body)
+                return
+            total, data = 0, body
+            while True:  # inflate in pieces: a small frame may stand for a great deal
+                try:
+                    piece = self._decompress.decompress(data, INFLATE_PIECE)
+                except zlib.error as exc:
+                    raise BadOutput(f"bad deflate stream: {exc}") from exc
+                total += len(piece)
+                if total > FRAME_INFLATE_MAX:
+                    raise BadOutput(f"a frame inflates past {FRAME_INFLATE_MAX} bytes")
+                if piece:
+                    self._show(piece)
+                if self._awaiting_snapshot:
+                    return  # our terminal fell behind: the rest is replaced by a fresh screen
+                data = self._decompress.unconsumed_tail
+                if not data and len(piece) < INFLATE_PIECE:
+                    return
         elif kind == Frame.ACK:
             self.inputs.ack(decode_ack(body))
         elif kind == Frame.RESIZE:
@@ -273,7 +339,14 @@ class JoinSession:
             code, sig = decode_exit(body)
             self._finish(code, f"the host's shell {ExitStatus(code, sig).describe()}")
         elif kind == Frame.NOTICE:
-            self._title(body.decode(errors="replace")[:200])
+            self._title(body.decode(errors="replace"))
+
+    def _show(self, data: bytes) -> None:
+        self._draw(data)
+        if self.term.pending > LOCAL_BACKLOG and not self._awaiting_snapshot:
+            # Our own terminal is far behind: skip to the present rather than replay.
+            log.info("terminal %d bytes behind: asking for a fresh screen", self.term.pending)
+            self._resync()
 
     def _draw(self, data: bytes) -> None:
         if not self._drew:
@@ -295,7 +368,7 @@ class JoinSession:
 
     def _title(self, text: str) -> None:
         if self.term.out_is_tty and self._raw:
-            self.term.set_title(text)
+            self.term.set_title(printable(text, 200))
 
     # -- keystrokes ------------------------------------------------------------------------------
 
