@@ -9,6 +9,8 @@ import importlib
 import logging
 import time
 import zlib
+from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,8 +67,9 @@ LEAVE = (
     b"\x1b[?2004l\x1b[?1l\x1b>\x1b[0m\x1b7\x1b[r\x1b8\x1b[23;0t\r\n"
 )
 PUSH_TITLE = b"\x1b[22;0t"
-# Inflate a frame this much at a time, drawing each piece before inflating more...
-INFLATE_PIECE = 256 * 1024
+# Inflate a frame this much at a time, drawing each piece before inflating more, and letting
+# the loop run (keystrokes, Ctrl-] d, signals) between pieces...
+INFLATE_PIECE = 64 * 1024
 # ...and no more than this per frame. Legitimate frames stay far below it: the host never
 # queues more than 4 MiB of output for a joiner (it sends a fresh screen instead) and a
 # snapshot is at most ~1.5 MB. More is a deflate bomb: a bad frame, answered with a resync.
@@ -76,6 +79,9 @@ FRAME_INFLATE_MAX = 8 * 1024 * 1024
 # the joiner gives up instead of looping.
 RENDER_FAILURES = 3
 RENDER_QUIET = 30.0
+# Frames arriving while a large one is still being drawn wait (in order) up to this many
+# bytes; past it they are dropped for a fresh screen.
+FRAME_QUEUE_MAX = 8 * 1024 * 1024
 
 
 class BadOutput(Exception):
@@ -105,6 +111,9 @@ class JoinSession:
         self._awaiting_snapshot = False
         self._failures = 0
         self._last_failure = 0.0
+        self._drawing: asyncio.Task[None] | None = None  # the rest of a large frame
+        self._queue: deque[tuple[Frame, bytes]] = deque()  # frames behind it
+        self._queued = 0
         self._prefix = False
         self._drew = False
         self._raw = False
@@ -148,6 +157,7 @@ class JoinSession:
                     return self._done.result()
         finally:
             rtc.cancel()
+            self._stop_drawing()
             if self.link is not None:
                 await self.link.close()
             if self._drew:
@@ -158,6 +168,7 @@ class JoinSession:
     async def _greet(self) -> None:
         """HELLO both ways on a fresh channel, then resend keystrokes the host lacks."""
         self._hello, self._decompress = None, None
+        self._stop_drawing()
         self._hello_event.clear()
         cols, rows = self.term.size()
         features = (fanout.FEATURE,)
@@ -253,13 +264,58 @@ class JoinSession:
     # -- frames from the host ------------------------------------------------------------------
 
     def _on_frame(self, kind: Frame, body: bytes) -> None:
+        if self._drawing is not None:  # a large frame is still being drawn: keep the order
+            if self._queued + len(body) > FRAME_QUEUE_MAX:
+                log.info(
+                    "more than %d bytes of frames waiting: asking for a fresh screen", self._queued
+                )
+                self._queue.clear()
+                self._queued = 0
+                self._resync()
+            self._queue.append((kind, body))
+            self._queued += len(body)
+            return
+        rest = self._guarded(kind, body)
+        if rest is not None:
+            self._drawing = asyncio.ensure_future(self._draw_rest(rest))
+
+    def _guarded(self, kind: Frame, body: bytes) -> Iterator[bytes] | None:
+        """Handle one frame; what is left of a large one to draw, if anything."""
         try:
-            self._handle_frame(kind, body)
+            return self._handle_frame(kind, body)
         except ProtocolError as exc:  # a frame that breaks the wire format: the host is broken
             log.warning("bad frame from host: %s", exc)
             self._fail(ProtocolError(f"the host sent a malformed frame: {exc}"))
         except Exception as exc:  # showing output must never kill the channel
             self._render_failed(exc)
+        return None
+
+    async def _draw_rest(self, rest: Iterator[bytes] | None) -> None:
+        """Draw a large frame a piece at a time, then the frames that queued behind it."""
+        try:
+            while rest is not None:
+                try:
+                    for piece in rest:
+                        await asyncio.sleep(0)
+                        self._show(piece)
+                        if self._awaiting_snapshot:
+                            break
+                except Exception as exc:  # showing output must never kill the channel
+                    self._render_failed(exc)
+                rest = None
+                while rest is None and self._queue:
+                    kind, body = self._queue.popleft()
+                    self._queued -= len(body)
+                    rest = self._guarded(kind, body)
+        finally:
+            self._drawing = None
+
+    def _stop_drawing(self) -> None:
+        if self._drawing is not None:
+            self._drawing.cancel()
+            self._drawing = None
+        self._queue.clear()
+        self._queued = 0
 
     def _fail(self, exc: BeachError) -> None:
         if self._done is not None and not self._done.done():
@@ -296,7 +352,7 @@ class JoinSession:
         if self.link is not None:
             self.link.send(encode_frame(Frame.SNAPSHOT))
 
-    def _handle_frame(self, kind: Frame, body: bytes) -> None:
+    def _handle_frame(self, kind: Frame, body: bytes) -> Iterator[bytes] | None:
         if kind == Frame.HELLO and self._hello is None:
             self._hello = decode_hello(body)
             if fanout.FEATURE in self._hello.features:
@@ -310,26 +366,14 @@ class JoinSession:
                 if self._decompress is not None:
                     self._decompress = fanout.decoder()
             elif self._awaiting_snapshot:
-                return
-            if self._decompress is None:
-                self._show(body)
-                return
-            total, data = 0, body
-            while True:  # inflate in pieces: a small frame may stand for a great deal
-                try:
-                    piece = self._decompress.decompress(data, INFLATE_PIECE)
-                except zlib.error as exc:
-                    raise BadOutput(f"bad deflate stream: {exc}") from exc
-                total += len(piece)
-                if total > FRAME_INFLATE_MAX:
-                    raise BadOutput(f"a frame inflates past {FRAME_INFLATE_MAX} bytes")
-                if piece:
-                    self._show(piece)
+                return None
+            pieces = iter((body,)) if self._decompress is None else self._inflate(body)
+            for piece in pieces:
+                self._show(piece)
                 if self._awaiting_snapshot:
-                    return  # our terminal fell behind: the rest is replaced by a fresh screen
-                data = self._decompress.unconsumed_tail
-                if not data and len(piece) < INFLATE_PIECE:
-                    return
+                    return None
+                if len(piece) >= INFLATE_PIECE:
+                    return pieces  # maybe more: drawn with the loop running in between
         elif kind == Frame.ACK:
             self.inputs.ack(decode_ack(body))
         elif kind == Frame.RESIZE:
@@ -340,6 +384,27 @@ class JoinSession:
             self._finish(code, f"the host's shell {ExitStatus(code, sig).describe()}")
         elif kind == Frame.NOTICE:
             self._title(body.decode(errors="replace"))
+
+    def _inflate(self, data: bytes) -> Iterator[bytes]:
+        """One frame's output, inflated a piece at a time and never past FRAME_INFLATE_MAX."""
+        z, total = self._decompress, 0
+        while True:
+            try:
+                piece = z.decompress(data, INFLATE_PIECE)
+            except zlib.error as exc:
+                raise BadOutput(f"bad deflate stream: {exc}") from exc
+            total += len(piece)
+            if total > FRAME_INFLATE_MAX:
+                raise BadOutput(f"a frame inflates past {FRAME_INFLATE_MAX} bytes")
+            if z.eof:
+                raise BadOutput("the deflate stream ended")
+            data = z.unconsumed_tail
+            if not piece and data:
+                raise BadOutput("the deflate stream stalled")
+            if piece:
+                yield piece
+            if not data and len(piece) < INFLATE_PIECE:
+                return
 
     def _show(self, data: bytes) -> None:
         self._draw(data)

@@ -20,7 +20,10 @@ _TOKEN = re.compile(
     rb"|(?P<csi>\x1b\[(?P<params>[\x30-\x3f]*)[\x20-\x2f]*(?P<final>[\x40-\x7e]))"
     rb"|(?P<string>\x1b[\]PX^_][^\x07\x1b]*(?:\x07|\x1b\\))"
     rb"|(?P<esc>\x1b[\x20-\x2f]*[\x30-\x7e])"
-    rb"|(?P<ctl>[\x00-\x1a\x1c-\x1f\x7f])"
+    # Runs of controls that move the cursor only to the line's start or down (NUL, BEL, CR, LF,
+    # ...): one token per run, so a flood of them costs little. BS and TAB come one at a time.
+    rb"|(?P<ctls>[\x00-\x07\x0a-\x1a\x1c-\x1f\x7f]+)"
+    rb"|(?P<ctl>[\x08\x09])"
     rb"|(?P<utf8>[\xc2-\xf4][\x80-\xbf]*)"
     rb"|(?P<other>[\x80-\xff])"
 )
@@ -30,6 +33,7 @@ _PARTIAL = re.compile(
     rb"|[\xc2-\xf4][\x80-\xbf]{0,2})\Z"
 )
 _TAB = 8
+_MOVES = re.compile(rb"[\n\x0b\x0c\r]")
 # Parameters above this are clamped before parsing: no screen is that large (the wire allows
 # 10,000 columns), and int() of thousands of digits is slow or raises. A count is then clamped
 # to the screen again before any loop, so a hostile `CSI 999999999 I` costs nothing.
@@ -100,17 +104,23 @@ class WrapAt:
             out += self._cha()
 
     def _print_run(self, out: bytearray, text: bytes) -> None:
-        """A run of single-width characters."""
-        while text:
+        """A run of single-width characters (by position: no copying of what is left)."""
+        start, end = 0, len(text)
+        while start < end:
             if self.col >= self.cols:
                 self._wrap(out)
             room = self.cols - self.col
-            if not self.autowrap and len(text) > room:
-                text = text[: room - 1] + text[-1:]  # the rest would overwrite the last cell
-            piece, text = text[:room], text[room:]
-            out += piece
-            self._last = (piece[-1:], 1)
-            self.col += len(piece)
+            if not self.autowrap and end - start > room:
+                # The rest would overwrite the last cell: only the run's last character stays.
+                out += text[start : start + room - 1] + text[end - 1 : end]
+                start = end
+                self.col = self.cols
+            else:
+                piece = text[start : start + room]
+                out += piece
+                start += len(piece)
+                self.col += len(piece)
+            self._last = (text[start - 1 : start], 1)
             if not self.autowrap and self.col >= self.cols:
                 out += self._cha()  # the PTY's cursor stays on the last column
 
@@ -178,11 +188,25 @@ class WrapAt:
             if kind == "esc":
                 out += self._esc(tok)
                 continue
+            if kind == "ctls":
+                out += self._ctls(tok)
+                continue
             if kind == "ctl":
                 out += self._ctl(tok)
                 continue
             out += tok  # OSC, DCS and other strings: no cursor movement
         return bytes(out)
+
+    def _ctls(self, tok: bytes) -> bytes:
+        """A run of controls: a line feed (LF, VT, FF) clears a pending wrap, CR goes home."""
+        prefix = b""
+        if self.col >= self.cols:
+            moves = _MOVES.search(tok)
+            if moves is not None and tok[moves.start()] != 0x0D:
+                prefix = self._cha()
+        if b"\r" in tok:
+            self.col = 0
+        return prefix + tok
 
     def _ctl(self, tok: bytes) -> bytes:
         c = tok[0]
