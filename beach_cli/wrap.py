@@ -255,7 +255,7 @@ class WrapAt:
             col = min(arg(1), self.cols)
             self.col = col - 1
             return prefix + b"\x1b[%d;%d%s" % (min(arg(0), self.rows), col, f)
-        if f == b"C":
+        if f in (b"C", b"a"):  # CUF, HPR: forward, never past the PTY's edge
             if self.col + arg(0) >= self.cols:
                 self.col = self.cols - 1
                 return prefix + b"\x1b[%dG" % self.cols
