@@ -25,6 +25,7 @@ from .errors import (
     ProtocolError,
     RateLimited,
     Refused,
+    SecurityError,
     WrongToken,
 )
 from .keys import parse_token
@@ -224,6 +225,8 @@ class JoinSession:
                 return
             except HostAway as exc:
                 raise HostGone(f"lost the connection to the host: {exc}") from exc
+            except SecurityError:
+                raise  # a tampering server: trying again would only meet it again
             except RateLimited as exc:
                 last = exc.message
             except (WrongToken, Refused) as exc:
