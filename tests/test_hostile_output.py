@@ -18,6 +18,7 @@ import json
 import os
 import re
 import signal
+import sys
 import time
 import tracemalloc
 import zlib
@@ -419,3 +420,30 @@ def test_dropped_offer_says_what_timed_out(procs: Procs, tmp_path) -> None:
         assert st.server.state.get("dropped")
         host.send("exit\r")
         assert host.exit_code() == 0
+
+
+# A real `beach host` made hostile with beach's own modules: every snapshot it sends is a
+# deflate bomb (64 MiB of NULs in ~64 KiB), so every resync the joiner asks for is one too.
+BOMBING_HOST = (
+    "import sys, zlib\n"
+    "from beach_cli import fanout\n"
+    "z = zlib.compressobj(9, zlib.DEFLATED, fanout.WBITS)\n"
+    "BOMB = z.compress(bytes(64 << 20)) + z.flush(zlib.Z_FULL_FLUSH)\n"
+    "fanout.standalone = lambda data: BOMB\n"
+    "sys.argv = sys.argv[1:]\n"
+    "from beach_cli.cli import main\n"
+    "main()\n"
+)
+
+
+def test_a_bombing_host_makes_the_joiner_stop_with_exit_3(
+    procs: Procs, server: str, tmp_path
+) -> None:
+    host, info = start_host(procs, tmp_path, server, wrap=[sys.executable, "-c", BOMBING_HOST])
+    joiner = start_join(procs, info, cols=WIDE[0], rows=WIDE[1])
+    joiner.expect(r"cannot show the host's output \(BadOutput: a frame inflates past \d+ bytes\)")
+    joiner.expect("3 times in a row; giving up")
+    assert joiner.exit_code() == 3
+    assert "Traceback" not in joiner.transcript.getvalue()
+    host.send("exit\r")
+    assert host.exit_code() == 0
