@@ -21,6 +21,7 @@ from .errors import (
     ProtocolError,
     RateLimited,
     Refused,
+    SecurityError,
     ServerUnreachable,
     UnknownSession,
     WrongToken,
@@ -32,12 +33,18 @@ from .protocol import (
     E_RATE_LIMITED,
     E_TOO_MANY,
     E_UNKNOWN_SESSION,
+    R_PROTOCOL,
+    R_SECURITY,
+    R_TIMEOUT,
+    R_WRONG_TOKEN,
+    REJECT_REASONS,
     Frame,
     parse_payload,
     payload,
 )
 from .relay import RelayLink
 from .signaling import SignalingClient
+from .text import printable
 
 APPROVAL_WAIT = 130.0  # the host answers within 120 s or the answer is no
 # How long a direct or TURN path may take to open before frames go through the server.
@@ -54,7 +61,8 @@ def _kinds(cands: list[reach.Candidate]) -> str:
 
 
 def server_error(msg: dict[str, Any]) -> BeachError:
-    code, text = msg["code"], msg["message"]
+    # The server's words, never its control characters (an OSC 52 would set our clipboard).
+    code, text = msg["code"], printable(str(msg["message"]), 200)
     if code == E_UNKNOWN_SESSION:
         return UnknownSession(f"{text} (check the token, or the session has ended)")
     if code == E_HOST_AWAY:
@@ -67,11 +75,41 @@ def server_error(msg: dict[str, Any]) -> BeachError:
 
 
 def rejected(reason: str) -> BeachError:
-    if reason == "wrong token":
-        return WrongToken("the join token is wrong or no longer valid")
-    if reason == "denied":
-        return Refused("the host did not let you in")
-    return Refused(f"the host refused: {reason}")
+    """A `reject` travels unsealed (anyone on the path can forge one): show only the meaning
+    we know for its code, never its text."""
+    meaning = REJECT_REASONS.get(reason)
+    if meaning is None:
+        return Refused(
+            "the host refused this join attempt (for a reason this version does not know)"
+        )
+    if reason == R_WRONG_TOKEN:
+        return WrongToken(meaning)
+    if reason in (R_SECURITY, R_PROTOCOL):
+        return SecurityError(meaning)
+    if reason == R_TIMEOUT:
+        return ConnectTimeout(meaning)
+    return Refused(meaning)
+
+
+# The handshake's steps, in the only order an honest server delivers them; each names what
+# did not arrive if its wait runs out.
+_LATE = {
+    "pake": "the host did not answer within {t:.0f} s (its key exchange message never came)",
+    "confirm": "the host's key confirmation did not arrive within {t:.0f} s",
+    "offer": (
+        "the host's offer did not arrive within {t:.0f} s after the key was confirmed "
+        "(is the server passing messages on?)"
+    ),
+    "approval": "the host did not let you in within {t:.0f} s",
+    "open": (
+        "no connection to the host within {t:.0f} s "
+        "(no usable network path between the two machines?)"
+    ),
+}
+_REORDERED = (
+    "the server delivered the host's key exchange out of order ({what}); an honest server "
+    "never does: not connecting"
+)
 
 
 class Dialer:
@@ -152,17 +190,19 @@ class Dialer:
         offered = msg.get("ice_servers", sig.ice_servers)  # fresh TURN credentials, if any
         kx = KeyExchange("joiner", t.session, msg["peer"], t.role, t.secret)
         await sig.send("signal", to="host", data=await asyncio.to_thread(kx.start))
+        step = "pake"  # what we wait for next (see _LATE)
+        early: dict[str, Any] | None = None  # a confirmation that overtook the host's pake
         deadline = time.monotonic() + self._step
+        wait_for = self._step
         link: Any = None
         opened: asyncio.Future[None] | None = None
         try:
             while opened is None or not opened.done():
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    raise ConnectTimeout(
-                        f"no connection to the host within {self._step:.0f} s "
-                        "(no usable network path between the two machines?)"
-                    )
+                    if early is not None:
+                        raise SecurityError(_REORDERED.format(what="a confirmation, no key"))
+                    raise ConnectTimeout(_LATE[step].format(t=wait_for))
                 recv = asyncio.ensure_future(sig.recv(remaining))
                 waiters: set[asyncio.Future[Any]] = {recv} | ({opened} if opened else set())
                 done, _ = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
@@ -184,13 +224,28 @@ class Dialer:
                 if kind == "reject":
                     raise rejected(data["reason"])
                 if kind == "pake":
+                    if step != "pake":
+                        raise SecurityError(_REORDERED.format(what="a second key exchange"))
                     await asyncio.to_thread(kx.finish, data)
+                    step = "confirm"
+                    if early is not None:
+                        await self._reordered(sig, kx, early)
                 elif kind == "confirm":
+                    if step == "pake" and early is None:
+                        early = data  # judged once the key is there (see _reordered)
+                        continue
+                    if step != "confirm":
+                        raise SecurityError(_REORDERED.format(what="an unexpected confirmation"))
                     await self._confirm(sig, kx, data, resume)
                     status("key confirmed; connecting peer-to-peer")
+                    step, wait_for = "offer", self._step
+                    deadline = time.monotonic() + wait_for
                 elif kind == "sealed":
+                    if step in ("pake", "confirm"):
+                        raise SecurityError(_REORDERED.format(what="sealed before the key"))
                     sealed = kx.open(data)
                     if sealed["t"] == "offer" and link is None:
+                        step = "open"
                         rtc = await self._rtc
                         ice = merge(self.ice_servers, offered)
                         link = rtc.PeerLink(ice, self._on_frame, name="host")
@@ -218,8 +273,9 @@ class Dialer:
                         opened = asyncio.ensure_future(link.wait_open(wait))
                     elif sealed["t"] == "candidate" and link is not None:
                         await link.add_candidate(sealed)
-                    elif sealed["t"] == "wait":
+                    elif sealed["t"] == "wait" and link is None:
                         status("waiting for the host to let you in")
+                        step, wait_for = "approval", APPROVAL_WAIT
                         deadline = time.monotonic() + APPROVAL_WAIT
             if opened is not None and opened.exception() is not None:
                 if not isinstance(opened.exception(), ConnectTimeout):
@@ -259,7 +315,7 @@ class Dialer:
                         link._mark_lost("the host left")
                         return
                     elif msg["type"] == "error":
-                        log.warning("server: %s", msg["message"])
+                        log.warning("server: %s", printable(str(msg["message"])))
             except BeachError as exc:
                 link._mark_lost(f"lost the server: {exc.message}")
 
@@ -282,9 +338,25 @@ class Dialer:
             kx.verify(data)
         except WrongToken:
             with contextlib.suppress(BeachError):
-                await sig.send("signal", to="host", data=payload("reject", reason="wrong token"))
+                await sig.send("signal", to="host", data=payload("reject", reason=R_WRONG_TOKEN))
             raise
         await sig.send("signal", to="host", data=kx.confirmation())
         # First sealed word: who we were before, if this is a reconnect.
         await sig.send("signal", to="host", data=kx.seal({"t": "join", "resume": resume}))
         self.marks["keys"] = time.monotonic()
+
+    async def _reordered(
+        self, sig: SignalingClient, kx: KeyExchange, early: dict[str, Any]
+    ) -> None:
+        """The host's confirmation came before its key exchange: the server reorders. Still
+        check it, and if it holds, confirm our side too, so that the host knows this was the
+        right token and counts no wrong guess; then stop, as a security failure (the server is
+        not honest). If it does not hold, say nothing: never a "wrong token" that was not."""
+        try:
+            kx.verify(early)
+        except (WrongToken, ProtocolError):
+            pass
+        else:
+            with contextlib.suppress(BeachError):
+                await sig.send("signal", to="host", data=kx.confirmation())
+        raise SecurityError(_REORDERED.format(what="the confirmation before the key"))

@@ -9,6 +9,8 @@ import importlib
 import logging
 import time
 import zlib
+from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +25,7 @@ from .errors import (
     ProtocolError,
     RateLimited,
     Refused,
+    SecurityError,
     WrongToken,
 )
 from .keys import parse_token
@@ -42,6 +45,7 @@ from .protocol import (
 from .pty import ExitStatus
 from .resume import InputLog
 from .terminal import LocalTerminal, eprint
+from .text import printable
 from .viewport import Viewport
 
 log = logging.getLogger("beach.join")
@@ -64,6 +68,25 @@ LEAVE = (
     b"\x1b[?2004l\x1b[?1l\x1b>\x1b[0m\x1b7\x1b[r\x1b8\x1b[23;0t\r\n"
 )
 PUSH_TITLE = b"\x1b[22;0t"
+# Inflate a frame this much at a time, drawing each piece before inflating more, and letting
+# the loop run (keystrokes, Ctrl-] d, signals) between pieces...
+INFLATE_PIECE = 64 * 1024
+# ...and no more than this per frame. Legitimate frames stay far below it: the host never
+# queues more than 4 MiB of output for a joiner (it sends a fresh screen instead) and a
+# snapshot is at most ~1.5 MB. More is a deflate bomb: a bad frame, answered with a resync.
+FRAME_INFLATE_MAX = 8 * 1024 * 1024
+# Output that cannot be shown (a rendering error, a bad deflate stream, a bomb): start over
+# from a fresh screen. This many failures, each within RENDER_QUIET s of the one before, and
+# the joiner gives up instead of looping.
+RENDER_FAILURES = 3
+RENDER_QUIET = 30.0
+# Frames arriving while a large one is still being drawn wait (in order) up to this many
+# bytes; past it they are dropped for a fresh screen.
+FRAME_QUEUE_MAX = 8 * 1024 * 1024
+
+
+class BadOutput(Exception):
+    """A frame whose output cannot be shown; answered with a resync, never fatal at once."""
 
 
 @dataclass
@@ -87,6 +110,11 @@ class JoinSession:
         self._hello: Hello | None = None
         self._hello_event = asyncio.Event()
         self._awaiting_snapshot = False
+        self._failures = 0
+        self._last_failure = 0.0
+        self._drawing: asyncio.Task[None] | None = None  # the rest of a large frame
+        self._queue: deque[tuple[Frame, bytes]] = deque()  # frames behind it
+        self._queued = 0
         self._prefix = False
         self._drew = False
         self._raw = False
@@ -130,6 +158,7 @@ class JoinSession:
                     return self._done.result()
         finally:
             rtc.cancel()
+            self._stop_drawing()
             if self.link is not None:
                 await self.link.close()
             if self._drew:
@@ -140,6 +169,7 @@ class JoinSession:
     async def _greet(self) -> None:
         """HELLO both ways on a fresh channel, then resend keystrokes the host lacks."""
         self._hello, self._decompress = None, None
+        self._stop_drawing()
         self._hello_event.clear()
         cols, rows = self.term.size()
         features = (fanout.FEATURE,)
@@ -195,6 +225,8 @@ class JoinSession:
                 return
             except HostAway as exc:
                 raise HostGone(f"lost the connection to the host: {exc}") from exc
+            except SecurityError:
+                raise  # a tampering server: trying again would only meet it again
             except RateLimited as exc:
                 last = exc.message
             except (WrongToken, Refused) as exc:
@@ -224,7 +256,7 @@ class JoinSession:
         if not self._drew:
             return
         cols, rows = self.term.size()
-        line = f" beach: {text} ".ljust(cols)[:cols]
+        line = f" beach: {printable(text, cols)} ".ljust(cols)[:cols]
         self.term.write(f"\x1b7\x1b[{rows};1H\x1b[0;7m{line}\x1b[0m\x1b8".encode())
 
     def _finish(self, code: int, line: str) -> None:
@@ -235,14 +267,95 @@ class JoinSession:
     # -- frames from the host ------------------------------------------------------------------
 
     def _on_frame(self, kind: Frame, body: bytes) -> None:
-        try:
-            self._handle_frame(kind, body)
-        except (ProtocolError, zlib.error) as exc:
-            log.warning("bad frame from host: %s", exc)
-            if self._done is not None and not self._done.done():
-                self._done.set_exception(ProtocolError(f"the host sent a malformed frame: {exc}"))
+        if self._drawing is not None:  # a large frame is still being drawn: keep the order
+            if self._queued + len(body) > FRAME_QUEUE_MAX:
+                log.info(
+                    "more than %d bytes of frames waiting: asking for a fresh screen", self._queued
+                )
+                self._queue.clear()
+                self._queued = 0
+                self._resync()
+            self._queue.append((kind, body))
+            self._queued += len(body)
+            return
+        rest = self._guarded(kind, body)
+        if rest is not None:
+            self._drawing = asyncio.ensure_future(self._draw_rest(rest))
 
-    def _handle_frame(self, kind: Frame, body: bytes) -> None:
+    def _guarded(self, kind: Frame, body: bytes) -> Iterator[bytes] | None:
+        """Handle one frame; what is left of a large one to draw, if anything."""
+        try:
+            return self._handle_frame(kind, body)
+        except ProtocolError as exc:  # a frame that breaks the wire format: the host is broken
+            log.warning("bad frame from host: %s", exc)
+            self._fail(ProtocolError(f"the host sent a malformed frame: {exc}"))
+        except Exception as exc:  # showing output must never kill the channel
+            self._render_failed(exc)
+        return None
+
+    async def _draw_rest(self, rest: Iterator[bytes] | None) -> None:
+        """Draw a large frame a piece at a time, then the frames that queued behind it."""
+        try:
+            while rest is not None:
+                try:
+                    for piece in rest:
+                        await asyncio.sleep(0)
+                        self._show(piece)
+                        if self._awaiting_snapshot:
+                            break
+                except Exception as exc:  # showing output must never kill the channel
+                    self._render_failed(exc)
+                rest = None
+                while rest is None and self._queue:
+                    kind, body = self._queue.popleft()
+                    self._queued -= len(body)
+                    rest = self._guarded(kind, body)
+        finally:
+            self._drawing = None
+
+    def _stop_drawing(self) -> None:
+        if self._drawing is not None:
+            self._drawing.cancel()
+            self._drawing = None
+        self._queue.clear()
+        self._queued = 0
+
+    def _fail(self, exc: BeachError) -> None:
+        if self._done is not None and not self._done.done():
+            self._done.set_exception(exc)
+
+    def _render_failed(self, exc: Exception) -> None:
+        """Output we could not show: forget the screen state and ask for a fresh screen. The
+        same failure again and again (a snapshot that replays it) ends the session instead."""
+        now = time.monotonic()
+        if now - self._last_failure > RENDER_QUIET:
+            self._failures = 0
+        self._failures += 1
+        self._last_failure = now
+        what = printable(f"{type(exc).__name__}: {exc}", 120)
+        log.warning("cannot show the host's output (%s); asking for a fresh screen", what)
+        if self._failures >= RENDER_FAILURES:
+            self._fail(
+                ProtocolError(
+                    f"cannot show the host's output ({what}), {self._failures} times in a row; "
+                    "giving up"
+                )
+            )
+            return
+        self._resync()
+        if self.pty_size is not None:  # forget the cursor and modes it followed
+            self.viewport = Viewport(self.term.size(), self.pty_size)
+            self._fit()  # the scroll region again, for the fresh screen
+
+    def _resync(self) -> None:
+        """Drop what is not shown yet and wait for a fresh screen; OUTPUT until then is skipped
+        without inflating it (a SNAPSHOT starts a deflate stream of its own)."""
+        self._awaiting_snapshot = True
+        self.term.discard_pending()
+        if self.link is not None:
+            self.link.send(encode_frame(Frame.SNAPSHOT))
+
+    def _handle_frame(self, kind: Frame, body: bytes) -> Iterator[bytes] | None:
         if kind == Frame.HELLO and self._hello is None:
             self._hello = decode_hello(body)
             if fanout.FEATURE in self._hello.features:
@@ -251,19 +364,19 @@ class JoinSession:
             self.viewport = Viewport(self.term.size(), self.pty_size)
             self._hello_event.set()
         elif kind in (Frame.OUTPUT, Frame.SNAPSHOT):
-            if self._decompress is not None:
-                body = self._decompress.decompress(body)
             if kind == Frame.SNAPSHOT:
                 self._awaiting_snapshot = False
+                if self._decompress is not None:
+                    self._decompress = fanout.decoder()
             elif self._awaiting_snapshot:
-                return
-            self._draw(body)
-            if self.term.pending > LOCAL_BACKLOG and not self._awaiting_snapshot:
-                # Our own terminal is far behind: skip to the present rather than replay.
-                log.info("terminal %d bytes behind: asking for a fresh screen", self.term.pending)
-                self._awaiting_snapshot = True
-                self.term.discard_pending()
-                self.link.send(encode_frame(Frame.SNAPSHOT))
+                return None
+            pieces = iter((body,)) if self._decompress is None else self._inflate(body)
+            for piece in pieces:
+                self._show(piece)
+                if self._awaiting_snapshot:
+                    return None
+                if len(piece) >= INFLATE_PIECE:
+                    return pieces  # maybe more: drawn with the loop running in between
         elif kind == Frame.ACK:
             self.inputs.ack(decode_ack(body))
         elif kind == Frame.RESIZE:
@@ -273,7 +386,35 @@ class JoinSession:
             code, sig = decode_exit(body)
             self._finish(code, f"the host's shell {ExitStatus(code, sig).describe()}")
         elif kind == Frame.NOTICE:
-            self._title(body.decode(errors="replace")[:200])
+            self._title(body.decode(errors="replace"))
+
+    def _inflate(self, data: bytes) -> Iterator[bytes]:
+        """One frame's output, inflated a piece at a time and never past FRAME_INFLATE_MAX."""
+        z, total = self._decompress, 0
+        while True:
+            try:
+                piece = z.decompress(data, INFLATE_PIECE)
+            except zlib.error as exc:
+                raise BadOutput(f"bad deflate stream: {exc}") from exc
+            total += len(piece)
+            if total > FRAME_INFLATE_MAX:
+                raise BadOutput(f"a frame inflates past {FRAME_INFLATE_MAX} bytes")
+            if z.eof:
+                raise BadOutput("the deflate stream ended")
+            data = z.unconsumed_tail
+            if not piece and data:
+                raise BadOutput("the deflate stream stalled")
+            if piece:
+                yield piece
+            if not data and len(piece) < INFLATE_PIECE:
+                return
+
+    def _show(self, data: bytes) -> None:
+        self._draw(data)
+        if self.term.pending > LOCAL_BACKLOG and not self._awaiting_snapshot:
+            # Our own terminal is far behind: skip to the present rather than replay.
+            log.info("terminal %d bytes behind: asking for a fresh screen", self.term.pending)
+            self._resync()
 
     def _draw(self, data: bytes) -> None:
         if not self._drew:
@@ -295,7 +436,7 @@ class JoinSession:
 
     def _title(self, text: str) -> None:
         if self.term.out_is_tty and self._raw:
-            self.term.set_title(text)
+            self.term.set_title(printable(text, 200))
 
     # -- keystrokes ------------------------------------------------------------------------------
 

@@ -15,12 +15,19 @@ from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from . import fanout
-from .errors import BeachError, ProtocolError, Refused, WrongToken
+from .errors import BeachError, ConnectTimeout, ProtocolError, Refused, SecurityError, WrongToken
 from .keys import ROLES, KeyExchange
 from .link import HIGH_WATER
 from .protocol import (
     FRAME_VERSION,
     MAX_CHUNK_BYTES,
+    R_DENIED,
+    R_NOT_ACCEPTING,
+    R_PROTOCOL,
+    R_SECURITY,
+    R_TIMEOUT,
+    R_WRONG_TOKEN,
+    REJECT_REASONS,
     Frame,
     Hello,
     decode_hello,
@@ -110,23 +117,27 @@ class RemotePeer:
             if self.host.opts.approve and not resumed:  # a returning joiner was let in before
                 await self.host.signal(self.id, kx.seal({"t": "wait"}))
                 if not await self.host.approve(self):
-                    raise Refused("denied")
+                    raise Refused(R_DENIED)
             await asyncio.wait_for(self._connect(kx), self._timeout)
             assert self.link is not None
             self.state = "live"
             self.host.peer_live(self)
             await self.link.lost.wait()
             log.info("peer %s: %s", self.id, self.link.lost_reason)
+        # Rejects name a code, never text: they travel unsealed (see protocol.REJECT_REASONS).
         except WrongToken:
-            await self._reject("wrong token")
+            await self._reject(R_WRONG_TOKEN)
         except Refused as exc:
-            await self._reject(exc.message)
-        except TimeoutError:
-            log.info("peer %s: handshake timed out", self.id)
-            await self._reject("handshake timed out")
-        except (BeachError, ProtocolError) as exc:
+            await self._reject(exc.message if exc.message in REJECT_REASONS else R_NOT_ACCEPTING)
+        except (TimeoutError, ConnectTimeout) as exc:
+            log.info("peer %s: handshake timed out (%s)", self.id, exc)
+            await self._reject(R_TIMEOUT)
+        except SecurityError as exc:  # a sealed message that failed to open, or a replay
             log.info("peer %s: %s", self.id, exc)
-            await self._reject(str(exc))
+            await self._reject(R_SECURITY)
+        except BeachError as exc:  # a message out of order or malformed
+            log.info("peer %s: %s", self.id, exc)
+            await self._reject(R_PROTOCOL)
         except asyncio.CancelledError:
             raise
         except Exception:

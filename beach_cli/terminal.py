@@ -17,6 +17,7 @@ import tty
 from collections.abc import Callable
 
 from .pty import get_winsize
+from .text import printable
 
 DEFAULT_SIZE = (80, 24)
 
@@ -130,7 +131,7 @@ class LocalTerminal:
 
     def set_title(self, text: str) -> None:
         """The window title (OSC 2), with anything that could end the sequence early removed."""
-        safe = "".join(ch for ch in text if ch.isprintable())
+        safe = printable(text, 200)
         self.write(f"\x1b]2;{safe}\x07".encode())
 
     # -- input -------------------------------------------------------------------------------------

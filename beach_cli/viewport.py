@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 
-from .wrap import WrapAt
+from .wrap import WrapAt, param
 
 # Set or reset the scroll region: ESC [ top ; bottom r (both optional).
 _DECSTBM = re.compile(rb"\x1b\[(\d*)(?:;(\d*))?r")
@@ -34,9 +34,9 @@ class Viewport:
         if self.window[0] <= self.pty[0]:
             self._wrap = None
         elif self._wrap is None:
-            self._wrap = WrapAt(self.pty[0])
-        else:  # keep following the cursor; only the edge moves
-            self._wrap.cols = self.pty[0]
+            self._wrap = WrapAt(*self.pty)
+        else:  # keep following the cursor; only the edges move
+            self._wrap.cols, self._wrap.rows = self.pty
             self._wrap.col = min(self._wrap.col, self.pty[0])
 
     @property
@@ -84,10 +84,10 @@ class Viewport:
         rows = self.pty[1]
 
         def clamp(m: re.Match[bytes]) -> bytes:
-            top = int(m.group(1) or 1)
-            bottom = int(m.group(2) or 0)
+            top = min(param(m.group(1), 1), rows)  # never parsed into a giant int
+            bottom = param(m.group(2) or b"")
             bottom = rows if bottom == 0 or bottom > rows else bottom
-            return b"\x1b[%d;%dr" % (max(top, 1), bottom)
+            return b"\x1b[%d;%dr" % (top, bottom)
 
         data = _DECSTBM.sub(clamp, data)
         return _RESETS.sub(lambda m: m.group() + self._region(), data)

@@ -20,7 +20,10 @@ _TOKEN = re.compile(
     rb"|(?P<csi>\x1b\[(?P<params>[\x30-\x3f]*)[\x20-\x2f]*(?P<final>[\x40-\x7e]))"
     rb"|(?P<string>\x1b[\]PX^_][^\x07\x1b]*(?:\x07|\x1b\\))"
     rb"|(?P<esc>\x1b[\x20-\x2f]*[\x30-\x7e])"
-    rb"|(?P<ctl>[\x00-\x1a\x1c-\x1f\x7f])"
+    # Runs of controls that move the cursor only to the line's start or down (NUL, BEL, CR, LF,
+    # ...): one token per run, so a flood of them costs little. BS and TAB come one at a time.
+    rb"|(?P<ctls>[\x00-\x07\x0a-\x1a\x1c-\x1f\x7f]+)"
+    rb"|(?P<ctl>[\x08\x09])"
     rb"|(?P<utf8>[\xc2-\xf4][\x80-\xbf]*)"
     rb"|(?P<other>[\x80-\xff])"
 )
@@ -30,6 +33,12 @@ _PARTIAL = re.compile(
     rb"|[\xc2-\xf4][\x80-\xbf]{0,2})\Z"
 )
 _TAB = 8
+_MOVES = re.compile(rb"[\n\x0b\x0c\r]")
+# Parameters above this are clamped before parsing: no screen is that large (the wire allows
+# 10,000 columns), and int() of thousands of digits is slow or raises. A count is then clamped
+# to the screen again before any loop, so a hostile `CSI 999999999 I` costs nothing.
+PARAM_MAX = 65535
+_PARAM_DIGITS = len(str(PARAM_MAX))
 _CLEARS_WRAP = frozenset(bytes([c]) for c in b"ABCDEFGHIJKLMPXZadef`@r")
 
 
@@ -47,6 +56,16 @@ def _incomplete_tail(data: bytes) -> int:
     return tail.start()
 
 
+def param(digits: bytes, default: int = 0) -> int:
+    """One numeric parameter of a control sequence, clamped to PARAM_MAX (never a giant int)."""
+    digits = digits.lstrip(b"0")
+    if not digits:
+        return default
+    if len(digits) > _PARAM_DIGITS:
+        return PARAM_MAX
+    return min(int(digits), PARAM_MAX)
+
+
 def char_width(ch: str) -> int:
     if unicodedata.combining(ch) or unicodedata.category(ch) in ("Mn", "Me", "Cf"):
         return 0
@@ -54,8 +73,10 @@ def char_width(ch: str) -> int:
 
 
 class WrapAt:
-    def __init__(self, cols: int) -> None:
+    def __init__(self, cols: int, rows: int = PARAM_MAX) -> None:
         self.cols = cols
+        self.rows = rows
+        self._last: tuple[bytes, int] | None = None  # the last character printed, its width
         self.col = 0  # 0-based; == cols means "wrap pending" (the cursor sits past the edge)
         self.autowrap = True
         self._saved: tuple[int, bool] | None = None
@@ -83,16 +104,23 @@ class WrapAt:
             out += self._cha()
 
     def _print_run(self, out: bytearray, text: bytes) -> None:
-        """A run of single-width characters."""
-        while text:
+        """A run of single-width characters (by position: no copying of what is left)."""
+        start, end = 0, len(text)
+        while start < end:
             if self.col >= self.cols:
                 self._wrap(out)
             room = self.cols - self.col
-            if not self.autowrap and len(text) > room:
-                text = text[: room - 1] + text[-1:]  # the rest would overwrite the last cell
-            piece, text = text[:room], text[room:]
-            out += piece
-            self.col += len(piece)
+            if not self.autowrap and end - start > room:
+                # The rest would overwrite the last cell: only the run's last character stays.
+                out += text[start : start + room - 1] + text[end - 1 : end]
+                start = end
+                self.col = self.cols
+            else:
+                piece = text[start : start + room]
+                out += piece
+                start += len(piece)
+                self.col += len(piece)
+            self._last = (text[start - 1 : start], 1)
             if not self.autowrap and self.col >= self.cols:
                 out += self._cha()  # the PTY's cursor stays on the last column
 
@@ -103,9 +131,33 @@ class WrapAt:
             self.col = self.cols - width
             out += b"\x1b[%dG" % (self.col + 1)
         out += char
+        self._last = (char, width)
         self.col = min(self.col + width, self.cols)
         if not self.autowrap and self.col >= self.cols:
             out += self._cha()
+
+    def _repeat(self, n: int) -> bytes:
+        """REP (`CSI n b`): the last character n more times, wrapped at the PTY's edge. One
+        character and one shorter REP per line, so the cost follows lines, not n."""
+        out = bytearray()
+        if self._last is None:
+            return b""  # nothing to repeat: the PTY's terminal repeats nothing either
+        char, width = self._last
+        while n > 0:
+            if self.col + width > self.cols:  # not on this line: wrap, or overwrite the edge
+                self._print_char(out, char, width)
+                n -= 1
+                if not self.autowrap:
+                    break  # the rest overwrite the same cells with the same character
+                continue
+            k = min((self.cols - self.col) // width, n)
+            out += char + (b"\x1b[%db" % (k - 1) if k > 1 else b"")
+            self.col += k * width
+            n -= k
+            if not self.autowrap and self.col >= self.cols:
+                out += self._cha()
+                break
+        return bytes(out)
 
     def feed(self, data: bytes) -> bytes:
         if self._carry:
@@ -136,11 +188,25 @@ class WrapAt:
             if kind == "esc":
                 out += self._esc(tok)
                 continue
+            if kind == "ctls":
+                out += self._ctls(tok)
+                continue
             if kind == "ctl":
                 out += self._ctl(tok)
                 continue
             out += tok  # OSC, DCS and other strings: no cursor movement
         return bytes(out)
+
+    def _ctls(self, tok: bytes) -> bytes:
+        """A run of controls: a line feed (LF, VT, FF) clears a pending wrap, CR goes home."""
+        prefix = b""
+        if self.col >= self.cols:
+            moves = _MOVES.search(tok)
+            if moves is not None and tok[moves.start()] != 0x0D:
+                prefix = self._cha()
+        if b"\r" in tok:
+            self.col = 0
+        return prefix + tok
 
     def _ctl(self, tok: bytes) -> bytes:
         c = tok[0]
@@ -176,7 +242,7 @@ class WrapAt:
             return prefix + tok
         if not params.replace(b";", b"").isdigit() and params:
             return prefix + tok
-        nums = [int(p) if p else 0 for p in params.split(b";")] if params else []
+        nums = [param(p) for p in params.split(b";")] if params else []
 
         def arg(i: int, default: int = 1) -> int:
             return nums[i] if len(nums) > i and nums[i] else default
@@ -188,8 +254,8 @@ class WrapAt:
         if f in (b"H", b"f"):
             col = min(arg(1), self.cols)
             self.col = col - 1
-            return prefix + b"\x1b[%d;%d%s" % (arg(0), col, f)
-        if f == b"C":
+            return prefix + b"\x1b[%d;%d%s" % (min(arg(0), self.rows), col, f)
+        if f in (b"C", b"a"):  # CUF, HPR: forward, never past the PTY's edge
             if self.col + arg(0) >= self.cols:
                 self.col = self.cols - 1
                 return prefix + b"\x1b[%dG" % self.cols
@@ -198,13 +264,16 @@ class WrapAt:
             self.col = max(self.col - arg(0), 0)
         elif f in (b"E", b"F", b"r", b"L", b"M"):
             self.col = 0
-        elif f == b"I":
-            for _ in range(arg(0)):
-                self.col = min((self.col // _TAB + 1) * _TAB, self.cols - 1)
+        elif f == b"I":  # n tab stops forward, stopping at the PTY's last column
+            n = min(arg(0), self.cols)
+            self.col = min((self.col // _TAB + n) * _TAB, self.cols - 1)
             return prefix + b"\x1b[%dG" % (self.col + 1)
-        elif f == b"Z":
-            for _ in range(arg(0)):
-                self.col = max((self.col - 1) // _TAB * _TAB, 0)
+        elif f == b"Z":  # n tab stops back, stopping at the first column
+            n = min(arg(0), self.cols)
+            self.col = max(((self.col - 1) // _TAB - (n - 1)) * _TAB, 0) if self.col else 0
+            return prefix + b"\x1b[%dG" % (self.col + 1)
+        elif f == b"b":
+            return prefix + self._repeat(min(arg(0), self.cols * self.rows))
         elif f == b"@":
             # Inserted blanks push cells past the PTY's edge, where the PTY's terminal drops
             # them: drop them here too, or a later delete would pull them back into view.
@@ -223,7 +292,7 @@ class WrapAt:
         if code == b"8":
             return tok + self._restored()
         if code == b"c":
-            self.col, self.autowrap, self._saved = 0, True, None
+            self.col, self.autowrap, self._saved, self._last = 0, True, None, None
             return tok
         prefix = self._cha() if self.col >= self.cols and code in (b"D", b"M", b"E") else b""
         if code == b"E":

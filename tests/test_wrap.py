@@ -101,3 +101,102 @@ def test_random_streams() -> None:
         cut = rng.randint(0, len(stream))
         truth, seen = both(stream[:cut], stream[cut:])
         assert_same_screen(truth, seen)
+
+
+# -- hostile parameters (issue 11, item 3) -------------------------------------------------------
+# Any read-write joiner can print these; none may freeze or crash a wider or taller joiner.
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from beach_cli.viewport import Viewport  # noqa: E402
+from beach_cli.wrap import PARAM_MAX, param  # noqa: E402
+
+ABSURD = st.sampled_from(
+    [b"", b"0", b"1", b"7", b"80", b"999999999", b"4294967296", b"9" * 5000, b"0" * 6000 + b"5"]
+)
+FINALS = st.sampled_from(list(b"@ABCDEFGHIJKLMPSTXZ`abcdefghlmnqrsu"))
+
+
+@st.composite
+def hostile_piece(draw: st.DrawFn) -> bytes:
+    kind = draw(st.sampled_from(["csi", "private", "text", "ctl", "esc", "osc"]))
+    if kind == "csi":
+        params = b";".join(draw(st.lists(ABSURD, min_size=0, max_size=3)))
+        return b"\x1b[" + params + bytes([draw(FINALS)])
+    if kind == "private":
+        return b"\x1b[?" + draw(ABSURD) + draw(st.sampled_from([b"h", b"l"]))
+    if kind == "text":
+        return draw(st.sampled_from([b"abc", b"x" * 30, "漢".encode(), b"\xff", b"e\xcc\x81"]))
+    if kind == "ctl":
+        return draw(st.sampled_from([b"\r", b"\n", b"\t", b"\b", b"\0" * 50, b"\r\n"]))
+    if kind == "esc":
+        return draw(st.sampled_from([b"\x1b7", b"\x1b8", b"\x1bc", b"\x1bD", b"\x1bM", b"\x1bE"]))
+    return b"\x1b]0;" + draw(ABSURD)[:100] + b"\x07"
+
+
+@settings(max_examples=300, deadline=2000)
+@given(st.lists(hostile_piece(), min_size=1, max_size=40), st.integers(0, 200))
+def test_absurd_parameters_never_raise_nor_loop(pieces: list[bytes], cut: int) -> None:
+    stream = b"".join(pieces)
+    view = Viewport((WIDE, ROWS + 10), (COLS, ROWS))  # wider and taller: wrap and clamp on
+    out = view.filter(stream[:cut]) + view.filter(stream[cut:])
+    assert view._wrap is not None and 0 <= view._wrap.col <= COLS
+    # Bounded: at most a few bytes per byte in, plus one line's worth per repeat.
+    assert len(out) <= 4 * len(stream) + 64 * ROWS * stream.count(b"b") + 64
+
+
+@st.composite
+def pyte_piece(draw: st.DrawFn) -> bytes:
+    """A sequence pyte implements (it caps counts at 9999) with an absurd count, or text."""
+    if draw(st.booleans()):
+        return draw(st.sampled_from([b"abc ", b"x" * 30, "漢".encode(), b"\r\n", b"\t", b"\b"]))
+    count = draw(st.sampled_from([b"", b"1", b"80", b"999999999", b"4294967296"]))
+    if draw(st.booleans()):
+        final = draw(st.sampled_from(list(b"Hf")))
+        other = draw(st.sampled_from([b"1", b"999999999"]))
+        return b"\x1b[" + count + b";" + other + bytes([final])
+    final = draw(st.sampled_from(list(b"@ABCDEGJKLMPXad")))
+    if final in b"JK":  # erasures take a mode, not a count
+        count = draw(st.sampled_from([b"", b"0", b"1", b"2"]))
+    return b"\x1b[" + count + bytes([final])
+
+
+@settings(max_examples=200, deadline=2000)
+@given(st.lists(pyte_piece(), min_size=1, max_size=30))
+def test_absurd_counts_match_the_pty(pieces: list[bytes]) -> None:
+    """Where pyte knows the sequence, the wider screen matches the PTY-sized one."""
+    truth, seen = both(b"".join(pieces))
+    assert_same_screen(truth, seen)
+
+
+def test_param_is_clamped_without_parsing_giant_ints() -> None:
+    assert param(b"9" * 100_000) == PARAM_MAX
+    assert param(b"0" * 100_000 + b"7") == 7
+    assert param(b"") == 0 and param(b"", 1) == 1
+
+
+def test_tab_forward_with_a_huge_count_stops_at_the_pty_edge() -> None:
+    # The old loop ran once per count: 999999999 of them froze the joiner for ~4 minutes.
+    wrap = WrapAt(COLS, ROWS)
+    out = wrap.feed(b"A\x1b[999999999IX\x1b[4294967296Z<")
+    seen = XtermScreen(WIDE, ROWS)
+    pyte.ByteStream(seen).feed(out)
+    assert seen.display[0][COLS - 1] == "X" and seen.display[0][0] == "<"
+    assert seen.display[0][COLS:].strip() == ""
+
+
+def test_scroll_region_with_a_5000_digit_parameter_is_clamped() -> None:
+    view = Viewport((COLS, ROWS + 10), (COLS, ROWS))
+    assert view.filter(b"\x1b[" + b"9" * 5000 + b";" + b"9" * 5000 + b"r") == (
+        b"\x1b[%d;%dr" % (ROWS, ROWS)
+    )
+    assert view.filter(b"\x1b[2;" + b"9" * 5000 + b"r") == b"\x1b[2;%dr" % ROWS
+
+
+def test_repeat_wraps_at_the_pty_edge_in_lines_not_characters() -> None:
+    wrap = WrapAt(COLS, ROWS)
+    out = wrap.feed(b"ab\x1b[45b|")  # 45 more b: the rest of this line, a full one, then 7
+    assert out == b"abb\x1b[17b\r\nbb\x1b[18b\r\nbb\x1b[5b|"
+    huge = WrapAt(COLS, ROWS).feed(b"x\x1b[999999999b")
+    assert len(huge) < 16 * (ROWS + 2)  # one short REP per line, never a character each
