@@ -80,6 +80,7 @@ SERVER_SAMPLES: dict[str, list[Fields]] = {
     "signal": [{"from": "p1", "data": {"k": "sealed", "n": 0, "c": "Y2lwaGVy"}}],
     "relay": [{"from": "p1", "data": "c2VhbGVk"}],
     "error": [{"code": "unknown_session", "message": "no such session"}],
+    "joins_refused": [{"code": "rate_limited", "count": 3}],
 }
 
 Encoder = Callable[..., str]
