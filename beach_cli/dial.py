@@ -33,6 +33,7 @@ from .protocol import (
     E_RATE_LIMITED,
     E_TOO_MANY,
     E_UNKNOWN_SESSION,
+    HOLD_MAX,
     R_PROTOCOL,
     R_SECURITY,
     R_TIMEOUT,
@@ -223,6 +224,14 @@ class Dialer:
                 kind = data["k"]
                 if kind == "reject":
                     raise rejected(data["reason"])
+                if kind == "hold":  # the host slows attempts after wrong tokens
+                    if step != "pake":
+                        raise SecurityError(_REORDERED.format(what="a hold after the key"))
+                    held = min(data["s"], HOLD_MAX)
+                    status(f"the host is slowing joins after wrong tokens: waiting up to {held} s")
+                    wait_for = held + self._step
+                    deadline = time.monotonic() + wait_for
+                    continue
                 if kind == "pake":
                     if step != "pake":
                         raise SecurityError(_REORDERED.format(what="a second key exchange"))

@@ -13,13 +13,16 @@ import asyncio
 import contextlib
 import math
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 FREE_GUESSES = 3  # typos: no delay for the first few wrong tokens
 FIRST_DELAY = 1.0  # then 1, 2, 4 ... seconds between attempts,
 MAX_DELAY = 60.0  # up to one guess a minute
 DEFAULT_GUESS_LIMIT = 10  # wrong guesses at one secret before it is replaced
 FORGET_AFTER = 600.0  # a role without a wrong guess for this long has no delay again
+# Longest an attempt queues behind others of its role before it is turned away (as timed out);
+# with the delay after it, still within the joiner's protocol.HOLD_MAX.
+QUEUE_MAX = 110.0
 
 
 def delay_after(strikes: int) -> float:
@@ -73,16 +76,22 @@ class GuessGate:
 
     @contextlib.asynccontextmanager
     async def turn(
-        self, who: str, on_wait: Callable[[float], None] | None = None
+        self, who: str, on_hold: Callable[[float], Awaitable[None]] | None = None
     ) -> AsyncIterator[Attempt]:
         """Wait for this role's turn and delay; the body runs one handshake and marks the
-        attempt. A spent, unverified attempt is counted before the next one may start."""
-        await self._lock.acquire()
+        attempt. A spent, unverified attempt is counted before the next one may start.
+        `on_hold(seconds)` hears how long the attempt may wait, before each wait (the joiner
+        is told, so that its own deadline allows for it). Queueing longer than QUEUE_MAX
+        raises TimeoutError."""
+        if self._lock.locked() and on_hold is not None:
+            await on_hold(QUEUE_MAX + self.next_delay())
+        async with asyncio.timeout(QUEUE_MAX):
+            await self._lock.acquire()
         try:
             wait = self.wait_left()
             if wait > 0:
-                if on_wait is not None:
-                    on_wait(wait)
+                if on_hold is not None:
+                    await on_hold(wait)
                 await asyncio.sleep(wait)
             attempt = Attempt(who)
             try:

@@ -399,10 +399,6 @@ class HostSession:
             self.notify(f"{peer.label} left")
         self.sizes_changed()
 
-    def failed_attempt(self, peer: RemotePeer) -> None:
-        """A joiner spent a guess and failed (counted, and shown, by `_wrong_guess`)."""
-        log.debug("peer %s: wrong token attempt over", peer.id)
-
     def _wrong_guess(self, gate: GuessGate, who: str) -> None:
         """Runs as the wrong guess is counted, before the role's next attempt may start."""
         name = ROLE_NAMES[gate.role]

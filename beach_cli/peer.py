@@ -10,16 +10,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from . import fanout
 from .errors import BeachError, ConnectTimeout, ProtocolError, Refused, SecurityError, WrongToken
+from .guesses import MAX_DELAY
 from .keys import ROLES, KeyExchange
 from .link import HIGH_WATER
 from .protocol import (
     FRAME_VERSION,
+    HOLD_MAX,
     MAX_CHUNK_BYTES,
     R_DENIED,
     R_NOT_ACCEPTING,
@@ -100,8 +103,6 @@ class RemotePeer:
         self._timeout = max(HANDSHAKE_TIMEOUT, host.opts.connect_timeout)
         self.resume_id: str | None = None
         self.record: ResumeRecord | None = None
-        self._guessed = False  # the joiner has our SPAKE2 message: it spent one guess
-        self._verified = False
         self.task = asyncio.create_task(self._run(), name=f"peer-{peer_id}")
 
     @property
@@ -112,7 +113,7 @@ class RemotePeer:
 
     async def _run(self) -> None:
         try:
-            kx = await asyncio.wait_for(self._authenticate(), self._timeout)
+            kx = await self._authenticate()  # its own deadlines: a guess delay is no timeout
             resumed = await asyncio.wait_for(self._identify(kx), self._timeout)
             if self.host.opts.approve and not resumed:  # a returning joiner was let in before
                 await self.host.signal(self.id, kx.seal({"t": "wait"}))
@@ -143,10 +144,6 @@ class RemotePeer:
         except Exception:
             log.exception("peer %s: unexpected error", self.id)
         finally:
-            if self._guessed and not self._verified:
-                # Wrong token, or a joiner that checked our confirmation and vanished: either
-                # way one guess at the secret was spent.
-                self.host.failed_attempt(self)
             self.state = "closed"
             if self._ack_timer is not None:
                 self._ack_timer.cancel()
@@ -174,28 +171,35 @@ class RemotePeer:
     async def _authenticate(self) -> KeyExchange:
         """SPAKE2 and key confirmation; raises WrongToken if the joiner's secret differs."""
         # The joiner speaks first and names the role its token is for.
-        theirs = await self._next("pake")
+        theirs = await asyncio.wait_for(self._next("pake"), self._timeout)
         if not self.host.accepting:
-            raise Refused("the host no longer accepts joiners")
+            raise Refused(R_NOT_ACCEPTING)
         role = theirs.get("role")
         if role not in ROLES:
             raise ProtocolError("unknown role")
         self.role = role
         # Attempts of one role take turns, each after the delay its wrong guesses have earned.
-        gate = self.host.guesses[role]
-        async with gate.turn(self.label, lambda wait: self.host.guess_wait(self, wait)) as turn:
+        async with self.host.guesses[role].turn(self.label, self._hold) as turn:
             if not self.host.accepting:  # the guess limit was reached while this one waited
-                raise Refused("the host no longer accepts joiners")
-            # The secret is read after the wait: a rotation meanwhile counts.
-            kx = KeyExchange("host", self.host.session_id, self.id, role, self.host.secret(role))
-            ours = await asyncio.to_thread(kx.start)
-            await asyncio.to_thread(kx.finish, theirs)
-            self._guessed = turn.spent = True
-            await self.host.signal(self.id, ours)
-            await self.host.signal(self.id, kx.confirmation())
-            kx.verify(await self._next("confirm"))
-            self._verified = turn.verified = True
+                raise Refused(R_NOT_ACCEPTING)
+            async with asyncio.timeout(self._timeout):
+                # The secret is read after the wait: a rotation meanwhile counts.
+                secret = self.host.secret(role)
+                kx = KeyExchange("host", self.host.session_id, self.id, role, secret)
+                ours = await asyncio.to_thread(kx.start)
+                await asyncio.to_thread(kx.finish, theirs)
+                turn.spent = True
+                await self.host.signal(self.id, ours)
+                await self.host.signal(self.id, kx.confirmation())
+                kx.verify(await self._next("confirm"))
+                turn.verified = True
         return kx
+
+    async def _hold(self, seconds: float) -> None:
+        """This attempt waits for its turn: tell the joiner, whose deadline must allow it."""
+        if seconds <= MAX_DELAY:  # a guess delay (queueing behind others says nothing new)
+            self.host.guess_wait(self, seconds)
+        await self.host.signal(self.id, payload("hold", s=min(math.ceil(seconds), HOLD_MAX)))
 
     async def _identify(self, kx: KeyExchange) -> bool:
         """The joiner's first sealed message names the identity of an earlier connection, if

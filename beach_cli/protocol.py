@@ -187,6 +187,7 @@ def server_message(mtype: str, **fields: Any) -> str:
 # "confirm" {mac}            key confirmation (base64 HMAC over the transcript)
 # "sealed"  {n, c}           AEAD ciphertext (base64) with its sequence number
 # "reject"  {reason}         the host refuses this attempt (wrong secret, denied, full)
+# "hold"    {s}              the host will answer after s seconds (guess delays)
 # A `reject` names its reason with one of these codes, never free text: it travels unsealed,
 # so a joiner prints only the meaning it knows for a code (a server could forge any text).
 R_WRONG_TOKEN = "wrong token"  # either side: the key confirmation did not match
@@ -211,7 +212,12 @@ PAYLOADS: dict[str, _Spec] = {
     "confirm": {"mac": (str, True, 100)},
     "sealed": {"n": (int, True, 0), "c": (str, True, MAX_MESSAGE_BYTES)},
     "reject": {"reason": (str, True, 200)},
+    # host -> joiner, before its SPAKE2 message: this attempt waits `s` seconds for its turn
+    # (wrong tokens earlier made the host slow down). Unsealed, so a joiner only extends its
+    # own deadline by it, never past HOLD_MAX.
+    "hold": {"s": (int, True, 0)},
 }
+HOLD_MAX = 180  # seconds: the longest hold a joiner waits out
 
 
 def payload(kind: str, **fields: Any) -> dict[str, Any]:

@@ -370,6 +370,34 @@ def test_view_token_guesses_wait_longer_each_time_and_rotate_only_the_view_token
         loop.stop()
 
 
+def test_a_right_token_waits_out_the_guess_delay_past_its_own_timeout(
+    procs: Procs, server: str, tmp_path: Path
+) -> None:
+    """The host tells a held attempt how long it waits ("hold"), so a joiner whose --timeout
+    is shorter than the delay wrong tokens earned still gets in, and says why it waits."""
+    loop = LoopThread()
+    try:
+        host, info = start_host(procs, tmp_path, server, "--guess-limit", "20")
+        shell_ready(host)
+
+        async def burst() -> list[str]:
+            return await asyncio.gather(
+                *(wrong_guess(server, info["session"], "rw", "zzzzzz") for _ in range(5))
+            )
+
+        assert loop.call(burst(), timeout=90) == ["wrong"] * 5
+        # Five wrong guesses: the next read-write attempt waits 4 s, twice the joiner's timeout.
+        argv = list(info["join_command"])
+        joiner = procs.start([BEACH, *argv[1:-1], "--timeout", "2", argv[-1]])
+        joiner.expect("slowing joins after wrong tokens")
+        shell_ready(joiner)
+        joiner.send("exit\r")
+        assert joiner.exit_code() == 0
+        assert host.exit_code() == 0
+    finally:
+        loop.stop()
+
+
 # -- 16: --bind to an address that is not the default ----------------------------------------
 
 
