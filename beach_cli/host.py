@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import shutil
+import textwrap
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -610,7 +611,17 @@ class HostSession:
         text, self._notice = self._notice, None
         if self._announce:
             lines, self._announce = self._announce, []
-            shown = b"\r\n" + b"\r\n".join(printable(x, 1000).encode() for x in lines) + b"\r\n"
+            # Wrapped at word boundaries to this terminal, continuation lines indented.
+            width = max(self.term.size()[0] - 1, 20)
+            rows = [
+                row
+                for line in lines
+                for row in textwrap.wrap(
+                    printable(line, 1000), width, subsequent_indent="    ", drop_whitespace=False
+                )
+                or [""]
+            ]
+            shown = b"\r\n" + "\r\n".join(r.rstrip() for r in rows).encode() + b"\r\n"
             if self.prompt.active:  # after the question, with the program's held output
                 self.prompt.hold(shown)
             else:

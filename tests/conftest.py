@@ -11,6 +11,7 @@ import re
 import shutil
 import socket
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,6 +21,9 @@ import pytest
 BIN = Path(sys.executable).parent
 BEACH = str(BIN / "beach")
 TIMEOUT = 20  # seconds for any single expectation
+# `beach serve` keeps its ticket key under $XDG_STATE_HOME: one directory of this test run's,
+# never the home directory of whoever runs the tests.
+STATE_HOME = tempfile.mkdtemp(prefix="beach-test-state-")
 
 
 def beach_env(**extra: str) -> dict[str, str]:
@@ -29,6 +33,8 @@ def beach_env(**extra: str) -> dict[str, str]:
     env["PS1"] = "$ "
     env["LANG"] = "C.UTF-8"
     env["BEACH_CONFIG"] = "/nonexistent/beach-test-config.toml"
+    env["XDG_STATE_HOME"] = STATE_HOME
+    env.pop("STATE_DIRECTORY", None)
     env.update(extra)
     return env
 
