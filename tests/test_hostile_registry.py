@@ -30,14 +30,13 @@ from conftest import (
     start_join,
 )
 from serve_process import ServeProcess
+from wsconn import Conn
 
 from beach_cli.keys import ALPHABET
 from beach_cli.protocol import (
     E_RATE_LIMITED,
     E_TOO_MANY,
     E_UNKNOWN_SESSION,
-    client_message,
-    parse_server_message,
 )
 
 T = 10.0  # seconds allowed for any single network step
@@ -49,45 +48,12 @@ LOCAL = "127.0.0.1"
 # ---------------------------------------------------------------------------------------------
 
 
-class Ws:
-    """One WebSocket to `beach serve` from a chosen source address; everything it receives is
-    validated as a server message."""
+class Ws(Conn):
+    """One WebSocket to `beach serve` from a chosen source address."""
 
     def __init__(self, http: aiohttp.ClientSession, ws: aiohttp.ClientWebSocketResponse) -> None:
+        super().__init__(ws, T)
         self.http = http
-        self.ws = ws
-
-    async def send(self, mtype: str, **fields: Any) -> None:
-        await asyncio.wait_for(self.ws.send_str(client_message(mtype, **fields)), T)
-
-    async def recv(self, timeout: float = T) -> dict[str, Any]:
-        msg = await asyncio.wait_for(self.ws.receive(), timeout)
-        assert msg.type == aiohttp.WSMsgType.TEXT, f"expected a message, got {msg!r}"
-        return parse_server_message(msg.data)
-
-    async def expect(self, mtype: str, **fields: Any) -> dict[str, Any]:
-        msg = await self.recv()
-        assert msg["type"] == mtype, msg
-        for name, value in fields.items():
-            assert msg.get(name) == value, (name, msg)
-        return msg
-
-    async def heard(self, seconds: float) -> list[dict[str, Any]]:
-        """Everything that arrives within `seconds` (closing ends it early)."""
-        out: list[dict[str, Any]] = []
-        deadline = time.monotonic() + seconds
-        while (left := deadline - time.monotonic()) > 0:
-            try:
-                msg = await asyncio.wait_for(self.ws.receive(), left)
-            except TimeoutError:
-                break
-            if msg.type != aiohttp.WSMsgType.TEXT:
-                break
-            out.append(parse_server_message(msg.data))
-        return out
-
-    async def close(self) -> None:
-        await asyncio.wait_for(self.ws.close(), T)
 
 
 class Clients:

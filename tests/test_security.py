@@ -156,7 +156,7 @@ def test_swapped_answer_is_refused_by_the_host(procs: Procs, tmp_path) -> None:
         shell_ready(host)
         joiner = start_join(procs, info)
         joiner.expect("tampered or replayed message")  # the host's reject, by its code
-        assert joiner.exit_code() != 0
+        assert joiner.exit_code() == 10  # a security failure, not a refusal
         assert st.server.state.get("swapped")
         assert attacker.received == 0
         st.call(attacker.pc.close())

@@ -19,6 +19,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from wsconn import CLOSED_TYPES, Conn
 
 import beach_cli.connection as connection_module
 from beach_cli import __version__
@@ -49,7 +50,6 @@ from beach_cli.tickets import ReclaimKey
 
 T = 5.0  # seconds allowed for any single network step
 
-CLOSED_TYPES = (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSING, aiohttp.WSMsgType.CLOSED)
 SESSION_RE = re.compile(rf"^[{ALPHABET}]{{{SESSION_ID_LENGTH}}}$")
 PEER_RE = re.compile(rf"^[{ALPHABET}]{{{PEER_ID_LENGTH}}}$")
 
@@ -57,51 +57,6 @@ PEER_RE = re.compile(rf"^[{ALPHABET}]{{{PEER_ID_LENGTH}}}$")
 # ---------------------------------------------------------------------------------------------
 # Harness
 # ---------------------------------------------------------------------------------------------
-
-
-class Conn:
-    """One raw WebSocket to the server; every text message received is validated."""
-
-    def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
-        self.ws = ws
-        self.welcome: dict[str, Any] = {}
-
-    async def send(self, mtype: str, **fields: Any) -> None:
-        await self.send_raw(client_message(mtype, **fields))
-
-    async def send_raw(self, text: str) -> None:
-        await asyncio.wait_for(self.ws.send_str(text), T)
-
-    async def send_json(self, obj: Any) -> None:
-        await self.send_raw(json.dumps(obj))
-
-    async def send_bytes(self, data: bytes) -> None:
-        await asyncio.wait_for(self.ws.send_bytes(data), T)
-
-    async def recv(self) -> dict[str, Any]:
-        msg = await asyncio.wait_for(self.ws.receive(), T)
-        assert msg.type == aiohttp.WSMsgType.TEXT, f"expected a text message, got {msg!r}"
-        return parse_server_message(msg.data)
-
-    async def expect(self, mtype: str, **fields: Any) -> dict[str, Any]:
-        msg = await self.recv()
-        assert msg["type"] == mtype, msg
-        for name, value in fields.items():
-            assert msg.get(name) == value, (name, msg)
-        return msg
-
-    async def expect_error(self, code: str) -> dict[str, Any]:
-        msg = await self.expect("error", code=code)
-        assert msg["message"], msg
-        return msg
-
-    async def expect_closed(self) -> None:
-        """The server ends the connection; nothing else may arrive first."""
-        msg = await asyncio.wait_for(self.ws.receive(), T)
-        assert msg.type in CLOSED_TYPES, f"expected the server to close, got {msg!r}"
-
-    async def close(self) -> None:
-        await asyncio.wait_for(self.ws.close(), T)
 
 
 class Harness:
