@@ -25,6 +25,8 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from . import tasks
+
 log = logging.getLogger("beach.cluster")
 
 ALIVE_TTL = 10  # seconds an instance counts as alive after its last heartbeat
@@ -106,8 +108,7 @@ class Cluster:
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+            await tasks.stop(task)
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.redis.delete(f"beach:i:{self.inst}"), OP_TIMEOUT)
         with contextlib.suppress(Exception):

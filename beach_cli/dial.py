@@ -12,7 +12,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from . import reach
+from . import reach, tasks
 from .errors import (
     BeachError,
     ConnectTimeout,
@@ -331,9 +331,7 @@ class Dialer:
         task = asyncio.create_task(reader())
 
         async def stop() -> None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await tasks.stop(task)
             await sig.close()
 
         link.on_shutdown.append(stop)
