@@ -410,6 +410,7 @@ PAYLOAD_SAMPLES: dict[str, list[Fields]] = {
     "confirm": [{"mac": "bWFj"}],
     "sealed": [{"n": 0, "c": "Y2lwaGVy"}, {"n": 2**63, "c": "Y2lwaGVy"}],
     "reject": [{"reason": "wrong token"}],
+    "hold": [{"s": 4}],
 }
 
 
