@@ -347,7 +347,7 @@ class Arena:
 
     @property
     def info(self) -> dict[str, Any]:
-        """The host's current info file (tokens change after five wrong guesses)."""
+        """The host's current info file (a token changes after too many wrong guesses)."""
         data = json.loads(self.info_path.read_text())
         data["_path"] = str(self.info_path)
         return data
@@ -1031,7 +1031,7 @@ def test_half_open_connections(arena: Arena) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# What the fuzzing found: regressions for the bugs fixed since, a strict xfail for the rest
+# What the fuzzing found: regressions for the bugs fixed since
 # ---------------------------------------------------------------------------------------------
 
 
