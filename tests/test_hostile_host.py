@@ -11,7 +11,6 @@ import json
 import os
 import re
 import threading
-from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,7 @@ import pyte
 import pytest
 from aiohttp import web
 from conftest import BEACH, Procs, free_port, shell_ready, start_host, start_join, strip_ansi
+from loop_thread import LoopThread
 from serve_process import ServeProcess
 from test_security import EvilServer, ServerThread
 
@@ -30,22 +30,6 @@ from beach_cli.record import QUEUE_LIMIT, Recorder
 from beach_cli.signaling import SignalingClient
 
 T = 20.0  # seconds for any one step
-
-
-class LoopThread:
-    """An event loop in a thread, for asyncio attackers next to blocking pexpect."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-
-    def call(self, coro: Awaitable[Any], timeout: float = 60.0) -> Any:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)  # type: ignore[arg-type]
-
-    def stop(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(5)
 
 
 def tail(path: Path) -> pexpect.spawn:
@@ -84,7 +68,7 @@ def test_host_that_cannot_reclaim_registers_anew_and_shows_new_tokens(
     serve = ServeProcess(
         "--host", "127.0.0.1", "--port", str(port), "--state-file", str(tmp_path / "a.json")
     )
-    loop = LoopThread()
+    loop = LoopThread(60.0)
     try:
         host, info = start_host(
             procs,
@@ -211,7 +195,7 @@ class StandIn:
 def test_registration_takes_only_its_answer_and_a_lasting_refusal_is_shown_and_backed_off(
     procs: Procs, tmp_path: Path
 ) -> None:
-    loop = LoopThread()
+    loop = LoopThread(60.0)
     stand_in = StandIn(loop)
     loop.call(stand_in.start())
     try:
@@ -330,7 +314,7 @@ def test_view_token_guesses_wait_longer_each_time_and_rotate_only_the_view_token
 ) -> None:
     log = tmp_path / "host.log"
     watch = tail(log)
-    loop = LoopThread()
+    loop = LoopThread(60.0)
     try:
         host, info = start_host(
             procs,
@@ -380,7 +364,7 @@ def test_a_right_token_waits_out_the_guess_delay_past_its_own_timeout(
 ) -> None:
     """The host tells a held attempt how long it waits ("hold"), so a joiner whose --timeout
     is shorter than the delay wrong tokens earned still gets in, and says why it waits."""
-    loop = LoopThread()
+    loop = LoopThread(60.0)
     try:
         host, info = start_host(procs, tmp_path, server, "--guess-limit", "20")
         shell_ready(host)

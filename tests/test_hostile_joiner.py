@@ -9,12 +9,12 @@ import asyncio
 import collections
 import math
 import re
-import threading
 import time
 from typing import Any
 
 import pytest
 from conftest import Procs, shell_ready, start_host, start_join
+from loop_thread import LoopThread
 
 from beach_cli import link as link_mod
 from beach_cli import peer as peer_mod
@@ -36,25 +36,6 @@ from beach_cli.signaling import SignalingClient
 
 # The shared program prints a numbered tick every 0.2 s, so a joiner can show it keeps up.
 TICKER = ["bash", "-c", "i=0; while :; do i=$((i+1)); echo tick-$i-end; sleep 0.2; done"]
-
-
-class LoopThread:
-    """An asyncio loop in a thread: the attacker runs there while the test drives pexpect."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-
-    def call(self, coro: Any, timeout: float = 30.0) -> Any:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
-
-    def submit(self, coro: Any) -> Any:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop)
-
-    def stop(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(5)
 
 
 class CraftedJoiner:

@@ -4,11 +4,9 @@ error, and the attacker must receive no terminal byte."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 import os
-import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -17,6 +15,7 @@ import pexpect
 from aiortc import RTCConfiguration, RTCPeerConnection
 from conftest import BEACH, Procs, shell_ready, start_host, start_join
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+from loop_thread import LoopThread
 from spake2 import SPAKE2_B
 
 from beach_cli.protocol import payload, server_message
@@ -48,24 +47,18 @@ class EvilServer(SignalServer):
         super()._on_signal(client, msg)
 
 
-class ServerThread:
+class ServerThread(LoopThread):
     """Runs a server on its own event loop in a thread, so tests can drive pexpect."""
 
     def __init__(self, server: EvilServer) -> None:
+        super().__init__(timeout=10.0)
         self.server = server
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
         self.runner, port = self.call(start_server("127.0.0.1", 0, server))
         self.url = f"ws://127.0.0.1:{port}/ws"
 
-    def call(self, coro: Any, timeout: float = 10.0) -> Any:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
-
     def stop(self) -> None:
         self.call(self.runner.cleanup())
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(5)
+        super().stop()
 
 
 @contextmanager
