@@ -147,6 +147,8 @@ class RemotePeer:
             self.state = "closed"
             if self._ack_timer is not None:
                 self._ack_timer.cancel()
+            if self._asked is not None:
+                self._asked.cancel()
             if self._sender is not None:
                 self._sender.cancel()
             if self.link is not None:
