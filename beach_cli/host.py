@@ -572,7 +572,7 @@ class HostSession:
             # Once WebRTC is under way the data channel decides liveness: joiners hang up on the
             # server as soon as their channel opens.
             if peer is not None and (peer.link is None or peer.relayed):
-                peer.close()
+                peer.left()
         elif mtype == "relay":
             peer = self.peers.get(msg["from"])
             if peer is not None:

@@ -60,6 +60,7 @@ HANDSHAKE_TIMEOUT = (
 HELLO_TIMEOUT = 10.0
 BACKLOG_LIMIT = 4 * 1024 * 1024
 INBOX_LIMIT = 64
+_LEFT: dict[str, Any] = {"k": "left"}  # in the inbox: the joiner hung up (compared by identity)
 FEATURES = (fanout.FEATURE,)
 COALESCE_AFTER = 0.005  # a send within this long means output is streaming...
 COALESCE_WAIT = 0.001  # ...so wait this long for more before the next frame
@@ -69,6 +70,10 @@ ACK_DELAY = 0.05  # acknowledge keystrokes in batches
 # than this many a second after a burst of SNAPSHOT_BURST.
 SNAPSHOT_RATE = 1.0
 SNAPSHOT_BURST = 3
+
+
+class JoinerLeft(BeachError):
+    """The server says the joiner hung up before its handshake ended."""
 
 
 class RemotePeer:
@@ -84,6 +89,7 @@ class RemotePeer:
         self.size: tuple[int, int] | None = None
         self.link: Link | None = None
         self.inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue(INBOX_LIMIT)
+        self._waiting = False  # for its role's turn or the host's approval: nothing to read
         self._hello: Hello | None = None
         self._hello_event = asyncio.Event()
         self._queue: deque[tuple[bytes, int]] = deque()  # (unit, raw length) not yet sent
@@ -117,8 +123,10 @@ class RemotePeer:
             resumed = await asyncio.wait_for(self._identify(kx), self._timeout)
             if self.host.opts.approve and not resumed:  # a returning joiner was let in before
                 await self.host.signal(self.id, kx.seal({"t": "wait"}))
+                self._waiting = True
                 if not await self.host.approve(self):
                     raise Refused(R_DENIED)
+                self._waiting = False
             await asyncio.wait_for(self._connect(kx), self._timeout)
             assert self.link is not None
             self.state = "live"
@@ -133,6 +141,8 @@ class RemotePeer:
         except (TimeoutError, ConnectTimeout) as exc:
             log.info("peer %s: handshake timed out (%s)", self.id, exc)
             await self._reject(R_TIMEOUT)
+        except JoinerLeft as exc:
+            log.info("peer %s: %s", self.id, exc)
         except SecurityError as exc:  # a sealed message that failed to open, or a replay
             log.info("peer %s: %s", self.id, exc)
             await self._reject(R_SECURITY)
@@ -161,7 +171,7 @@ class RemotePeer:
             await self.host.drop(self.id, reason)
 
     async def _next(self, kind: str) -> dict[str, Any]:
-        data = parse_payload(await self.inbox.get())
+        data = parse_payload(await self._inbound())
         if data["k"] == "reject":
             if data["reason"] == "wrong token":
                 raise WrongToken("the joiner's token did not match")
@@ -181,7 +191,9 @@ class RemotePeer:
             raise ProtocolError("unknown role")
         self.role = role
         # Attempts of one role take turns, each after the delay its wrong guesses have earned.
+        self._waiting = True
         async with self.host.guesses[role].turn(self.label, self._hold) as turn:
+            self._waiting = False
             if not self.host.accepting:  # the guess limit was reached while this one waited
                 raise Refused(R_NOT_ACCEPTING)
             async with asyncio.timeout(self._timeout):
@@ -228,7 +240,7 @@ class RemotePeer:
         getter: asyncio.Future[dict[str, Any]] | None = None
         try:
             while not opened.done():
-                getter = asyncio.ensure_future(self.inbox.get())
+                getter = asyncio.ensure_future(self._inbound())
                 done, _ = await asyncio.wait({opened, getter}, return_when=asyncio.FIRST_COMPLETED)
                 if getter not in done:
                     break
@@ -279,6 +291,25 @@ class RemotePeer:
     @property
     def relayed(self) -> bool:
         return isinstance(self.link, RelayLink)
+
+    async def _inbound(self) -> dict[str, Any]:
+        data = await self.inbox.get()
+        if data is _LEFT:
+            raise JoinerLeft("the joiner left during the handshake")
+        return data
+
+    def left(self) -> None:
+        """The server says the joiner hung up. What it sent before still counts (its key
+        confirmation may be in the inbox, and a confirmed attempt is no wrong guess), so while
+        the handshake reads its inbox the news queues behind it. An attempt waiting for its
+        turn (it has spent nothing) or for the host's approval simply ends."""
+        if self.link is not None or self._waiting:
+            self.close()
+            return
+        try:
+            self.inbox.put_nowait(_LEFT)
+        except asyncio.QueueFull:
+            self.close()
 
     def close(self) -> None:
         """Called when the joiner is gone (or the host is ending)."""

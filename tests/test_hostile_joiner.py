@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from conftest import Procs, shell_ready, start_host, start_join
 from loop_thread import LoopThread
+from test_security import EvilServer, evil
 
 from beach_cli import link as link_mod
 from beach_cli import peer as peer_mod
@@ -30,8 +31,10 @@ from beach_cli.protocol import (
     encode_hello,
     encode_resize,
     parse_payload,
+    server_message,
 )
 from beach_cli.relay import RELAY_CHUNK, RelayLink
+from beach_cli.server import Client, SignalServer
 from beach_cli.signaling import SignalingClient
 
 # The shared program prints a numbered tick every 0.2 s, so a joiner can show it keeps up.
@@ -174,6 +177,70 @@ def loop_thread():
     lt = LoopThread()
     yield lt
     lt.stop()
+
+
+# -- a joiner that confirms and hangs up in one breath ---------------------------------------
+
+
+async def confirm_and_hang_up(server: str, token: Token, timeout: float = 20.0) -> None:
+    """The right token, the key confirmed, and the connection to the server closed at once:
+    the server's "peer_left" reaches the host right behind the confirmation."""
+    sig = SignalingClient(server)
+    await sig.connect(timeout)
+    try:
+        await sig.send("join", session=token.session)
+        msg = await sig.recv(timeout)
+        assert msg["type"] == "joined", msg
+        kx = KeyExchange("joiner", token.session, msg["peer"], token.role, token.secret)
+        await sig.send("signal", to="host", data=await asyncio.to_thread(kx.start))
+        while not kx.confirmed:
+            msg = await sig.recv(timeout)
+            if msg["type"] != "signal":
+                continue
+            data = parse_payload(msg["data"])
+            if data["k"] == "pake":
+                await asyncio.to_thread(kx.finish, data)
+            elif data["k"] == "confirm":
+                kx.verify(data)
+                await sig.send("signal", to="host", data=kx.confirmation())
+    finally:
+        await sig.close()
+
+
+def test_a_joiner_that_confirms_then_leaves_is_no_wrong_guess(
+    procs: Procs, tmp_path, loop_thread: LoopThread
+) -> None:
+    def back_to_back(srv: EvilServer, client: Client, msg: dict[str, Any]) -> dict[str, Any] | None:
+        # The joiner's confirmation and the news that it left, in one write to the host: the
+        # host must judge what came first before it lets the attempt go.
+        if client.peer_id is not None and parse_payload(msg["data"])["k"] == "confirm":
+            SignalServer._on_signal(srv, client, msg)
+            assert client.session is not None and client.session.host is not None
+            client.session.host.send(server_message("peer_left", peer=client.peer_id))
+            srv.state["left"] = srv.state.get("left", 0) + 1
+            return None
+        return msg
+
+    log_file = tmp_path / "host.log"
+    with evil(back_to_back) as st:
+        logging = ("--log-file", str(log_file), "--log-level", "info")
+        host, info = start_host(procs, tmp_path, st.url, global_opts=logging)
+        shell_ready(host)
+        token = parse_token(info["join_token"])
+        # More than the free guesses: were any counted, the honest joiner below would be held.
+        for _ in range(5):
+            loop_thread.call(confirm_and_hang_up(st.url, token))
+        assert st.server.state["left"] == 5
+        st.server.tamper = None
+        good = start_join(procs, info)
+        shell_ready(good)
+        good.send("\x1dd")
+        assert good.exit_code() == 0
+        assert "slowing joins" not in good.transcript.getvalue()
+        host.send("exit\r")
+        assert host.exit_code() == 0
+    text = log_file.read_text()
+    assert "wrong token" not in text and "wrong read-write token" not in text, text
 
 
 # -- item: a view-only joiner that floods PINGs and reads nothing -------------------------------
