@@ -15,7 +15,7 @@ import click
 
 from . import __version__, config
 from .errors import BeachError
-from .guesses import DEFAULT_GUESS_LIMIT, FREE_GUESSES, MAX_DELAY
+from .host.guesses import DEFAULT_GUESS_LIMIT, FREE_GUESSES, MAX_DELAY
 
 log = logging.getLogger("beach")
 
@@ -294,10 +294,10 @@ def serve(
     s = _settings(ctx, logging.INFO, bind=bind, port=port, ice_servers=ice_servers)
 
     async def main() -> int:
-        from .cluster import ClusterUnavailable
-        from .edge import EdgeLimits, parse_networks, tls_context
-        from .ice import IceConfig
-        from .server import ServerLimits, SignalServer, start_server
+        from .server.app import ServerLimits, SignalServer, start_server
+        from .server.cluster import ClusterUnavailable
+        from .server.edge import EdgeLimits, parse_networks, tls_context
+        from .server.turn import IceConfig
 
         limits = ServerLimits(
             max_peers_per_session=max_peers,
@@ -351,7 +351,7 @@ def serve(
 def _reclaim_key(state_file: str | None) -> Any:
     """The key for reclaim tickets, from the state file. Without --state-file, a default one;
     if that cannot be used, a key in memory (said once: tickets then die with the process)."""
-    from .tickets import ReclaimKey, StateFileError, default_state_path
+    from .server.tickets import ReclaimKey, StateFileError, default_state_path
 
     path = Path(state_file) if state_file else default_state_path()
     try:
@@ -425,7 +425,7 @@ def host(
     **flags: Any,
 ) -> None:
     """Share your shell (or `-- CMD ARGS...`) and print how to join."""
-    from .host import HostOptions, HostSession
+    from .host.session import HostOptions, HostSession
     from .terminal import LocalTerminal
 
     s = _settings(ctx, logging.ERROR, **flags)
@@ -466,7 +466,7 @@ def host(
 @click.pass_context
 def join(ctx: click.Context, token: str, **flags: Any) -> None:
     """Attach to a shared terminal. Detach with Ctrl-] then d."""
-    from .join import JoinOptions, join_and_report
+    from .join.session import JoinOptions, join_and_report
     from .terminal import LocalTerminal
 
     s = _settings(ctx, logging.ERROR, **flags)

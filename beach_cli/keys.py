@@ -12,7 +12,6 @@ import base64
 import hashlib
 import hmac
 import json
-import secrets
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -24,20 +23,14 @@ from spake2 import SPAKE2_A, SPAKE2_B
 from spake2.spake2 import SPAKEError
 
 from .errors import ProtocolError, SecurityError, WrongToken
-from .protocol import parse_payload, parse_sealed, payload
+from .wire.keyplane import parse_payload, parse_sealed, payload
 
-# No 0/1/i/l/o: nothing a person could misread when typing a token from a screen.
-ALPHABET = "23456789abcdefghjkmnpqrstuvwxyz"
 DEFAULT_SECRET_LENGTH = 6  # 31**6 ~ 2**29.7; an attacker gets 5 online guesses per token
 ROLES = ("rw", "view")
 Role = Literal["rw", "view"]
 Side = Literal["host", "joiner"]
 
 _PROTO = b"beach/1"
-
-
-def random_code(length: int) -> str:
-    return "".join(secrets.choice(ALPHABET) for _ in range(length))
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,15 +11,24 @@ import contextlib
 import fcntl
 import os
 import signal
+import struct
 import sys
 import termios
 import tty
 from collections.abc import Callable
 
-from .pty import get_winsize
 from .text import printable
 
 DEFAULT_SIZE = (80, 24)
+
+
+def get_winsize(fd: int) -> tuple[int, int] | None:
+    """(cols, rows) of the terminal on fd, or None if fd is not a terminal."""
+    try:
+        rows, cols, _, _ = struct.unpack("HHHH", fcntl.ioctl(fd, termios.TIOCGWINSZ, b"\0" * 8))
+    except OSError:
+        return None
+    return (cols, rows) if cols and rows else None
 
 
 class LocalTerminal:

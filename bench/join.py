@@ -34,8 +34,8 @@ SPEC = Spec(
         "  connected to first screen (SCTP, channel, HELLO, snapshot)",
         "python startup (python -c pass)",
         "beach --version (process start, CLI)",
-        "import beach_cli.join (-X importtime)",
-        "import beach_cli.rtc, aiortc (-X importtime)",
+        "import beach_cli.join.session (-X importtime)",
+        "import beach_cli.link.rtc, aiortc (-X importtime)",
     ),
     targets=("join to first screen <= 0.8 s",),
 )
@@ -147,8 +147,8 @@ def run(ctx: Context) -> Section:
         parts["screen"],
         _wall([PYTHON, "-c", "pass"], runs),
         _wall([beach_bin(), "--version"], runs),
-        _import_seconds("beach_cli.join", runs),
-        _import_seconds("beach_cli.rtc", runs),
+        _import_seconds("beach_cli.join.session", runs),
+        _import_seconds("beach_cli.link.rtc", runs),
     ]
     rows = []
     for label, values in zip(SPEC.labels, measured, strict=True):

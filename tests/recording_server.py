@@ -10,7 +10,7 @@ import asyncio
 import sys
 from typing import IO
 
-from beach_cli.server import Client, SignalServer, start_server
+from beach_cli.server.app import Client, SignalServer, start_server
 
 
 class RecordingServer(SignalServer):

@@ -54,9 +54,9 @@ from hypothesis import strategies as st
 from serve_process import ServeProcess
 from spake2 import SPAKE2_A
 
-from beach_cli import protocol
 from beach_cli.errors import ProtocolError
-from beach_cli.protocol import (
+from beach_cli.wire import signaling
+from beach_cli.wire.signaling import (
     E_BAD_MESSAGE,
     E_UNKNOWN_PEER,
     MAX_MESSAGE_BYTES,
@@ -64,7 +64,7 @@ from beach_cli.protocol import (
 )
 
 T = 5.0  # seconds allowed for any single network step
-ERROR_CODES = {value for name, value in vars(protocol).items() if name.startswith("E_")}
+ERROR_CODES = {value for name, value in vars(signaling).items() if name.startswith("E_")}
 # The fuzzers and the real session all come from 127.0.0.1. Without generous limits the
 # fuzzers' join attempts would (by design) lock the real joiners out for a minute, and the
 # per-connection message rate would refuse most fuzz messages before any handler saw them, and
@@ -514,8 +514,8 @@ def arena(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Arena]:
 # ---------------------------------------------------------------------------------------------
 
 ID_PLACEHOLDERS = ("@real", "@fsid", "@fpeer", "@rpeer")
-TYPES = tuple(protocol.CLIENT_MESSAGES)
-FIELDS = tuple(sorted({f for spec in protocol.CLIENT_MESSAGES.values() for f in spec}))
+TYPES = tuple(signaling.CLIENT_MESSAGES)
+FIELDS = tuple(sorted({f for spec in signaling.CLIENT_MESSAGES.values() for f in spec}))
 
 scalars = st.one_of(
     st.none(),
@@ -1040,7 +1040,7 @@ def test_relayed_message_that_grows_is_relayed_or_refused_cleanly(arena: Arena) 
     the server relays it intact (and the receiving client accepts it), or refuses it as a bad
     message that says why; either way without an internal error. Found by the fuzzing: the
     server re-encoded relays with ensure_ascii (a 1-byte \\x7f became 6 bytes) and with
-    'from' + an 8-char peer id instead of 'to':'host' (+6 bytes); past 64 KiB protocol._encode
+    'from' + an 8-char peer id instead of 'to':'host' (+6 bytes); past 64 KiB signaling._encode
     raised ProtocolError into _dispatch's catch-all: an ERROR traceback per message, and
     'the server could not process that message' to the client."""
     since = arena.serve.mark()
@@ -1161,7 +1161,7 @@ async def test_writer_stops_when_stopped_right_after_a_send(steps: int) -> None:
     the cancel from stop() lands just as the send completes (CPython gh-86296), so the writer
     went back to _outbox.get() and stop() awaited it forever: one leaked handler per such
     connection. Stepping the loop by hand makes the race deterministic."""
-    from beach_cli.connection import Client
+    from beach_cli.server.client import Client
 
     client = Client(_InstantWebSocket(), "127.0.0.1")  # type: ignore[arg-type]
     await asyncio.sleep(0)  # the writer starts and waits for its first message

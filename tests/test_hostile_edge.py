@@ -29,17 +29,17 @@ from conftest import BEACH, Procs, free_port, need, shell_ready, start_host, sta
 from netns import Net, network
 from serve_process import ServeProcess
 
-from beach_cli import server as server_module
-from beach_cli.connection import Client
-from beach_cli.edge import EdgeLimits, parse_networks, tls_context
-from beach_cli.protocol import (
+from beach_cli.server import app as server_module
+from beach_cli.server.app import ServerLimits, SignalServer, start_server
+from beach_cli.server.client import Client
+from beach_cli.server.edge import EdgeLimits, parse_networks, tls_context
+from beach_cli.wire.signaling import (
     E_BAD_MESSAGE,
     E_NOT_ALLOWED,
     E_RATE_LIMITED,
     client_message,
     parse_server_message,
 )
-from beach_cli.server import ServerLimits, SignalServer, start_server
 
 T = 5.0  # seconds for any single network step
 CLOSED = (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSING, aiohttp.WSMsgType.CLOSED)

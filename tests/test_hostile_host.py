@@ -24,10 +24,10 @@ from serve_process import ServeProcess
 from test_security import EvilServer, ServerThread
 
 from beach_cli.errors import BeachError, WrongToken
+from beach_cli.host.recorder import QUEUE_LIMIT, Recorder
 from beach_cli.keys import KeyExchange
-from beach_cli.protocol import parse_payload, payload
-from beach_cli.record import QUEUE_LIMIT, Recorder
-from beach_cli.signaling import SignalingClient
+from beach_cli.rendezvous import SignalingClient
+from beach_cli.wire.keyplane import parse_payload, payload
 
 T = 20.0  # seconds for any one step
 
@@ -464,7 +464,7 @@ def open_fds() -> int:
 
 
 async def test_a_command_that_cannot_run_leaks_no_pty(tmp_path: Path) -> None:
-    from beach_cli.pty import PtyProcess
+    from beach_cli.host.pty import PtyProcess
 
     garbage = tmp_path / "not-a-program"
     garbage.write_bytes(b"\x7fELF\x00garbage")  # executable, but no format the kernel runs
@@ -491,7 +491,7 @@ def test_beach_host_with_a_command_that_cannot_run_says_so_in_one_line(
 
 
 def test_the_delay_schedule_grows_to_one_guess_a_minute() -> None:
-    from beach_cli.guesses import DEFAULT_GUESS_LIMIT, delay_after
+    from beach_cli.host.guesses import DEFAULT_GUESS_LIMIT, delay_after
 
     assert [delay_after(n) for n in range(12)] == [0, 0, 0, 1, 2, 4, 8, 16, 32, 60, 60, 60]
     # A flood's first secret: three free guesses, then it waits for each of the rest.

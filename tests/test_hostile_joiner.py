@@ -17,11 +17,15 @@ from conftest import Procs, shell_ready, start_host, start_join
 from loop_thread import LoopThread
 from test_security import EvilServer, evil
 
-from beach_cli import link as link_mod
-from beach_cli import peer as peer_mod
-from beach_cli import rtc, tasks
+from beach_cli import tasks
+from beach_cli.host import joiner as joiner_mod
 from beach_cli.keys import KeyExchange, Token, parse_token
-from beach_cli.protocol import (
+from beach_cli.link import base as link_mod
+from beach_cli.link import rtc
+from beach_cli.link.relay import RELAY_CHUNK, RelayLink
+from beach_cli.rendezvous import SignalingClient
+from beach_cli.server.app import Client, SignalServer
+from beach_cli.wire.frames import (
     FRAME_VERSION,
     Frame,
     Hello,
@@ -30,12 +34,9 @@ from beach_cli.protocol import (
     encode_frame,
     encode_hello,
     encode_resize,
-    parse_payload,
-    server_message,
 )
-from beach_cli.relay import RELAY_CHUNK, RelayLink
-from beach_cli.server import Client, SignalServer
-from beach_cli.signaling import SignalingClient
+from beach_cli.wire.keyplane import parse_payload
+from beach_cli.wire.signaling import server_message
 
 # The shared program prints a numbered tick every 0.2 s, so a joiner can show it keeps up.
 TICKER = ["bash", "-c", "i=0; while :; do i=$((i+1)); echo tick-$i-end; sleep 0.2; done"]
@@ -417,8 +418,8 @@ async def test_a_link_past_the_hard_cap_is_dropped(monkeypatch: pytest.MonkeyPat
 
 # -- snapshot requests: each costs the host a full screen ----------------------------------------
 
-SNAPSHOT_BURST = getattr(peer_mod, "SNAPSHOT_BURST", 3)  # (the old code has no pacing)
-SNAPSHOT_RATE = getattr(peer_mod, "SNAPSHOT_RATE", 1.0)
+SNAPSHOT_BURST = getattr(joiner_mod, "SNAPSHOT_BURST", 3)  # (the old code has no pacing)
+SNAPSHOT_RATE = getattr(joiner_mod, "SNAPSHOT_RATE", 1.0)
 SNAPSHOT_REQUESTS = 5_000
 SNAPSHOT_FLOOD_SECONDS = 10.0
 
@@ -487,7 +488,7 @@ class StubHost:
 
 
 async def test_flushed_lets_the_callers_cancellation_through() -> None:
-    peer = peer_mod.RemotePeer(StubHost(), "p1", "", [])  # type: ignore[arg-type]
+    peer = joiner_mod.RemotePeer(StubHost(), "p1", "", [])  # type: ignore[arg-type]
     sender = asyncio.create_task(asyncio.sleep(3600))  # an exit frame that never goes out
     peer._sender = sender
     try:

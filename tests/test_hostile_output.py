@@ -29,19 +29,13 @@ from conftest import BEACH, Procs, shell_ready, start_host, start_join, strip_an
 from oracle import XtermScreen
 from test_security import EvilServer, ServerThread, evil, kind
 
-from beach_cli import fanout
 from beach_cli.errors import ProtocolError
-from beach_cli.join import FRAME_INFLATE_MAX, INFLATE_PIECE, JoinOptions, JoinSession
-from beach_cli.protocol import (
-    FRAME_VERSION,
-    MAX_CHUNK_BYTES,
-    Frame,
-    Hello,
-    encode_hello,
-    payload,
-    server_message,
-)
-from beach_cli.server import Client, SignalServer
+from beach_cli.join.session import FRAME_INFLATE_MAX, INFLATE_PIECE, JoinOptions, JoinSession
+from beach_cli.server.app import Client, SignalServer
+from beach_cli.wire import compression
+from beach_cli.wire.frames import FRAME_VERSION, MAX_CHUNK_BYTES, Frame, Hello, encode_hello
+from beach_cli.wire.keyplane import payload
+from beach_cli.wire.signaling import server_message
 
 PTY = (80, 24)
 WIDE = (120, 40)  # the joiner's window: wider and taller than the PTY
@@ -207,7 +201,7 @@ def greeted_session() -> tuple[JoinSession, FakeTerm, FakeLink]:
     session = JoinSession(JoinOptions("abcdef-ghijkl", "ws://127.0.0.1:1/ws"), term)  # type: ignore[arg-type]
     session.link = link = FakeLink()
     session._done = asyncio.get_running_loop().create_future()
-    hello = Hello(FRAME_VERSION, "rw", *PTY, (fanout.FEATURE,))
+    hello = Hello(FRAME_VERSION, "rw", *PTY, (compression.FEATURE,))
     session._on_frame(Frame.HELLO, encode_hello(hello)[1:])
     return session, term, link
 
@@ -224,7 +218,7 @@ async def settle(session: JoinSession) -> None:
 @functools.cache
 def bomb() -> list[bytes]:
     """One SNAPSHOT-sized burst of frames, each under MAX_CHUNK_BYTES, inflating ~1000-fold."""
-    z = zlib.compressobj(9, zlib.DEFLATED, fanout.WBITS)
+    z = zlib.compressobj(9, zlib.DEFLATED, compression.WBITS)
     body = z.compress(bytes(64 * 1024 * 1024)) + z.flush(zlib.Z_FULL_FLUSH)
     assert len(body) <= MAX_CHUNK_BYTES
     return [body]
@@ -250,7 +244,7 @@ async def test_a_deflate_bomb_is_a_bad_frame_not_memory() -> None:
     session._on_frame(Frame.OUTPUT, frame)
     await settle(session)
     assert term.written == before
-    session._on_frame(Frame.SNAPSHOT, fanout.standalone(b"fresh screen"))
+    session._on_frame(Frame.SNAPSHOT, compression.standalone(b"fresh screen"))
     await settle(session)
     assert term.written > before and not session._done.done()
 
@@ -270,11 +264,11 @@ async def test_a_joiner_that_keeps_failing_stops_with_exit_3() -> None:
 
 async def test_a_broken_deflate_stream_resyncs() -> None:
     session, term, link = greeted_session()
-    session._on_frame(Frame.SNAPSHOT, fanout.standalone(b"hello"))
+    session._on_frame(Frame.SNAPSHOT, compression.standalone(b"hello"))
     session._on_frame(Frame.OUTPUT, b"\xff\xff\xff\xff garbage")  # "invalid block type"
     assert link.sent[-1][0] == Frame.SNAPSHOT and not session._done.done()
     before = term.written
-    session._on_frame(Frame.SNAPSHOT, fanout.standalone(b"fresh"))
+    session._on_frame(Frame.SNAPSHOT, compression.standalone(b"fresh"))
     assert term.written > before
 
 
@@ -404,10 +398,10 @@ def test_dropped_offer_says_what_timed_out(procs: Procs, tmp_path) -> None:
 # deflate bomb (64 MiB of NULs in ~64 KiB), so every resync the joiner asks for is one too.
 BOMBING_HOST = (
     "import sys, zlib\n"
-    "from beach_cli import fanout\n"
-    "z = zlib.compressobj(9, zlib.DEFLATED, fanout.WBITS)\n"
+    "from beach_cli.wire import compression\n"
+    "z = zlib.compressobj(9, zlib.DEFLATED, compression.WBITS)\n"
     "BOMB = z.compress(bytes(64 << 20)) + z.flush(zlib.Z_FULL_FLUSH)\n"
-    "fanout.standalone = lambda data: BOMB\n"
+    "compression.standalone = lambda data: BOMB\n"
     "sys.argv = sys.argv[1:]\n"
     "from beach_cli.cli import main\n"
     "main()\n"

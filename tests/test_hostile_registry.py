@@ -32,12 +32,8 @@ from conftest import (
 from serve_process import ServeProcess
 from wsconn import Conn
 
-from beach_cli.keys import ALPHABET
-from beach_cli.protocol import (
-    E_RATE_LIMITED,
-    E_TOO_MANY,
-    E_UNKNOWN_SESSION,
-)
+from beach_cli.wire.ids import ALPHABET
+from beach_cli.wire.signaling import E_RATE_LIMITED, E_TOO_MANY, E_UNKNOWN_SESSION
 
 T = 10.0  # seconds allowed for any single network step
 LOCAL = "127.0.0.1"

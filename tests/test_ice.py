@@ -11,9 +11,10 @@ import time
 
 import aiohttp
 
-from beach_cli.ice import IceConfig, merge, turn_credentials
-from beach_cli.protocol import client_message, parse_server_message
-from beach_cli.server import SignalServer, start_server
+from beach_cli.link.ice import merge
+from beach_cli.server.app import SignalServer, start_server
+from beach_cli.server.turn import IceConfig, turn_credentials
+from beach_cli.wire.signaling import client_message, parse_server_message
 
 
 def test_turn_credentials_follow_coturns_rest_scheme() -> None:

@@ -9,8 +9,10 @@ from typing import Any
 import pytest
 
 from beach_cli.errors import ProtocolError, SecurityError, WrongToken
-from beach_cli.keys import ALPHABET, KeyExchange, Role, Token, parse_token, random_code
-from beach_cli.protocol import parse_payload, parse_server_message, server_message
+from beach_cli.keys import KeyExchange, Role, Token, parse_token
+from beach_cli.wire.ids import ALPHABET, random_code
+from beach_cli.wire.keyplane import parse_payload
+from beach_cli.wire.signaling import parse_server_message, server_message
 
 SESSION = "abc234"
 PEER = "p1"

@@ -11,19 +11,11 @@ from typing import Any
 import pytest
 
 from beach_cli.errors import ProtocolError
-from beach_cli.protocol import (
-    CLIENT_MESSAGES,
+from beach_cli.wire.frames import (
     FRAME_VERSION,
     MAX_FRAME_BYTES,
-    MAX_MESSAGE_BYTES,
-    MAX_SERVER_MESSAGE_BYTES,
-    PAYLOADS,
-    SEALED_TYPES,
-    SERVER_MESSAGES,
-    VERSION,
     Frame,
     Hello,
-    client_message,
     decode_ack,
     decode_exit,
     decode_frame,
@@ -36,11 +28,17 @@ from beach_cli.protocol import (
     encode_hello,
     encode_input,
     encode_resize,
+)
+from beach_cli.wire.keyplane import PAYLOADS, SEALED_TYPES, parse_payload, parse_sealed, payload
+from beach_cli.wire.signaling import (
+    CLIENT_MESSAGES,
+    MAX_MESSAGE_BYTES,
+    MAX_SERVER_MESSAGE_BYTES,
+    SERVER_MESSAGES,
+    VERSION,
+    client_message,
     parse_client_message,
-    parse_payload,
-    parse_sealed,
     parse_server_message,
-    payload,
     server_message,
 )
 

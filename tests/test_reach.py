@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 
-from beach_cli.reach import Candidate, candidates, may_connect
+from beach_cli.link.reach import Candidate, candidates, may_connect
 
 HOME = [ipaddress.ip_network("192.168.1.0/24"), ipaddress.ip_network("fe80::/64")]
 

@@ -18,8 +18,9 @@ from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from loop_thread import LoopThread
 from spake2 import SPAKE2_B
 
-from beach_cli.protocol import payload, server_message
-from beach_cli.server import Client, SignalServer, start_server
+from beach_cli.server.app import Client, SignalServer, start_server
+from beach_cli.wire.keyplane import payload
+from beach_cli.wire.signaling import server_message
 
 Tamper = Callable[["EvilServer", Client, dict[str, Any]], dict[str, Any] | None]
 

@@ -21,10 +21,19 @@ import aiohttp
 import pytest
 from wsconn import CLOSED_TYPES, Conn
 
-import beach_cli.connection as connection_module
+import beach_cli.server.client as connection_module
 from beach_cli import __version__
-from beach_cli.keys import ALPHABET
-from beach_cli.protocol import (
+from beach_cli.rendezvous import SignalingClient
+from beach_cli.server.app import (
+    PEER_ID_LENGTH,
+    SESSION_ID_LENGTH,
+    ServerLimits,
+    SignalServer,
+    start_server,
+)
+from beach_cli.server.tickets import ReclaimKey
+from beach_cli.wire.ids import ALPHABET
+from beach_cli.wire.signaling import (
     E_BAD_MESSAGE,
     E_DROPPED,
     E_HOST_AWAY,
@@ -38,15 +47,6 @@ from beach_cli.protocol import (
     client_message,
     parse_server_message,
 )
-from beach_cli.server import (
-    PEER_ID_LENGTH,
-    SESSION_ID_LENGTH,
-    ServerLimits,
-    SignalServer,
-    start_server,
-)
-from beach_cli.signaling import SignalingClient
-from beach_cli.tickets import ReclaimKey
 
 T = 5.0  # seconds allowed for any single network step
 

@@ -11,7 +11,7 @@ import pyte
 import pytest
 from oracle import XtermScreen, assert_same_screen
 
-from beach_cli.wrap import WrapAt
+from beach_cli.join.wrap import WrapAt
 
 COLS, ROWS, WIDE = 20, 8, 33
 
@@ -109,8 +109,8 @@ def test_random_streams() -> None:
 from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from beach_cli.viewport import Viewport  # noqa: E402
-from beach_cli.wrap import PARAM_MAX, param  # noqa: E402
+from beach_cli.join.viewport import Viewport  # noqa: E402
+from beach_cli.join.wrap import PARAM_MAX, param  # noqa: E402
 
 ABSURD = st.sampled_from(
     [b"", b"0", b"1", b"7", b"80", b"999999999", b"4294967296", b"9" * 5000, b"0" * 6000 + b"5"]

@@ -10,7 +10,7 @@ from typing import Any
 
 import aiohttp
 
-from beach_cli.protocol import client_message, parse_server_message
+from beach_cli.wire.signaling import client_message, parse_server_message
 
 T = 5.0  # seconds allowed for any single network step (a test may pass its own)
 CLOSED_TYPES = (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSING, aiohttp.WSMsgType.CLOSED)

@@ -16,9 +16,7 @@ from typing import Any
 
 from rich.console import Console
 
-from . import fanout
-from .dial import Dialer
-from .errors import (
+from ..errors import (
     BeachError,
     HostAway,
     HostGone,
@@ -28,9 +26,14 @@ from .errors import (
     SecurityError,
     WrongToken,
 )
-from .keys import parse_token
-from .protocol import (
+from ..keys import parse_token
+from ..resume import InputLog
+from ..terminal import LocalTerminal, eprint
+from ..text import printable
+from ..wire import compression
+from ..wire.frames import (
     FRAME_VERSION,
+    ExitStatus,
     Frame,
     Hello,
     decode_ack,
@@ -42,10 +45,7 @@ from .protocol import (
     encode_input,
     encode_resize,
 )
-from .pty import ExitStatus
-from .resume import InputLog
-from .terminal import LocalTerminal, eprint
-from .text import printable
+from .dialer import Dialer
 from .viewport import Viewport
 
 log = logging.getLogger("beach.join")
@@ -172,7 +172,7 @@ class JoinSession:
         self._stop_drawing()
         self._hello_event.clear()
         cols, rows = self.term.size()
-        features = (fanout.FEATURE,)
+        features = (compression.FEATURE,)
         self.link.send(encode_hello(Hello(FRAME_VERSION, self.token.role, cols, rows, features)))
         try:
             await asyncio.wait_for(self._hello_event.wait(), HELLO_TIMEOUT)
@@ -358,8 +358,8 @@ class JoinSession:
     def _handle_frame(self, kind: Frame, body: bytes) -> Iterator[bytes] | None:
         if kind == Frame.HELLO and self._hello is None:
             self._hello = decode_hello(body)
-            if fanout.FEATURE in self._hello.features:
-                self._decompress = fanout.decoder()
+            if compression.FEATURE in self._hello.features:
+                self._decompress = compression.decoder()
             self.pty_size = (self._hello.cols, self._hello.rows)
             self.viewport = Viewport(self.term.size(), self.pty_size)
             self._hello_event.set()
@@ -367,7 +367,7 @@ class JoinSession:
             if kind == Frame.SNAPSHOT:
                 self._awaiting_snapshot = False
                 if self._decompress is not None:
-                    self._decompress = fanout.decoder()
+                    self._decompress = compression.decoder()
             elif self._awaiting_snapshot:
                 return None
             pieces = iter((body,)) if self._decompress is None else self._inflate(body)

@@ -19,22 +19,24 @@ from typing import Any
 
 from rich.console import Console
 
+from ..errors import BeachError, ProtocolError, Refused, ServerUnreachable
+from ..keys import DEFAULT_SECRET_LENGTH, ROLES, Token
+from ..link.ice import merge
+from ..rendezvous import SignalingClient, short_url
+from ..resume import ResumeTable
+from ..terminal import LocalTerminal
+from ..text import printable
+from ..wire.compression import Encoder
+from ..wire.frames import ExitStatus
+from ..wire.ids import random_code
+from ..wire.signaling import E_RATE_LIMITED, E_UNKNOWN_SESSION
 from .approval import ApprovalPrompt
-from .errors import BeachError, ProtocolError, Refused, ServerUnreachable
-from .fanout import Encoder
 from .guesses import DEFAULT_GUESS_LIMIT, GuessGate
-from .ice import merge
-from .keys import DEFAULT_SECRET_LENGTH, ROLES, Token, random_code
+from .joiner import RemotePeer
 from .lan import advertised_address
-from .peer import RemotePeer
-from .protocol import E_RATE_LIMITED, E_UNKNOWN_SESSION
-from .pty import ExitStatus, PtyProcess
-from .record import Recorder
-from .resume import ResumeTable
+from .pty import PtyProcess
+from .recorder import Recorder
 from .screen import RESET, ScreenHistory
-from .signaling import SignalingClient, short_url
-from .terminal import LocalTerminal
-from .text import printable
 
 log = logging.getLogger("beach.host")
 
@@ -131,7 +133,7 @@ class HostSession:
     # -- setup -----------------------------------------------------------------------------------
 
     async def _start_embedded_server(self) -> None:
-        from .server import SignalServer, start_server
+        from ..server.app import SignalServer, start_server
 
         server = SignalServer(ice_servers=[{"urls": [u]} for u in self.opts.ice_servers])
         try:

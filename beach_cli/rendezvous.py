@@ -10,7 +10,7 @@ from urllib.parse import urlsplit, urlunsplit
 import aiohttp
 
 from .errors import BeachError, ProtocolError, ServerUnreachable
-from .protocol import MAX_SERVER_MESSAGE_BYTES, client_message, parse_server_message
+from .wire.signaling import MAX_SERVER_MESSAGE_BYTES, client_message, parse_server_message
 
 CONNECT_TIMEOUT = 10.0
 

@@ -12,8 +12,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from . import reach, tasks
-from .errors import (
+from .. import tasks
+from ..errors import (
     BeachError,
     ConnectTimeout,
     HostAway,
@@ -26,26 +26,24 @@ from .errors import (
     UnknownSession,
     WrongToken,
 )
-from .ice import merge
-from .keys import KeyExchange, Token
-from .protocol import (
-    E_HOST_AWAY,
-    E_RATE_LIMITED,
-    E_TOO_MANY,
-    E_UNKNOWN_SESSION,
+from ..keys import KeyExchange, Token
+from ..link import reach
+from ..link.ice import merge
+from ..link.relay import RelayLink
+from ..rendezvous import SignalingClient
+from ..text import printable
+from ..wire.frames import Frame
+from ..wire.keyplane import (
     HOLD_MAX,
     R_PROTOCOL,
     R_SECURITY,
     R_TIMEOUT,
     R_WRONG_TOKEN,
     REJECT_REASONS,
-    Frame,
     parse_payload,
     payload,
 )
-from .relay import RelayLink
-from .signaling import SignalingClient
-from .text import printable
+from ..wire.signaling import E_HOST_AWAY, E_RATE_LIMITED, E_TOO_MANY, E_UNKNOWN_SESSION
 
 APPROVAL_WAIT = 130.0  # the host answers within 120 s or the answer is no
 # How long a direct or TURN path may take to open before frames go through the server.

@@ -25,7 +25,7 @@ import secrets
 import stat
 from pathlib import Path
 
-from .errors import BeachError
+from ..errors import BeachError
 
 VERSION = 1
 NONCE_BYTES = 15

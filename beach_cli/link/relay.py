@@ -11,11 +11,11 @@ import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
 
-from . import tasks
-from .errors import BeachError, ProtocolError, SecurityError
-from .keys import KeyExchange
-from .link import LOW_WATER, Link
-from .protocol import Frame, encode_frame
+from .. import tasks
+from ..errors import BeachError, ProtocolError, SecurityError
+from ..keys import KeyExchange
+from ..wire.frames import Frame, encode_frame
+from .base import LOW_WATER, Link
 
 log = logging.getLogger("beach.relay")
 

@@ -17,8 +17,8 @@ import textwrap
 from collections import deque
 from collections.abc import Callable
 
-from .terminal import LocalTerminal
-from .text import printable
+from ..terminal import LocalTerminal
+from ..text import printable
 
 HELD_LIMIT = 1024 * 1024
 

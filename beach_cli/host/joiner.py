@@ -15,22 +15,15 @@ import time
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
-from . import fanout
-from .errors import BeachError, ConnectTimeout, ProtocolError, Refused, SecurityError, WrongToken
-from .guesses import MAX_DELAY
-from .keys import ROLES, KeyExchange
-from .link import HIGH_WATER
-from .protocol import (
+from ..errors import BeachError, ConnectTimeout, ProtocolError, Refused, SecurityError, WrongToken
+from ..keys import ROLES, KeyExchange
+from ..link.base import HIGH_WATER
+from ..link.relay import RelayLink
+from ..resume import ResumeRecord
+from ..wire import compression
+from ..wire.frames import (
     FRAME_VERSION,
-    HOLD_MAX,
     MAX_CHUNK_BYTES,
-    R_DENIED,
-    R_NOT_ACCEPTING,
-    R_PROTOCOL,
-    R_SECURITY,
-    R_TIMEOUT,
-    R_WRONG_TOKEN,
-    REJECT_REASONS,
     Frame,
     Hello,
     decode_hello,
@@ -41,16 +34,25 @@ from .protocol import (
     encode_frame,
     encode_hello,
     encode_resize,
+)
+from ..wire.keyplane import (
+    HOLD_MAX,
+    R_DENIED,
+    R_NOT_ACCEPTING,
+    R_PROTOCOL,
+    R_SECURITY,
+    R_TIMEOUT,
+    R_WRONG_TOKEN,
+    REJECT_REASONS,
     parse_payload,
     payload,
 )
-from .relay import RelayLink
-from .resume import ResumeRecord
+from .guesses import MAX_DELAY
 
 if TYPE_CHECKING:
-    from .host import HostSession
-    from .link import Link
-    from .pty import ExitStatus
+    from ..link.base import Link
+    from ..wire.frames import ExitStatus
+    from .session import HostSession
 
 log = logging.getLogger("beach.peer")
 
@@ -61,7 +63,7 @@ HELLO_TIMEOUT = 10.0
 BACKLOG_LIMIT = 4 * 1024 * 1024
 INBOX_LIMIT = 64
 _LEFT: dict[str, Any] = {"k": "left"}  # in the inbox: the joiner hung up (compared by identity)
-FEATURES = (fanout.FEATURE,)
+FEATURES = (compression.FEATURE,)
 COALESCE_AFTER = 0.005  # a send within this long means output is streaming...
 COALESCE_WAIT = 0.001  # ...so wait this long for more before the next frame
 COALESCE_MIN = 4096  # ...unless there is less than this to send (an echo, a prompt)
@@ -229,7 +231,7 @@ class RemotePeer:
         return resumed
 
     async def _connect(self, kx: KeyExchange) -> None:
-        from .rtc import PeerLink
+        from ..link.rtc import PeerLink
 
         # WebRTC, every message sealed: the DTLS fingerprint in the SDP is authentic.
         self.state = "connecting"
@@ -379,7 +381,7 @@ class RemotePeer:
         """Greet the joiner and start streaming, beginning with a snapshot."""
         assert self.link is not None and self._hello is not None
         features = tuple(f for f in FEATURES if f in self._hello.features)
-        self.deflate = fanout.FEATURE in features
+        self.deflate = compression.FEATURE in features
         applied = self.record.applied if self.record is not None else 0
         hello = Hello(FRAME_VERSION, self.role, cols, rows, features, applied, self.resume_id)
         self.link.send_control(encode_hello(hello))
@@ -458,7 +460,7 @@ class RemotePeer:
                     self._behind = 0
                     snap = self.host.snapshot()
                     self._send_body(
-                        link, Frame.SNAPSHOT, fanout.standalone(snap) if self.deflate else snap
+                        link, Frame.SNAPSHOT, compression.standalone(snap) if self.deflate else snap
                     )
                     continue
                 # Units concatenate into one valid stream: pack as many as fit in a frame.

@@ -25,7 +25,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from . import tasks
+from .. import tasks
 
 log = logging.getLogger("beach.cluster")
 
@@ -56,7 +56,7 @@ class RemoteClient:
         )
 
     def error(self, code: str, message: str) -> None:
-        from .protocol import server_message
+        from ..wire.signaling import server_message
 
         self.send(server_message("error", code=code, message=message))
 

@@ -15,9 +15,9 @@ from typing import Any
 from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
 from aiortc.sdp import candidate_from_sdp
 
-from .errors import ProtocolError
-from .link import LOW_WATER, Link
-from .protocol import Frame
+from ..errors import ProtocolError
+from ..wire.frames import Frame
+from .base import LOW_WATER, Link
 
 log = logging.getLogger("beach.rtc")
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from aiohttp import web
 
-from .errors import BeachError
+from ..errors import BeachError
 from .metrics import Metrics
 
 log = logging.getLogger("beach.server")

@@ -42,12 +42,3 @@ class IceConfig:
                 )
             out.append(entry)
         return out
-
-
-def merge(configured: list[str], offered: Any) -> list[dict[str, Any]]:
-    """This side's own ICE URLs first, then what the server offered (if well-formed)."""
-    out: list[dict[str, Any]] = [{"urls": [u]} for u in configured]
-    for entry in offered if isinstance(offered, list) else []:
-        if isinstance(entry, dict) and entry not in out:
-            out.append(entry)
-    return out

@@ -15,9 +15,9 @@ import signal
 import struct
 import termios
 from collections.abc import Callable
-from dataclasses import dataclass
 
-from .errors import BeachError
+from ..errors import BeachError
+from ..wire.frames import ExitStatus
 
 READ_SIZE = 64 * 1024
 READ_BURST = 256 * 1024
@@ -25,32 +25,8 @@ WRITE_LIMIT = 1024 * 1024  # keystrokes queued for a child that is not reading t
 EOF_GRACE = 0.5  # after the child exits, how long to wait for the rest of its output
 
 
-@dataclass(frozen=True, slots=True)
-class ExitStatus:
-    code: int  # shell-style: the exit code, or 128 + signal
-    signal: int | None
-
-    def describe(self) -> str:
-        if self.signal is not None:
-            try:
-                name = signal.Signals(self.signal).name
-            except ValueError:
-                name = f"signal {self.signal}"
-            return f"was killed by {name}"
-        return f"exited with status {self.code}"
-
-
 def set_winsize(fd: int, cols: int, rows: int) -> None:
     fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
-
-
-def get_winsize(fd: int) -> tuple[int, int] | None:
-    """(cols, rows) of the terminal on fd, or None if fd is not a terminal."""
-    try:
-        rows, cols, _, _ = struct.unpack("HHHH", fcntl.ioctl(fd, termios.TIOCGWINSZ, b"\0" * 8))
-    except OSError:
-        return None
-    return (cols, rows) if cols and rows else None
 
 
 def _controlling_tty(slave: int) -> Callable[[], None]:

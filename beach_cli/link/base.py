@@ -16,9 +16,9 @@ import logging
 import time
 from collections.abc import Callable
 
-from . import tasks
-from .errors import ConnectTimeout, ProtocolError
-from .protocol import Frame, decode_frame, encode_frame
+from .. import tasks
+from ..errors import ConnectTimeout, ProtocolError
+from ..wire.frames import Frame, decode_frame, encode_frame
 
 log = logging.getLogger("beach.link")
 

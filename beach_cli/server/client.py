@@ -12,11 +12,11 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from ..wire.signaling import E_BAD_MESSAGE, E_RATE_LIMITED, server_message
 from .metrics import Metrics
-from .protocol import E_BAD_MESSAGE, E_RATE_LIMITED, server_message
 
 if TYPE_CHECKING:
-    from .server import Session
+    from .app import Session
 
 log = logging.getLogger("beach.server")
 

@@ -16,15 +16,10 @@ from typing import Any
 from aiohttp import WSCloseCode, WSMsgType, web
 from redis.exceptions import RedisError
 
-from . import __version__
-from .cluster import Cluster, ClusterUnavailable, RemoteClient
-from .connection import SEND_TIMEOUT, Client, ParseBudget, ServerLimits
-from .edge import ClientAddress, ConnectionGate, EdgeLimits, GatedSite
-from .errors import ProtocolError
-from .ice import IceConfig
-from .keys import ALPHABET
-from .metrics import Metrics
-from .protocol import (
+from .. import __version__
+from ..errors import ProtocolError
+from ..wire.ids import random_code
+from ..wire.signaling import (
     E_BAD_MESSAGE,
     E_HOST_AWAY,
     E_NOT_ALLOWED,
@@ -36,8 +31,13 @@ from .protocol import (
     parse_client_message,
     server_message,
 )
+from .client import SEND_TIMEOUT, Client, ParseBudget, ServerLimits
+from .cluster import Cluster, ClusterUnavailable, RemoteClient
+from .edge import ClientAddress, ConnectionGate, EdgeLimits, GatedSite
+from .metrics import Metrics
 from .registry import Budget, RefusedJoins, Registry, Session, addr_key
 from .tickets import ReclaimKey, ticket_digest
+from .turn import IceConfig
 
 log = logging.getLogger("beach.server")
 
@@ -689,7 +689,7 @@ class SignalServer:
     @staticmethod
     def _new_id(length: int, taken: dict[str, Any]) -> str:
         while True:
-            candidate = "".join(secrets.choice(ALPHABET) for _ in range(length))
+            candidate = random_code(length)
             if candidate not in taken:
                 return candidate
 
