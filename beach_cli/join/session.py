@@ -129,7 +129,9 @@ class JoinSession:
 
     async def run(self) -> int:
         # aiortc takes ~0.3 s to import: do it in a thread while we talk to the server.
-        rtc = asyncio.ensure_future(asyncio.to_thread(importlib.import_module, ".rtc", __package__))
+        rtc = asyncio.ensure_future(
+            asyncio.to_thread(importlib.import_module, "..link.rtc", __package__)
+        )
         dialer = Dialer(
             self.opts.server,
             self.token,
