@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint bench clean
+.PHONY: run test test-fast lint bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,9 +17,15 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
+# Unit tests only (no beach processes, namespaces or load): well under a minute.
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not e2e and not netns and not load"
+
 lint: $(STAMP)
 	$(BIN)/ruff check beach_cli tests bench
 	$(BIN)/ruff format --check beach_cli tests bench
+	$(BIN)/mypy beach_cli
+	$(BIN)/lint-imports
 
 # The ssh baseline needs OpenSSH's sshd (the benchmark starts its own on a loopback port).
 bench: $(STAMP)
