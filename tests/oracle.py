@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import copy
 import json
+import time
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -250,7 +251,21 @@ class Window:
         return screen
 
 
+# The host's recorder writes from a thread, in batches: the file may trail the joiner's screen
+# by a moment. The recording only grows, so it is read again until it matches or this passes.
+CAST_CATCH_UP = 5.0
+CAST_POLL = 0.05
+
+
 def check(cast: Path, *windows: Window, tail: int | None = None) -> None:
-    truth = render_cast(cast, tail)
-    for w in windows:
-        assert_same_screen(truth, w.screen(tail))
+    deadline = time.monotonic() + CAST_CATCH_UP
+    while True:
+        truth = render_cast(cast, tail)
+        try:
+            for w in windows:
+                assert_same_screen(truth, w.screen(tail))
+            return
+        except AssertionError:
+            if time.monotonic() > deadline:
+                raise
+        time.sleep(CAST_POLL)  # a file has no event to await: poll, within the deadline
