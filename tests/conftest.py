@@ -191,3 +191,32 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+# Fixtures that start processes or namespaces, and the marker a test using one must carry: the
+# fast tier (-m "not e2e and not netns and not load") stays unit tests only, even for a test
+# added later and not marked.
+NEEDS_MARKER = {
+    "procs": "e2e",
+    "server": "e2e",
+    "serves": "e2e",
+    "serve": "e2e",
+    "batch": "e2e",
+    "arena": "e2e",
+    "small_serve": "e2e",
+    "tight_serve": "e2e",
+    "nginx_front": "e2e",
+    "net": "netns",
+    "loopback_only_netns": "netns",
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    unmarked = [
+        f"{item.nodeid} (uses {fixture}: mark it {marker})"
+        for item in items
+        for fixture in getattr(item, "fixturenames", ())
+        if (marker := NEEDS_MARKER.get(fixture)) and item.get_closest_marker(marker) is None
+    ]
+    if unmarked:
+        raise pytest.UsageError("tests missing their tier marker:\n  " + "\n  ".join(unmarked))

@@ -9,7 +9,10 @@ import signal
 import urllib.error
 import urllib.request
 
+import pytest
 from conftest import BEACH, Proc, Procs, free_port, need, shell_ready, start_host, start_join
+
+pytestmark = pytest.mark.e2e
 
 
 def health(url: str) -> tuple[int, dict]:

@@ -11,7 +11,10 @@ import time
 import urllib.request
 
 import pexpect
+import pytest
 from conftest import BEACH, Procs, shell_ready, start_host, start_join
+
+pytestmark = pytest.mark.e2e
 
 
 def test_two_joiners_share_one_shell(procs: Procs, server: str, tmp_path) -> None:

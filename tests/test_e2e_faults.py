@@ -6,7 +6,10 @@ import os
 import signal
 import time
 
+import pytest
 from conftest import BEACH, Procs, free_port, shell_ready, start_host, start_join
+
+pytestmark = pytest.mark.e2e
 
 
 def test_server_restart_keeps_sessions_and_tokens(procs: Procs, tmp_path) -> None:

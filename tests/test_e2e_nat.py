@@ -18,6 +18,8 @@ import pytest
 from conftest import BEACH, Procs, need, shell_ready, start_host
 from netns import Net, network
 
+pytestmark = [pytest.mark.e2e, pytest.mark.netns]
+
 PUBLIC = "203.0.113.10"
 TURN_SECRET = "test-turn-secret"
 PRIVATE_RANGES = (

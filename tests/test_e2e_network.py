@@ -10,6 +10,8 @@ from collections.abc import Iterator
 import pytest
 from conftest import BEACH, Procs, need, shell_ready, start_host
 
+pytestmark = [pytest.mark.e2e, pytest.mark.netns]
+
 
 @pytest.fixture
 def loopback_only_netns() -> Iterator[str]:
