@@ -12,6 +12,7 @@ import shutil
 import socket
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -75,6 +76,12 @@ class Proc:
     def send(self, text: str) -> None:
         self.child.send(text)
 
+    def read_for(self, seconds: float, until: str | None = None) -> bool:
+        """Read whatever the process prints for up to `seconds` (into the transcript, and kept
+        for the next `expect`); True if `until` showed up, which ends the read early."""
+        patterns: list = [pexpect.TIMEOUT, pexpect.EOF, *([until] if until else [])]
+        return self.child.expect(patterns, timeout=seconds) == 2
+
     def exit_code(self, timeout: float = TIMEOUT) -> int:
         """Wait for the process to end and return a shell-style exit code."""
         self.child.expect(pexpect.EOF, timeout=timeout)
@@ -85,7 +92,7 @@ class Proc:
 
     @property
     def output(self) -> str:
-        """Everything read so far (for failure messages and content checks)."""
+        """What was read since the last match (for failure messages; `transcript` has it all)."""
         return (self.child.before or "") if isinstance(self.child.before, str) else ""
 
     def kill(self) -> None:
@@ -184,6 +191,16 @@ def need(program: str) -> str:
             pytest.fail(f"{program} is required in CI (.ci/run installs it)")
         pytest.skip(f"{program} not installed")
     return path
+
+
+def wait_for_line(path: Path, text: str, timeout: float = TIMEOUT) -> None:
+    """Wait until the file at `path` (a log) holds `text`: for programs whose terminal says
+    nothing of the event, or say it only to a log."""
+    deadline = time.monotonic() + timeout
+    while not (path.exists() and text in path.read_text(errors="replace")):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{path.name} never said {text!r}")
+        time.sleep(0.05)
 
 
 def free_port() -> int:
