@@ -12,6 +12,7 @@ import shutil
 import socket
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -75,6 +76,12 @@ class Proc:
     def send(self, text: str) -> None:
         self.child.send(text)
 
+    def read_for(self, seconds: float, until: str | None = None) -> bool:
+        """Read whatever the process prints for up to `seconds` (into the transcript, and kept
+        for the next `expect`); True if `until` showed up, which ends the read early."""
+        patterns: list = [pexpect.TIMEOUT, pexpect.EOF, *([until] if until else [])]
+        return self.child.expect(patterns, timeout=seconds) == 2
+
     def exit_code(self, timeout: float = TIMEOUT) -> int:
         """Wait for the process to end and return a shell-style exit code."""
         self.child.expect(pexpect.EOF, timeout=timeout)
@@ -85,7 +92,7 @@ class Proc:
 
     @property
     def output(self) -> str:
-        """Everything read so far (for failure messages and content checks)."""
+        """What was read since the last match (for failure messages; `transcript` has it all)."""
         return (self.child.before or "") if isinstance(self.child.before, str) else ""
 
     def kill(self) -> None:
@@ -186,8 +193,47 @@ def need(program: str) -> str:
     return path
 
 
+def wait_for_line(path: Path, text: str, timeout: float = TIMEOUT) -> None:
+    """Wait until the file at `path` (a log) holds `text`: for programs whose terminal says
+    nothing of the event, or say it only to a log."""
+    deadline = time.monotonic() + timeout
+    while not (path.exists() and text in path.read_text(errors="replace")):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{path.name} never said {text!r}")
+        time.sleep(0.05)
+
+
 def free_port() -> int:
     """A TCP port on loopback that nothing listens on right now."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+# Fixtures that start processes or namespaces, and the marker a test using one must carry: the
+# fast tier (-m "not e2e and not netns and not load") stays unit tests only, even for a test
+# added later and not marked.
+NEEDS_MARKER = {
+    "procs": "e2e",
+    "server": "e2e",
+    "serves": "e2e",
+    "serve": "e2e",
+    "batch": "e2e",
+    "arena": "e2e",
+    "small_serve": "e2e",
+    "tight_serve": "e2e",
+    "nginx_front": "e2e",
+    "net": "netns",
+    "loopback_only_netns": "netns",
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    unmarked = [
+        f"{item.nodeid} (uses {fixture}: mark it {marker})"
+        for item in items
+        for fixture in getattr(item, "fixturenames", ())
+        if (marker := NEEDS_MARKER.get(fixture)) and item.get_closest_marker(marker) is None
+    ]
+    if unmarked:
+        raise pytest.UsageError("tests missing their tier marker:\n  " + "\n  ".join(unmarked))

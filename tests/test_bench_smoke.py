@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
@@ -16,6 +18,8 @@ if str(REPO) not in sys.path:
 from bench.__main__ import SECTIONS  # noqa: E402
 from bench.results import ERROR  # noqa: E402
 from bench.ssh import NOT_AVAILABLE, find_sshd  # noqa: E402
+
+pytestmark = pytest.mark.e2e
 
 
 def test_quick_run_prints_every_row(tmp_path: Path) -> None:

@@ -63,6 +63,7 @@ def test_bad_file_is_one_clear_error(cfg, text: str) -> None:
         config.load({})
 
 
+@pytest.mark.e2e
 def test_bad_config_file_is_reported_by_the_cli(tmp_path) -> None:
     path = tmp_path / "config.toml"
     path.write_text("port = 'many'\n")
@@ -79,6 +80,7 @@ def test_bad_config_file_is_reported_by_the_cli(tmp_path) -> None:
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.e2e
 def test_log_file_receives_the_logs(tmp_path) -> None:
     log = tmp_path / "beach.log"
     result = subprocess.run(
@@ -104,6 +106,7 @@ def test_log_file_receives_the_logs(tmp_path) -> None:
     assert "DEBUG" not in result.stderr
 
 
+@pytest.mark.e2e
 def test_debug_shows_the_traceback(tmp_path) -> None:
     result = subprocess.run(
         [BEACH, "--debug", "join", "--server", "127.0.0.1:9", "abcdef-ghjkmn"],

@@ -7,11 +7,13 @@ import json
 import os
 import signal
 import subprocess
-import time
 import urllib.request
 
 import pexpect
-from conftest import BEACH, Procs, shell_ready, start_host, start_join
+import pytest
+from conftest import BEACH, Procs, shell_ready, start_host, start_join, wait_for_line
+
+pytestmark = pytest.mark.e2e
 
 
 def test_two_joiners_share_one_shell(procs: Procs, server: str, tmp_path) -> None:
@@ -56,7 +58,7 @@ def test_unknown_session_is_one_clear_line(procs: Procs, server: str) -> None:
     joiner = procs.start([BEACH, "join", "--server", server, "zzzzzz-abcdef"])
     joiner.expect("beach: there is no session zzzzzz")
     assert joiner.exit_code() == 5
-    assert "Traceback" not in joiner.child.before
+    assert "Traceback" not in joiner.transcript.getvalue()
 
 
 def test_malformed_token_is_refused_before_connecting(procs: Procs, server: str) -> None:
@@ -72,7 +74,7 @@ def test_wrong_secret_is_refused(procs: Procs, server: str, tmp_path) -> None:
     joiner = procs.start([BEACH, "join", "--server", server, bad])
     joiner.expect("the join token is wrong or no longer valid")
     assert joiner.exit_code() == 6
-    assert "Traceback" not in joiner.child.before
+    assert "Traceback" not in joiner.transcript.getvalue()
     # The host carries on, and the right token still works.
     good = start_join(procs, info)
     shell_ready(good)
@@ -86,7 +88,7 @@ def test_unreachable_server(procs: Procs) -> None:
     joiner = procs.start([BEACH, "join", "--server", "ws://127.0.0.1:9", "abcdef-ghjkmn"])
     joiner.expect("cannot reach the server")
     assert joiner.exit_code() == 4
-    assert "Traceback" not in joiner.child.before
+    assert "Traceback" not in joiner.transcript.getvalue()
 
 
 def test_detach_leaves_the_session_running(procs: Procs, server: str, tmp_path) -> None:
@@ -143,10 +145,13 @@ def test_killed_host_is_noticed_quickly(procs: Procs, server: str, tmp_path) -> 
     shell_ready(host)
     joiner = start_join(procs, info)
     shell_ready(joiner)
-    start = time.monotonic()
     host.child.kill(signal.SIGKILL)
-    joiner.expect("lost the connection to the host", timeout=10)
-    assert time.monotonic() - start < 6.0
+    # Nothing tells the joiner that a killed host is gone but the heartbeat: the link is lost
+    # after 4 s of silence (checked every second), and the joiner says so. The 30 s allowed is
+    # far above that, so only a hang fails here, never a busy machine.
+    joiner.expect(r"connection lost \(no sign of life for 4 s\); reconnecting", timeout=30)
+    # Its reconnection learns from the server that the host is gone: it stops.
+    joiner.expect("lost the connection to the host: the host of session .* is not connected")
     assert joiner.exit_code() == 8
 
 
@@ -177,7 +182,15 @@ def test_terminal_is_restored_on_every_way_out(procs: Procs, server: str, tmp_pa
 
 
 def test_window_sizes_follow_the_smallest_read_write_window(procs: Procs, server: str, tmp_path):
-    host, info = start_host(procs, tmp_path, server, cols=100, rows=30)
+    log = tmp_path / "host.log"
+    host, info = start_host(
+        procs,
+        tmp_path,
+        server,
+        global_opts=("--log-file", str(log), "--log-level", "info"),
+        cols=100,
+        rows=30,
+    )
     shell_ready(host)
     host.send("stty size\r")
     host.expect("30 100")
@@ -195,11 +208,13 @@ def test_window_sizes_follow_the_smallest_read_write_window(procs: Procs, server
     joiner.child.setwinsize(40, 120)
     joiner.send("stty size\r")
     joiner.expect("20 70")
-    # The viewer's keystrokes never reach the shell.
+    # The viewer's keystrokes reach the host, which drops them: they never reach the shell.
     viewer.send("echo viewer-$((8*8))\r")
+    wait_for_line(log, "dropping input from a view joiner")
     host.send("echo host-$((9*9))\r")
     for p in (host, joiner, viewer):
         p.expect("host-81")
-    assert "viewer-64" not in host.child.before
+    for p in (host, joiner, viewer):  # neither echoed nor run, anywhere, at any time
+        assert "viewer-" not in p.transcript.getvalue(), p.argv
     host.send("exit\r")
     assert host.exit_code() == 0

@@ -11,9 +11,12 @@ import json
 import textwrap
 from pathlib import Path
 
+import pytest
 from asciinema.asciicast import open_from_url
 from conftest import Procs, shell_ready, start_host, start_join
 from oracle import Window, check
+
+pytestmark = pytest.mark.e2e
 
 
 def joiner(procs: Procs, info: dict, cols: int = 80, rows: int = 24, **kw) -> Window:

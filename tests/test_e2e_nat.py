@@ -15,8 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import BEACH, Procs, need, shell_ready, start_host
+from conftest import BEACH, Procs, need, shell_ready, start_host, wait_for_line
 from netns import Net, network
+
+pytestmark = [pytest.mark.e2e, pytest.mark.netns]
 
 PUBLIC = "203.0.113.10"
 TURN_SECRET = "test-turn-secret"
@@ -40,15 +42,6 @@ class World:
     host_ns: str
     join_ns: str
     server: str
-
-
-def wait_for_line(path: Path, text: str, timeout: float = 20) -> None:
-    """Wait until the log file at `path` holds `text` (coturn has no other start-up signal)."""
-    deadline = time.monotonic() + timeout
-    while not (path.exists() and text in path.read_text(errors="replace")):
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{path.name} never said {text!r}")
-        time.sleep(0.05)
 
 
 def build(net: Net, procs: Procs, tmp_path: Path, nat: str | None) -> World:

@@ -11,6 +11,8 @@ from conftest import BEACH, Procs, shell_ready, start_host
 from netns import Net, network
 from oracle import Window, check
 
+pytestmark = [pytest.mark.e2e, pytest.mark.netns]
+
 DROP_SECONDS = 30.0
 
 

@@ -12,6 +12,8 @@ import pytest
 from conftest import BEACH, Procs, shell_ready, start_host
 from netns import Net, network
 
+pytestmark = [pytest.mark.e2e, pytest.mark.netns]
+
 HERE = Path(__file__).parent
 
 

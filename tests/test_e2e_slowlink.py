@@ -4,12 +4,15 @@ host, and is brought to the current screen instead of being fed an ever-growing 
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 
 import pytest
 from conftest import BEACH, Procs, shell_ready, start_host
 from netns import Net, network, sh
 from oracle import Window, check
+
+pytestmark = [pytest.mark.e2e, pytest.mark.netns]
 
 
 @pytest.fixture
@@ -65,8 +68,15 @@ def test_slow_link_joiner_gets_the_present_not_the_backlog(procs: Procs, tmp_pat
     window = Window(joiner, 80, 24)
 
     host.send(f"cat {big}; echo done-$((6*7))\r")
-    host.expect("done-42", timeout=60)
-    # The host is through while the joiner, megabytes behind on a 1 Mbit/s link, cannot be.
+    # Both terminals are read all along, so only the link is slow (an unread terminal would
+    # stall the joiner by itself), and the joiner's output so far is really in its transcript.
+    deadline = time.monotonic() + 60
+    while not host.read_for(0.1, until="done-42"):
+        assert time.monotonic() < deadline, "the host never got through the output"
+        assert not joiner.read_for(0.02, until="done-42"), "the joiner was never behind"
+    # The host is through while the joiner, megabytes behind on a 1 Mbit/s link, cannot be:
+    # what it has shown by now (read for a moment longer) stops well short of the end.
+    assert not joiner.read_for(0.5, until="done-42"), "the joiner kept up with the host"
     assert "done-42" not in joiner.transcript.getvalue()
     shell_ready(host)
     # It skips the backlog and lands on the present...

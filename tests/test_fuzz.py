@@ -827,6 +827,7 @@ def http_requests(draw: st.DrawFn) -> bytes:
 # ---------------------------------------------------------------------------------------------
 
 
+@pytest.mark.e2e
 def test_fuzz_signaling_messages(arena: Arena) -> None:
     """Hypothesis-generated messages from fresh connections, a fuzz host, its joiner and a
     joiner of the real session: every answer is a valid server message, nothing hangs."""
@@ -851,6 +852,7 @@ def test_fuzz_signaling_messages(arena: Arena) -> None:
     arena.check(since, "msgs")
 
 
+@pytest.mark.e2e
 def test_fuzz_raw_websocket_frames(arena: Arena) -> None:
     """Raw frames on raw TCP after a real upgrade: the server answers or closes, never hangs
     on a connection that has finished sending, and never dies."""
@@ -900,6 +902,7 @@ def test_fuzz_raw_websocket_frames(arena: Arena) -> None:
     arena.check(since, "frames")
 
 
+@pytest.mark.e2e
 def test_fuzz_invalid_http(arena: Arena) -> None:
     """Random and mutated HTTP requests: each gets an HTTP answer (or none), the server closes
     the connection once the client is done sending, and nothing is a 500."""
@@ -941,6 +944,7 @@ def test_fuzz_invalid_http(arena: Arena) -> None:
     arena.check(since, "http")
 
 
+@pytest.mark.e2e
 def test_half_open_connections(arena: Arena) -> None:
     """Partial upgrades that stall, upgraded sockets that never read or send, a joiner that
     stops reading while its host floods it, resets mid-handshake and mid-frame: the server
@@ -1035,6 +1039,7 @@ def test_half_open_connections(arena: Arena) -> None:
 # ---------------------------------------------------------------------------------------------
 
 
+@pytest.mark.e2e
 def test_relayed_message_that_grows_is_relayed_or_refused_cleanly(arena: Arena) -> None:
     """A joiner's message that is under 64 KiB as sent but not as the server re-encodes it:
     the server relays it intact (and the receiving client accepts it), or refuses it as a bad
@@ -1091,6 +1096,7 @@ def test_relayed_message_that_grows_is_relayed_or_refused_cleanly(arena: Arena) 
     assert not tracebacks, tracebacks[0]
 
 
+@pytest.mark.e2e
 def test_malformed_http_is_not_logged_as_a_traceback(arena: Arena) -> None:
     """Found by test_fuzz_invalid_http (60 tracebacks for 200 requests): aiohttp logs every
     malformed request at ERROR with a full traceback (web_protocol.py handle_error), and
@@ -1118,6 +1124,7 @@ def test_malformed_http_is_not_logged_as_a_traceback(arena: Arena) -> None:
     assert not tracebacks, tracebacks[0]
 
 
+@pytest.mark.e2e
 def test_bad_upgrade_header_is_a_400(arena: Arena) -> None:
     """Found by test_fuzz_invalid_http: server.py handle_ws called ws.can_prepare(request)
     unguarded; for a GET /ws whose Upgrade (or Connection) header holds non-UTF-8 bytes,
@@ -1175,6 +1182,7 @@ async def test_writer_stops_when_stopped_right_after_a_send(steps: int) -> None:
     assert done, "Client.stop() never returned: its writer lost the cancellation"
 
 
+@pytest.mark.e2e
 async def test_host_survives_a_server_message_it_does_not_understand(
     procs: Procs, tmp_path: Path
 ) -> None:
@@ -1271,6 +1279,7 @@ def small_serve() -> Iterator[ServeProcess]:
         serve.stop()
 
 
+@pytest.mark.e2e
 def test_server_recovers_when_stalled_clients_leave(small_serve: ServeProcess) -> None:
     since = small_serve.mark()
 
@@ -1287,6 +1296,7 @@ def test_server_recovers_when_stalled_clients_leave(small_serve: ServeProcess) -
     assert not tracebacks, tracebacks[0]
 
 
+@pytest.mark.e2e
 def test_stalled_half_requests_do_not_lock_out_other_clients(small_serve: ServeProcess) -> None:
     async def go() -> bool:
         held = await _hold_half_requests(small_serve.port, NOFILE + 100)

@@ -144,6 +144,7 @@ async def _closed_by_server(sock: socket.socket, timeout: float) -> bool:
     return data == b""
 
 
+@pytest.mark.e2e
 def test_slowloris_from_one_address_locks_out_no_one(tight_serve: ServeProcess) -> None:
     """1,100 half-open requests from 127.0.0.1 against a 1,024-descriptor server: a host from
     127.0.0.2 still registers, the server holds a bounded number of descriptors, and every
@@ -229,6 +230,7 @@ FLOOD_SECONDS = 3.0
 FLOODERS = 3
 
 
+@pytest.mark.e2e
 def test_parse_flood_costs_the_server_only_its_budget() -> None:
     """Three clients send 60 KB valid `relay` messages as fast as they can (each one parsed and
     answered with an error: they are in no session). What the server parses is its byte budget
@@ -677,6 +679,7 @@ def nginx_front(tmp_path: Path, certs: tuple[Path, Path, Path]) -> Iterator[tupl
         serve.stop()
 
 
+@pytest.mark.e2e
 def test_through_nginx_every_address_is_its_own(nginx_front: tuple[str, Path]) -> None:
     """80 hosts from 80 loopback addresses through nginx (TLS, X-Forwarded-For) all register
     (the per-address cap of 64 is per client, not one cap for the proxy); the cap still holds
@@ -727,6 +730,7 @@ def test_through_nginx_every_address_is_its_own(nginx_front: tuple[str, Path]) -
         runner.run(asyncio.wait_for(go(), 120))
 
 
+@pytest.mark.e2e
 def test_beach_serve_terminates_tls_itself(
     procs: Procs, tmp_path: Path, certs: tuple[Path, Path, Path]
 ) -> None:
@@ -758,6 +762,7 @@ def test_beach_serve_terminates_tls_itself(
     assert host.exit_code() == 3
 
 
+@pytest.mark.e2e
 def test_tls_options_refuse_a_bad_key_in_one_line(tmp_path: Path, certs) -> None:
     _, cert, _ = certs
     bad = tmp_path / "bad.pem"
@@ -792,6 +797,8 @@ def net() -> Iterator[Net]:
         yield n
 
 
+@pytest.mark.e2e
+@pytest.mark.netns
 def test_relay_over_its_budget_is_paced_not_lost(procs: Procs, tmp_path: Path, net: Net) -> None:
     """Two joiners relayed through `beach serve --relay-rate 128 KiB/s` while the host cats
     2 MB of barely compressible text: both see the final screen and exit cleanly, and no

@@ -59,6 +59,7 @@ async def squat(url: str, session: str) -> bool:
         await sig.close()
 
 
+@pytest.mark.e2e
 def test_host_that_cannot_reclaim_registers_anew_and_shows_new_tokens(
     procs: Procs, tmp_path: Path
 ) -> None:
@@ -192,6 +193,7 @@ class StandIn:
             await self.runner.cleanup()
 
 
+@pytest.mark.e2e
 def test_registration_takes_only_its_answer_and_a_lasting_refusal_is_shown_and_backed_off(
     procs: Procs, tmp_path: Path
 ) -> None:
@@ -240,6 +242,7 @@ class AddressForger(EvilServer):
         super()._on_join(client, msg)
 
 
+@pytest.mark.e2e
 def test_approval_prompt_at_30_columns_shows_the_role_whole_and_no_server_escape(
     procs: Procs, tmp_path: Path
 ) -> None:
@@ -309,6 +312,7 @@ async def wrong_guess(url: str, session: str, role: str, secret: str) -> str:
         await sig.close()
 
 
+@pytest.mark.e2e
 def test_view_token_guesses_wait_longer_each_time_and_rotate_only_the_view_token(
     procs: Procs, server: str, tmp_path: Path
 ) -> None:
@@ -359,6 +363,7 @@ def test_view_token_guesses_wait_longer_each_time_and_rotate_only_the_view_token
         loop.stop()
 
 
+@pytest.mark.e2e
 def test_a_right_token_waits_out_the_guess_delay_past_its_own_timeout(
     procs: Procs, server: str, tmp_path: Path
 ) -> None:
@@ -390,6 +395,7 @@ def test_a_right_token_waits_out_the_guess_delay_past_its_own_timeout(
 # -- 16: --bind to an address that is not the default ----------------------------------------
 
 
+@pytest.mark.e2e
 def test_bind_to_a_specific_loopback_address_dials_and_advertises_it(
     procs: Procs, tmp_path: Path
 ) -> None:
@@ -480,6 +486,7 @@ async def test_a_command_that_cannot_run_leaks_no_pty(tmp_path: Path) -> None:
     assert open_fds() <= before
 
 
+@pytest.mark.e2e
 def test_beach_host_with_a_command_that_cannot_run_says_so_in_one_line(
     procs: Procs, server: str, tmp_path: Path
 ) -> None:

@@ -208,6 +208,7 @@ async def confirm_and_hang_up(server: str, token: Token, timeout: float = 20.0) 
         await sig.close()
 
 
+@pytest.mark.e2e
 def test_a_joiner_that_confirms_then_leaves_is_no_wrong_guess(
     procs: Procs, tmp_path, loop_thread: LoopThread
 ) -> None:
@@ -251,6 +252,7 @@ BIG_PING = encode_frame(Frame.PING, bytes(200_000))
 RSS_BOUND_MIB = 32  # what the host may grow by during the flood (before the fix: +466 MiB)
 
 
+@pytest.mark.e2e
 def test_unread_ping_flood_keeps_host_memory_bounded(
     procs: Procs, server: str, tmp_path, loop_thread: LoopThread
 ) -> None:
@@ -424,6 +426,7 @@ SNAPSHOT_REQUESTS = 5_000
 SNAPSHOT_FLOOD_SECONDS = 10.0
 
 
+@pytest.mark.e2e
 def test_snapshot_request_flood_is_paced(
     procs: Procs, server: str, tmp_path, loop_thread: LoopThread
 ) -> None:

@@ -25,6 +25,7 @@ import zlib
 from typing import Any
 
 import pyte
+import pytest
 from conftest import BEACH, Procs, shell_ready, start_host, start_join, strip_ansi
 from oracle import XtermScreen
 from test_security import EvilServer, ServerThread, evil, kind
@@ -111,6 +112,7 @@ def children(pid: int) -> list[int]:
         return [int(p) for p in f.read().split()]
 
 
+@pytest.mark.e2e
 def test_huge_counts_and_long_parameters_neither_freeze_nor_crash_a_wider_joiner(
     procs: Procs, server: str, tmp_path
 ) -> None:
@@ -282,6 +284,7 @@ def escapes_from(text: str) -> list[str]:
     return re.findall(r"\x1b\]52;|\x1b\]0;owned|\r\nPassword: ", text)
 
 
+@pytest.mark.e2e
 def test_server_error_text_never_reaches_the_terminal_raw(procs: Procs, tmp_path) -> None:
     class LyingServer(EvilServer):
         async def _dispatch(self, client: Client, raw: str) -> None:
@@ -307,6 +310,7 @@ def test_server_error_text_never_reaches_the_terminal_raw(procs: Procs, tmp_path
         st.stop()
 
 
+@pytest.mark.e2e
 def test_forged_reject_reason_is_shown_by_its_code_only(procs: Procs, tmp_path) -> None:
     def forge(srv: EvilServer, client: Client, msg: dict[str, Any]) -> dict[str, Any] | None:
         if client.peer_id is not None and kind(msg) == "pake":
@@ -333,6 +337,7 @@ def test_forged_reject_reason_is_shown_by_its_code_only(procs: Procs, tmp_path) 
 # -- exit codes when the server tampers ----------------------------------------------------------
 
 
+@pytest.mark.e2e
 def test_confirm_before_pake_exits_10_and_counts_no_guess(procs: Procs, tmp_path) -> None:
     log = tmp_path / "host.log"
 
@@ -374,6 +379,7 @@ def test_confirm_before_pake_exits_10_and_counts_no_guess(procs: Procs, tmp_path
         st.stop()
 
 
+@pytest.mark.e2e
 def test_dropped_offer_says_what_timed_out(procs: Procs, tmp_path) -> None:
     def drop_offer(srv: EvilServer, client: Client, msg: dict[str, Any]) -> dict[str, Any] | None:
         if client.peer_id is None and kind(msg) == "sealed":
@@ -408,6 +414,7 @@ BOMBING_HOST = (
 )
 
 
+@pytest.mark.e2e
 def test_a_bombing_host_makes_the_joiner_stop_with_exit_3(
     procs: Procs, server: str, tmp_path
 ) -> None:

@@ -35,6 +35,8 @@ from wsconn import Conn
 from beach_cli.wire.ids import ALPHABET
 from beach_cli.wire.signaling import E_RATE_LIMITED, E_TOO_MANY, E_UNKNOWN_SESSION
 
+pytestmark = pytest.mark.e2e
+
 T = 10.0  # seconds allowed for any single network step
 LOCAL = "127.0.0.1"
 

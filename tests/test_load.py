@@ -64,7 +64,7 @@ SERVE_FLAGS = (
 )
 STEP_RE = re.compile(r"connected \(([^)]*)\): (.*)")
 
-pytestmark = pytest.mark.timeout(900)
+pytestmark = [pytest.mark.load, pytest.mark.e2e, pytest.mark.timeout(900)]
 
 
 # ---------------------------------------------------------------------------------------------

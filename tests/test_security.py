@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import pexpect
+import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection
 from conftest import BEACH, Procs, shell_ready, start_host, start_join
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
@@ -21,6 +22,8 @@ from spake2 import SPAKE2_B
 from beach_cli.server.app import Client, SignalServer, start_server
 from beach_cli.wire.keyplane import payload
 from beach_cli.wire.signaling import server_message
+
+pytestmark = pytest.mark.e2e
 
 Tamper = Callable[["EvilServer", Client, dict[str, Any]], dict[str, Any] | None]
 
