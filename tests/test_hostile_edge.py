@@ -299,6 +299,7 @@ async def test_flood_of_small_invalid_messages_is_cut() -> None:
         async with aiohttp.ClientSession() as http:
             ws = await open_ws(http, f"ws://127.0.0.1:{port}/ws")
             codes: dict[str, int] = {}
+            began = time.monotonic()
             for _ in range(3000):
                 if ws.closed:
                     break
@@ -310,10 +311,13 @@ async def test_flood_of_small_invalid_messages_is_cut() -> None:
                     break
                 code = parse_server_message(msg.data)["code"]
                 codes[code] = codes.get(code, 0) + 1
-        print(f"\ninvalid-message flood: answers {codes}, then cut")
+            took = time.monotonic() - began
+        print(f"\ninvalid-message flood: answers {codes} in {took:.2f} s, then cut")
         assert codes.get(E_RATE_LIMITED, 0) > 0
-        # A burst of 2x the rate is answered, then the flood is refused and cut.
-        assert codes.get(E_BAD_MESSAGE, 0) <= 2 * srv.limits.messages_per_second + 5, codes
+        # A burst of 2x the rate is answered, then the rate itself (the bucket refills while
+        # the flood lasts, longer on a busy machine), then the flood is refused and cut.
+        rate = srv.limits.messages_per_second
+        assert codes.get(E_BAD_MESSAGE, 0) <= 2 * rate + rate * took + 5, codes
     finally:
         await runner.cleanup()
 
