@@ -45,7 +45,7 @@ _CLEARS_WRAP = frozenset(bytes([c]) for c in b"ABCDEFGHIJKLMPXZadef`@r")
 def _incomplete_tail(data: bytes) -> int:
     """Where a token cut off by the end of `data` starts (len(data) if none is)."""
     tail = _PARTIAL.search(data, max(len(data) - 4096, 0))
-    if tail is None or tail.start() == len(data):
+    if tail is None:  # (a match is never empty: it starts before the end)
         return len(data)
     piece = tail.group()
     lead = piece[0]
@@ -209,21 +209,16 @@ class WrapAt:
         return prefix + tok
 
     def _ctl(self, tok: bytes) -> bytes:
-        c = tok[0]
-        if c == 0x0D:
-            self.col = 0
-            return tok
-        prefix = (
-            self._cha() if self.col >= self.cols and c in (0x08, 0x09, 0x0A, 0x0B, 0x0C) else b""
-        )
-        if c == 0x08:
+        """BS or TAB (the only controls that come one at a time): each clears a pending wrap."""
+        prefix = self._cha() if self.col >= self.cols else b""
+        if tok == b"\x08":
             self.col = max(self.col - 1, 0)
-        elif c == 0x09:
-            stop = (self.col // _TAB + 1) * _TAB
-            if stop >= self.cols:
-                self.col = self.cols - 1
-                return prefix + b"\x1b[%dG" % self.cols
-            self.col = stop
+            return prefix + tok
+        stop = (self.col // _TAB + 1) * _TAB
+        if stop >= self.cols:
+            self.col = self.cols - 1
+            return prefix + b"\x1b[%dG" % self.cols
+        self.col = stop
         return prefix + tok
 
     def _csi(self, tok: bytes, params: bytes, final: bytes) -> bytes:
