@@ -202,7 +202,7 @@ class Handshake:
     async def _server(self) -> str:
         """Connect to the server (the WebSocket and its welcome, under one deadline)."""
         try:
-            async with asyncio.timeout(self._left()):
+            async with asyncio.timeout(self.timeout):
                 await self.sig.connect(self.timeout)
         except TimeoutError as exc:
             raise ServerUnreachable(f"the server at {self.sig.url} did not answer in time") from exc
