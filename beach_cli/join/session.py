@@ -5,6 +5,7 @@ drops by reconnecting with the same token.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
 import logging
 import time
@@ -16,6 +17,7 @@ from typing import Any
 
 from rich.console import Console
 
+from ..backoff import Backoff
 from ..errors import (
     BeachError,
     HostAway,
@@ -27,6 +29,7 @@ from ..errors import (
     WrongToken,
 )
 from ..keys import parse_token
+from ..link.base import Link
 from ..resume import InputLog
 from ..terminal import LocalTerminal, eprint
 from ..text import printable
@@ -59,7 +62,7 @@ LOCAL_BACKLOG = 8 * 1024 * 1024
 # After losing the host, keep trying this long (a Wi-Fi drop, a server restart).
 RECONNECT_FOR = 120.0
 RECONNECT_MAX_DELAY = 5.0
-ATTEMPT = 8.0  # seconds for one reconnect attempt: try again soon after the network is back
+ATTEMPT = 8.0  # seconds for each step of a reconnect attempt: soon again after the network is back
 # On the way out, undo modes the shared program may have left on: alternate screen, hidden
 # cursor, mouse reporting, bracketed paste, application keypad, colours, scroll region; and
 # pop the window title we pushed.
@@ -208,49 +211,53 @@ class JoinSession:
         self.link = None
         log.info("lost the host (%s); reconnecting", reason)
         deadline = time.monotonic() + RECONNECT_FOR
-        delay, attempt = 0.5, 0
+        backoff, attempt = Backoff(0.5, RECONNECT_MAX_DELAY), 0
         self._banner(f"connection lost ({reason}); reconnecting")
         while not self._done.done():
             attempt += 1
             dial = asyncio.ensure_future(
                 dialer.dial(lambda _: None, self.resume_id, min(self.opts.connect_timeout, ATTEMPT))
             )
-            await asyncio.wait({dial, self._done}, return_when=asyncio.FIRST_COMPLETED)
+            waiters: set[asyncio.Future[Any]] = {dial, self._done}
+            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
             if self._done.done():  # detached while reconnecting
                 dial.cancel()
                 return
-            try:
-                self.link = dial.result()
-                await self._greet()
+            last = await self._rejoin(dial)
+            if last is None:
                 log.info("reconnected after %d attempt(s)", attempt)
                 self._title("beach: reconnected")
                 return
-            except HostAway as exc:
-                raise HostGone(f"lost the connection to the host: {exc}") from exc
-            except SecurityError:
-                raise  # a tampering server: trying again would only meet it again
-            except RateLimited as exc:
-                last = exc.message
-            except (WrongToken, Refused) as exc:
-                raise HostGone(
-                    f"lost the connection to the host, and cannot rejoin: {exc}"
-                ) from exc
-            except BeachError as exc:
-                if self.link is not None:
-                    await self.link.close()
-                    self.link = None
-                last = exc.message
+            delay = backoff.next()
             if time.monotonic() + delay > deadline:
                 raise HostGone(
                     f"lost the connection to the host and could not reconnect in "
                     f"{RECONNECT_FOR:.0f} s ({last})"
                 )
             self._banner(f"reconnecting (attempt {attempt}: {last})")
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(self._done), delay)
-            except TimeoutError:
-                pass
-            delay = min(delay * 2, RECONNECT_MAX_DELAY)
+
+    async def _rejoin(self, dial: asyncio.Future[Link]) -> str | None:
+        """Take a finished reconnect attempt's link and greet the host: None if that worked,
+        else why not, to try again; raises when trying again cannot help."""
+        try:
+            self.link = dial.result()
+            await self._greet()
+            return None
+        except HostAway as exc:
+            raise HostGone(f"lost the connection to the host: {exc}") from exc
+        except SecurityError:
+            raise  # a tampering server: trying again would only meet it again
+        except RateLimited as exc:
+            return exc.message
+        except (WrongToken, Refused) as exc:
+            raise HostGone(f"lost the connection to the host, and cannot rejoin: {exc}") from exc
+        except BeachError as exc:
+            if self.link is not None:
+                await self.link.close()
+                self.link = None
+            return exc.message
 
     def _banner(self, text: str) -> None:
         """A line across the bottom of the screen; the snapshot after reconnecting redraws it."""
@@ -389,6 +396,7 @@ class JoinSession:
             self._finish(code, f"the host's shell {ExitStatus(code, sig).describe()}")
         elif kind == Frame.NOTICE:
             self._title(body.decode(errors="replace"))
+        return None
 
     def _inflate(self, data: bytes) -> Iterator[bytes]:
         """One frame's output, inflated a piece at a time and never past FRAME_INFLATE_MAX."""
@@ -426,7 +434,9 @@ class JoinSession:
             self._fit()
         self.term.write(self.viewport.filter(data) if self.viewport else data)
 
-    def _fit(self, window: tuple[int, int] | None = None, pty: tuple[int, int] | None = None):
+    def _fit(
+        self, window: tuple[int, int] | None = None, pty: tuple[int, int] | None = None
+    ) -> None:
         """Sizes changed (or first drawing): adjust the scroll region, say if we are too small."""
         if self.viewport is None or not self._drew:
             return
@@ -443,13 +453,10 @@ class JoinSession:
     # -- keystrokes ------------------------------------------------------------------------------
 
     def _on_input(self, data: bytes) -> None:
-        if not self._prefix and DETACH_PREFIX not in data:  # the usual keystroke
-            out = data
-        else:
+        out: bytes | None = data  # the usual keystroke, unless it holds the detach prefix
+        if self._prefix or DETACH_PREFIX in data:
             out = self._detach_filter(data)
-            if out is None:
-                return
-        if not out:
+        if not out:  # detached, or only the prefix so far
             return
         offset = self.inputs.add(out)
         if offset is None:

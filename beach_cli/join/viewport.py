@@ -70,12 +70,10 @@ class Viewport:
         """Wrap at the PTY's width; hold scroll-region changes to the PTY's rows."""
         if self._wrap is not None:
             data = self._wrap.feed(data)
-        if not self.clamps:
-            if self._carry:
-                data, self._carry = self._carry + data, b""
-            return data
-        if self._carry:
+        if self._carry:  # (kept only while clamping; given back once that stops)
             data, self._carry = self._carry + data, b""
+        if not self.clamps:
+            return data
         if b"\x1b" not in data:
             return data
         tail = _PARTIAL.search(data, max(len(data) - 16, 0))

@@ -45,7 +45,7 @@ _CLEARS_WRAP = frozenset(bytes([c]) for c in b"ABCDEFGHIJKLMPXZadef`@r")
 def _incomplete_tail(data: bytes) -> int:
     """Where a token cut off by the end of `data` starts (len(data) if none is)."""
     tail = _PARTIAL.search(data, max(len(data) - 4096, 0))
-    if tail is None or tail.start() == len(data):
+    if tail is None:  # (a match is never empty: it starts before the end)
         return len(data)
     piece = tail.group()
     lead = piece[0]
@@ -167,34 +167,27 @@ class WrapAt:
             data, self._carry = data[:cut], data[cut:]
         out = bytearray()
         for m in _TOKEN.finditer(data):
-            kind = m.lastgroup
-            tok = m.group()
+            kind, tok = m.lastgroup, m.group()
             if kind == "text":
                 self._print_run(out, tok)
-                continue
-            if kind == "utf8":
+            elif kind == "utf8":
                 w = sum(char_width(c) for c in tok.decode("utf-8", errors="replace"))
                 if w == 0:
                     out += tok  # combining marks join the previous character
                 else:
                     self._print_char(out, tok, w)
-                continue
-            if kind == "other":
+            elif kind == "other":
                 self._print_char(out, tok, 1)
-                continue
-            if kind == "csi":
+            elif kind == "csi":
                 out += self._csi(tok, m.group("params"), m.group("final"))
-                continue
-            if kind == "esc":
+            elif kind == "esc":
                 out += self._esc(tok)
-                continue
-            if kind == "ctls":
+            elif kind == "ctls":
                 out += self._ctls(tok)
-                continue
-            if kind == "ctl":
+            elif kind == "ctl":
                 out += self._ctl(tok)
-                continue
-            out += tok  # OSC, DCS and other strings: no cursor movement
+            else:
+                out += tok  # OSC, DCS and other strings: no cursor movement
         return bytes(out)
 
     def _ctls(self, tok: bytes) -> bytes:
@@ -209,40 +202,42 @@ class WrapAt:
         return prefix + tok
 
     def _ctl(self, tok: bytes) -> bytes:
-        c = tok[0]
-        if c == 0x0D:
-            self.col = 0
-            return tok
-        prefix = (
-            self._cha() if self.col >= self.cols and c in (0x08, 0x09, 0x0A, 0x0B, 0x0C) else b""
-        )
-        if c == 0x08:
+        """BS or TAB (the only controls that come one at a time): each clears a pending wrap."""
+        prefix = self._cha() if self.col >= self.cols else b""
+        if tok == b"\x08":
             self.col = max(self.col - 1, 0)
-        elif c == 0x09:
-            stop = (self.col // _TAB + 1) * _TAB
-            if stop >= self.cols:
-                self.col = self.cols - 1
-                return prefix + b"\x1b[%dG" % self.cols
-            self.col = stop
+            return prefix + tok
+        stop = (self.col // _TAB + 1) * _TAB
+        if stop >= self.cols:
+            self.col = self.cols - 1
+            return prefix + b"\x1b[%dG" % self.cols
+        self.col = stop
         return prefix + tok
 
     def _csi(self, tok: bytes, params: bytes, final: bytes) -> bytes:
-        f = final
         # Cursor movements and erasures clear a pending wrap; colours and modes keep it.
-        prefix = self._cha() if self.col >= self.cols and f in _CLEARS_WRAP else b""
+        prefix = self._cha() if self.col >= self.cols and final in _CLEARS_WRAP else b""
         if params.startswith(b"?"):
-            modes = params[1:].split(b";")
-            if b"7" in modes and f in (b"h", b"l"):
-                self.autowrap = f == b"h"
-            if b"1049" in modes:
-                if f == b"h":
-                    self._saved = (self.col, self.autowrap)
-                else:
-                    return prefix + tok + self._restored()
-            return prefix + tok
+            return prefix + tok + self._private_modes(params[1:].split(b";"), final)
         if not params.replace(b";", b"").isdigit() and params:
             return prefix + tok
         nums = [param(p) for p in params.split(b";")] if params else []
+        return prefix + self._move(tok, final, nums)
+
+    def _private_modes(self, modes: list[bytes], f: bytes) -> bytes:
+        """DECSET/DECRST of autowrap (7) and of the alternate screen (1049), which saves and
+        restores the cursor; what to write after the sequence."""
+        if b"7" in modes and f in (b"h", b"l"):
+            self.autowrap = f == b"h"
+        if b"1049" in modes:
+            if f != b"h":
+                return self._restored()
+            self._saved = (self.col, self.autowrap)
+        return b""
+
+    def _move(self, tok: bytes, f: bytes, nums: list[int]) -> bytes:
+        """A control sequence with numeric parameters: follow the cursor, and clamp what would
+        take it past the PTY's edges. What to write instead of `tok`."""
 
         def arg(i: int, default: int = 1) -> int:
             return nums[i] if len(nums) > i and nums[i] else default
@@ -250,15 +245,15 @@ class WrapAt:
         if f in (b"G", b"`"):
             col = min(arg(0), self.cols)
             self.col = col - 1
-            return prefix + b"\x1b[%d%s" % (col, f)
+            return b"\x1b[%d%s" % (col, f)
         if f in (b"H", b"f"):
             col = min(arg(1), self.cols)
             self.col = col - 1
-            return prefix + b"\x1b[%d;%d%s" % (min(arg(0), self.rows), col, f)
+            return b"\x1b[%d;%d%s" % (min(arg(0), self.rows), col, f)
         if f in (b"C", b"a"):  # CUF, HPR: forward, never past the PTY's edge
             if self.col + arg(0) >= self.cols:
                 self.col = self.cols - 1
-                return prefix + b"\x1b[%dG" % self.cols
+                return b"\x1b[%dG" % self.cols
             self.col += arg(0)
         elif f == b"D":
             self.col = max(self.col - arg(0), 0)
@@ -267,22 +262,22 @@ class WrapAt:
         elif f == b"I":  # n tab stops forward, stopping at the PTY's last column
             n = min(arg(0), self.cols)
             self.col = min((self.col // _TAB + n) * _TAB, self.cols - 1)
-            return prefix + b"\x1b[%dG" % (self.col + 1)
+            return b"\x1b[%dG" % (self.col + 1)
         elif f == b"Z":  # n tab stops back, stopping at the first column
             n = min(arg(0), self.cols)
             self.col = max(((self.col - 1) // _TAB - (n - 1)) * _TAB, 0) if self.col else 0
-            return prefix + b"\x1b[%dG" % (self.col + 1)
+            return b"\x1b[%dG" % (self.col + 1)
         elif f == b"b":
-            return prefix + self._repeat(min(arg(0), self.cols * self.rows))
+            return self._repeat(min(arg(0), self.cols * self.rows))
         elif f == b"@":
             # Inserted blanks push cells past the PTY's edge, where the PTY's terminal drops
             # them: drop them here too, or a later delete would pull them back into view.
-            return prefix + tok + b"\x1b[%dG\x1b[K\x1b[%dG" % (self.cols + 1, self.col + 1)
+            return tok + b"\x1b[%dG\x1b[K\x1b[%dG" % (self.cols + 1, self.col + 1)
         elif f == b"s":
             self._saved = (self.col, self.autowrap)
         elif f == b"u":
-            return prefix + tok + self._restored()
-        return prefix + tok
+            return tok + self._restored()
+        return tok
 
     def _esc(self, tok: bytes) -> bytes:
         code = tok[1:]
