@@ -260,10 +260,7 @@ class HostSession:
         env["BEACH_SESSION"] = self.session_id
         argv = self.opts.command or [os.environ.get("SHELL") or shutil.which("bash") or "/bin/sh"]
         if self.opts.record is not None:
-            try:
-                self.recorder = Recorder(self.opts.record, cols, rows, argv)
-            except OSError as exc:
-                raise BeachError(f"cannot record to {self.opts.record}: {exc.strerror}") from exc
+            self.recorder = await Recorder.open(self.opts.record, cols, rows, argv)
         self.pty = await PtyProcess.spawn(argv, cols, rows, env)
         self.term.enter_raw()
         self.term.on_drain(self._local_drained)
