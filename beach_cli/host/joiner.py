@@ -25,7 +25,7 @@ class Joiner:
     def __init__(
         self, host: JoinerHost, peer_id: str, addr: str, ice_servers: list[dict[str, Any]]
     ) -> None:
-        self.host = host
+        self._host = host
         self.id = peer_id
         self.addr = addr
         self._state: str | None = None  # "live", then "closed"; before that the handshake's
@@ -81,8 +81,8 @@ class Joiner:
             if link is None:  # turned away, or gone
                 return
             self._state = "live"
-            self._stream.start(link, *self.host.shared_size())
-            self.host.peer_live(self)
+            self._stream.start(link, *self._host.shared_size())
+            self._host.peer_live(self)
             await link.lost.wait()
             log.info("peer %s: %s", self.id, link.lost_reason)
         except Exception:  # a cancellation (the host ending) is no error and goes on up
@@ -92,7 +92,7 @@ class Joiner:
             self._stream.close()
             if self._handshake.link is not None:
                 await self._handshake.link.close()
-            self.host.peer_gone(self)
+            self._host.peer_gone(self)
 
     # -- the server's news -----------------------------------------------------------------------
 
