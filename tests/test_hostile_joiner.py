@@ -19,6 +19,7 @@ from test_security import EvilServer, evil
 
 from beach_cli import tasks
 from beach_cli.host import joiner as joiner_mod
+from beach_cli.host import stream as stream_mod
 from beach_cli.keys import KeyExchange, Token, parse_token
 from beach_cli.link import base as link_mod
 from beach_cli.link import rtc
@@ -420,8 +421,8 @@ async def test_a_link_past_the_hard_cap_is_dropped(monkeypatch: pytest.MonkeyPat
 
 # -- snapshot requests: each costs the host a full screen ----------------------------------------
 
-SNAPSHOT_BURST = getattr(joiner_mod, "SNAPSHOT_BURST", 3)  # (the old code has no pacing)
-SNAPSHOT_RATE = getattr(joiner_mod, "SNAPSHOT_RATE", 1.0)
+SNAPSHOT_BURST = getattr(stream_mod, "SNAPSHOT_BURST", 3)  # (the old code has no pacing)
+SNAPSHOT_RATE = getattr(stream_mod, "SNAPSHOT_RATE", 1.0)
 SNAPSHOT_REQUESTS = 5_000
 SNAPSHOT_FLOOD_SECONDS = 10.0
 
@@ -478,7 +479,7 @@ def test_snapshot_request_flood_is_paced(
 
 
 class StubHost:
-    """Just enough of HostSession for a RemotePeer that never gets past its handshake."""
+    """Just enough of HostSession for a Joiner that never gets past its handshake."""
 
     class opts:
         connect_timeout = 1.0
@@ -491,9 +492,9 @@ class StubHost:
 
 
 async def test_flushed_lets_the_callers_cancellation_through() -> None:
-    peer = joiner_mod.RemotePeer(StubHost(), "p1", "", [])  # type: ignore[arg-type]
+    peer = joiner_mod.Joiner(StubHost(), "p1", "", [])  # type: ignore[arg-type]
     sender = asyncio.create_task(asyncio.sleep(3600))  # an exit frame that never goes out
-    peer._sender = sender
+    peer._stream._sender = sender
     try:
         waiter = asyncio.create_task(peer.flushed(60))
         await asyncio.sleep(0.01)

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import errno
 import fcntl
+import logging
 import os
 import signal
 import struct
@@ -18,6 +19,8 @@ from collections.abc import Callable
 
 from ..errors import BeachError
 from ..wire.frames import ExitStatus
+
+log = logging.getLogger("beach.pty")
 
 READ_SIZE = 64 * 1024
 READ_BURST = 256 * 1024
@@ -51,7 +54,7 @@ class PtyProcess:
         self._eof = asyncio.Event()
         self._pending = bytearray()
         self._writer = False  # a writable callback is registered (the child is slow to read)
-        self.dropped_input = 0
+        self.dropped_input = 0  # keystrokes beyond WRITE_LIMIT, reported at the end
 
     @classmethod
     async def spawn(
@@ -189,6 +192,10 @@ class PtyProcess:
             os.killpg(self.proc.pid, signal.SIGHUP)
 
     def close(self) -> None:
+        if self.dropped_input:
+            log.warning(
+                "%d bytes of keystrokes dropped: the program did not read them", self.dropped_input
+            )
         self.pause_reading()
         with contextlib.suppress(ValueError, OSError):
             self._loop.remove_writer(self.master)

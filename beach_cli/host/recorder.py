@@ -6,6 +6,10 @@ queues it; a writer thread decodes, encodes and writes them in batches, flushing
 file is readable, and `asciinema play`-able, while the session runs). The queue is bounded: when
 the disk cannot keep up, output is dropped and a marker event ([seconds, "m", text]) says how
 much. If the disk fails, recording stops with a logged error and the session goes on.
+
+The file is opened by the writer thread too: opening a FIFO that nobody reads (or a file on a
+hung network mount) blocks, and that must not block the event loop. `Recorder.open` waits for
+it within OPEN_TIMEOUT and fails with a clear error.
 """
 
 from __future__ import annotations
@@ -20,20 +24,25 @@ import threading
 import time
 from collections import deque
 from pathlib import Path
+from typing import TextIO
+
+from ..errors import BeachError
 
 log = logging.getLogger("beach.record")
 
 QUEUE_LIMIT = 4 * 1024 * 1024  # output bytes waiting for the disk; beyond this, dropped
 EVENT_COST = 64  # what a resize (or marker) counts against the limit
 CLOSE_TIMEOUT = 5.0  # a disk that has not taken the last batch by then loses it
+OPEN_TIMEOUT = 5.0  # a file that has not opened by then (a FIFO nobody reads) is an error
 
 
 class Recorder:
     def __init__(self, path: Path, cols: int, rows: int, command: list[str]) -> None:
         self.path = path
         self._start = time.monotonic()
-        # Opened here so that a bad path is the caller's error, before the session starts.
-        self._file = path.open("w", encoding="utf-8")
+        self._opened = threading.Event()  # the writer thread has tried to open the file
+        self._open_error: OSError | None = None
+        self._abandoned = False  # it did not open in time: the thread closes it if it ever does
         header = {
             "version": 2,
             "width": cols,
@@ -53,9 +62,30 @@ class Recorder:
         self._thread = threading.Thread(target=self._write_loop, name="beach-record", daemon=True)
         self._thread.start()
 
-    @property
-    def active(self) -> bool:
-        return not self._failed and not self._closing
+    @classmethod
+    async def open(
+        cls, path: Path, cols: int, rows: int, command: list[str], timeout: float = OPEN_TIMEOUT
+    ) -> Recorder:
+        """A recorder whose file is open (a bad path is the caller's error, before the session
+        starts), never blocking the event loop for it."""
+        rec = cls(path, cols, rows, command)
+        # Bounded: the helper thread waits no longer than `timeout`, whatever the open does.
+        opened = await asyncio.to_thread(rec._opened.wait, timeout)
+        if not opened:
+            rec._abandon()
+            raise BeachError(
+                f"cannot record to {path}: it did not open within {timeout:.0f} s "
+                "(a FIFO that nothing reads?)"
+            )
+        if rec._open_error is not None:
+            raise BeachError(f"cannot record to {path}: {rec._open_error.strerror}")
+        return rec
+
+    def _abandon(self) -> None:
+        with self._cond:
+            self._abandoned = self._closing = True
+            self._events.clear()
+            self._cond.notify()
 
     @property
     def queued(self) -> int:
@@ -65,7 +95,7 @@ class Recorder:
         return round(time.monotonic() - self._start, 6)
 
     def _put(self, kind: str, data: bytes | str, cost: int) -> None:
-        if not self.active:
+        if self._failed or self._closing:
             return
         with self._cond:
             if self._queued + cost > QUEUE_LIMIT:
@@ -92,6 +122,17 @@ class Recorder:
     # -- the writer thread -------------------------------------------------------------------
 
     def _write_loop(self) -> None:
+        try:
+            file = self.path.open("w", encoding="utf-8")
+        except OSError as exc:
+            self._open_error = exc
+            self._failed = True
+            self._opened.set()
+            return
+        self._opened.set()
+        self._write_events(file)
+
+    def _write_events(self, file: TextIO) -> None:
         # Output is cut wherever the PTY read stopped: decode incrementally so a UTF-8
         # character split across two reads is written whole.
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
@@ -101,26 +142,19 @@ class Recorder:
                 with self._cond:
                     while not self._events and not self._closing:
                         self._cond.wait()
+                    if self._abandoned:
+                        return
                     batch = list(self._events)
                     self._events.clear()
                     closing = self._closing
-                cost = 0
-                for t, kind, data in batch:
-                    if isinstance(data, bytes):
-                        cost += len(data)
-                        data = decoder.decode(data)
-                        if not data:
-                            continue
-                    else:
-                        cost += EVENT_COST
-                    lines.append(json.dumps([t, kind, data], ensure_ascii=False))
+                cost = self._encode(batch, decoder, lines)
                 if closing:
                     tail = decoder.decode(b"", final=True)
                     if tail:
                         lines.append(json.dumps([self._now(), "o", tail], ensure_ascii=False))
                 if lines:
-                    self._file.write("\n".join(lines) + "\n")
-                    self._file.flush()
+                    file.write("\n".join(lines) + "\n")
+                    file.flush()
                     lines = []
                 with self._cond:
                     self._queued -= cost
@@ -134,7 +168,26 @@ class Recorder:
                 self._queued = 0
         finally:
             with contextlib.suppress(OSError, ValueError):
-                self._file.close()
+                file.close()
+
+    @staticmethod
+    def _encode(
+        batch: list[tuple[float, str, bytes | str]],
+        decoder: codecs.IncrementalDecoder,
+        lines: list[str],
+    ) -> int:
+        """Append the batch's events to `lines`, as JSON; what they cost against the limit."""
+        cost = 0
+        for t, kind, data in batch:
+            if isinstance(data, bytes):
+                cost += len(data)
+                data = decoder.decode(data)
+                if not data:
+                    continue
+            else:
+                cost += EVENT_COST
+            lines.append(json.dumps([t, kind, data], ensure_ascii=False))
+        return cost
 
     # -- the end -----------------------------------------------------------------------------
 

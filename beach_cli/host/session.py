@@ -1,42 +1,44 @@
 """`beach host`: a shell on a PTY, the host's own terminal in raw passthrough, and a fan-out of
 the PTY's output to every joiner over its own data channel.
+
+The server is host/registration.py's business and each joiner host/joiner.py's; this module is
+the hot path between the PTY, the host's terminal and the joiners, and the notices that keep
+the host informed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import json
 import logging
 import os
 import shutil
 import textwrap
 import time
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 
-from ..errors import BeachError, ProtocolError, Refused, ServerUnreachable
-from ..keys import DEFAULT_SECRET_LENGTH, ROLES, Token
-from ..link.ice import merge
-from ..rendezvous import SignalingClient, short_url
+from ..keys import ROLES, Token
+from ..rendezvous import short_url
 from ..resume import ResumeTable
 from ..terminal import LocalTerminal
 from ..text import printable
 from ..wire.compression import Encoder
 from ..wire.frames import ExitStatus
 from ..wire.ids import random_code
-from ..wire.signaling import E_RATE_LIMITED, E_UNKNOWN_SESSION
 from .approval import ApprovalPrompt
-from .guesses import DEFAULT_GUESS_LIMIT, GuessGate
-from .joiner import RemotePeer
-from .lan import advertised_address
+from .contract import PeerInfo
+from .guesses import GuessGate
+from .joiner import Joiner
+from .options import HostOptions
 from .pty import PtyProcess
 from .recorder import Recorder
+from .registration import Registration
 from .screen import RESET, ScreenHistory
+
+__all__ = ["HostOptions", "HostSession"]  # HostOptions lives in host/options.py
 
 log = logging.getLogger("beach.host")
 
@@ -44,54 +46,8 @@ log = logging.getLogger("beach.host")
 # terminal paces the program, exactly as without beach.
 LOCAL_HIGH_WATER = 1024 * 1024
 NOTICE_QUIET = 0.15  # show a notice only after output has paused this long
-RECONNECT_MAX_DELAY = 10.0
-REFUSED_MAX_DELAY = 60.0  # a server that refuses us (not a network failure) is asked less often
 ROLE_NAMES = {"rw": "read-write", "view": "view-only"}
 APPROVAL_TIMEOUT = 120.0  # an unanswered question is a no
-
-
-class _Refusal(Refused):
-    """The server answered our `host` with an error."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(f"the server refused to host the session: {message}")
-        self.code = code
-
-
-def embedded_addresses(bind: str, advertise: str | None) -> tuple[str, str]:
-    """Where the host dials its own embedded server, and the address joiners are told: the
-    bound address itself unless it is the wildcard (then loopback, and this machine's address
-    on its network)."""
-    try:
-        unspecified = ipaddress.ip_address(bind).is_unspecified
-    except ValueError:  # a host name: it is dialled, and printed, as given
-        unspecified = False
-    if unspecified:
-        return ("::1" if ":" in bind else "127.0.0.1"), advertise or advertised_address()
-    return bind, advertise or bind
-
-
-def url_host(address: str) -> str:
-    """An address as the host part of a URL (an IPv6 literal in brackets)."""
-    return f"[{address}]" if ":" in address and not address.startswith("[") else address
-
-
-@dataclass
-class HostOptions:
-    command: list[str]
-    server: str | None = None
-    port: int = 7777
-    bind: str = "0.0.0.0"
-    advertise: str | None = None
-    ice_servers: list[str] = field(default_factory=list)
-    info_file: Path | None = None
-    secret_length: int = DEFAULT_SECRET_LENGTH
-    size_mode: str = "smallest"  # or "host"
-    connect_timeout: float = 20.0
-    approve: bool = False  # ask the host before letting each joiner in
-    record: Path | None = None  # asciicast v2 file
-    on_guess_limit: str = "new-token"  # or "stop": after too many wrong tokens
-    guess_limit: int = DEFAULT_GUESS_LIMIT  # wrong tokens for one role before that
 
 
 class HostSession:
@@ -103,18 +59,11 @@ class HostSession:
         self.screen: ScreenHistory | None = (
             None if os.environ.get("BEACH_SCREEN_STATE") == "off" else ScreenHistory()
         )
-        self.peers: dict[str, RemotePeer] = {}
-        self.session_id = ""
+        self.peers: dict[str, Joiner] = {}
+        self.registration = Registration(opts, self)
         self._secrets: dict[str, str] = {}
-        self._reclaim = ""
         self.guesses = {role: GuessGate(role, self._wrong_guess) for role in ROLES}
-        self.ice_servers: list[dict[str, Any]] = []
-        self.sig: SignalingClient | None = None
         self.pty: PtyProcess | None = None
-        self._runner: Any = None
-        self._server_url = ""
-        self._servers: list[str] = []
-        self._public_url = ""
         self._tasks: set[asyncio.Task[Any]] = set()
         self._notice: str | None = None
         self._announce: list[str] = []
@@ -130,68 +79,11 @@ class HostSession:
             lambda: self.alt_active,
         )
 
-    # -- setup -----------------------------------------------------------------------------------
+    # -- the session's name and tokens -----------------------------------------------------------
 
-    async def _start_embedded_server(self) -> None:
-        from ..server.app import SignalServer, start_server
-
-        server = SignalServer(ice_servers=[{"urls": [u]} for u in self.opts.ice_servers])
-        try:
-            self._runner, port = await start_server(self.opts.bind, self.opts.port, server)
-        except OSError as exc:
-            raise BeachError(
-                f"cannot start the embedded server on port {self.opts.port}: {exc.strerror} "
-                "(choose another with --port, or use --server)"
-            ) from exc
-        dial, advertise = embedded_addresses(self.opts.bind, self.opts.advertise)
-        self._server_url = f"ws://{url_host(dial)}:{port}/ws"
-        self._public_url = f"ws://{url_host(advertise)}:{port}/ws"
-
-    async def _register(self) -> bool:
-        """Reclaim our session on `self.sig`, or register one; True if the session is new (its
-        tokens are not the ones printed before). A server that will not give the session back
-        (it restarted and cannot verify us) gets a new registration on the same connection."""
-        if self.session_id:
-            try:
-                await self._ask_host(self.session_id, self._reclaim)
-                return False
-            except _Refusal as exc:
-                if exc.code != E_UNKNOWN_SESSION:
-                    raise
-                log.warning("the server will not give session %s back: %s", self.session_id, exc)
-        await self._ask_host(None, None)
-        return True
-
-    async def _ask_host(self, session: str | None, reclaim: str | None) -> None:
-        """Send `host` and wait for the `registered` or `error` that answers it: other messages
-        (a hostile or confused server may send any) are skipped, within one deadline."""
-        assert self.sig is not None
-        await self.sig.send("host", session=session, reclaim=reclaim or None)
-        deadline = time.monotonic() + self.opts.connect_timeout
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise ServerUnreachable("the server did not answer our registration in time")
-            try:
-                msg = await self.sig.recv(left)
-            except TimeoutError as exc:
-                raise ServerUnreachable("the server did not answer our registration") from exc
-            except ProtocolError as exc:
-                log.warning("ignoring a message from the server: %s", exc)
-                continue
-            if msg["type"] == "error":
-                raise _Refusal(msg["code"], printable(msg["message"]))
-            if msg["type"] == "registered":
-                break
-            log.info("skipping %s while waiting for our registration", msg["type"])
-        if session is not None and msg["session"] != session:
-            raise ProtocolError(
-                f"the server answered our reclaim of {session} for session {msg['session']}"
-            )
-        self.session_id, self._reclaim = msg["session"], msg["reclaim"]
-        self.ice_servers = merge(
-            self.opts.ice_servers, msg.get("ice_servers", self.sig.ice_servers)
-        )
+    @property
+    def session_id(self) -> str:
+        return self.registration.session_id
 
     def secret(self, role: str) -> str:
         return self._secrets[role]
@@ -200,7 +92,7 @@ class HostSession:
         return Token(self.session_id, role, self._secrets[role])  # type: ignore[arg-type]
 
     def join_command(self, role: str) -> list[str]:
-        server = short_url(self._public_url)
+        server = short_url(self.registration.public_url)
         return ["beach", "join", "--server", server, str(self.token(role))]
 
     def _new_secrets(self) -> None:
@@ -212,7 +104,7 @@ class HostSession:
             return
         info = {
             "session": self.session_id,
-            "server": self._public_url,
+            "server": self.registration.public_url,
             "join_token": str(self.token("rw")),
             "join_command": self.join_command("rw"),
             "view_token": str(self.token("view")),
@@ -234,16 +126,9 @@ class HostSession:
     # -- main ------------------------------------------------------------------------------------
 
     async def run(self) -> ExitStatus:
-        if self.opts.server is None:
-            await self._start_embedded_server()
-            self._servers = [self._server_url]
-        else:
-            # Several URLs (comma-separated) are tried in turn: instances of one cluster.
-            urls = [u for u in self.opts.server.split(",") if u.strip()]
-            self._servers = [SignalingClient(u).url for u in urls]
-            self._server_url = self._public_url = self._servers[0]
+        await self.registration.prepare()
         try:
-            await self._connect_any()
+            await self.registration.connect()
             self._new_secrets()
             self._write_info()
             self._banner()
@@ -260,10 +145,7 @@ class HostSession:
         env["BEACH_SESSION"] = self.session_id
         argv = self.opts.command or [os.environ.get("SHELL") or shutil.which("bash") or "/bin/sh"]
         if self.opts.record is not None:
-            try:
-                self.recorder = Recorder(self.opts.record, cols, rows, argv)
-            except OSError as exc:
-                raise BeachError(f"cannot record to {self.opts.record}: {exc.strerror}") from exc
+            self.recorder = await Recorder.open(self.opts.record, cols, rows, argv)
         self.pty = await PtyProcess.spawn(argv, cols, rows, env)
         self.term.enter_raw()
         self.term.on_drain(self._local_drained)
@@ -271,7 +153,7 @@ class HostSession:
         if self.term.is_tty:
             self.term.on_resize(lambda c, r: self.sizes_changed())
         self.pty.start_reading(self._on_output)
-        self._spawn(self._signaling_loop())
+        self._spawn(self.registration.run())
         status = await self.pty.wait()
         await self._finish_peers(status)
         return status
@@ -300,11 +182,7 @@ class HostSession:
             await self.recorder.aclose()
         await self.term.drain(1.0)
         self.term.restore()
-        if self.sig is not None:
-            await self.sig.close()
-        if self._runner is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._runner.cleanup(), 2.0)
+        await self.registration.close()
         if self.opts.info_file is not None:
             with contextlib.suppress(OSError):
                 self.opts.info_file.unlink()
@@ -363,11 +241,16 @@ class HostSession:
     def alt_active(self) -> bool:
         return self.screen is not None and self.screen.alt_active
 
-    def input_from_peer(self, peer: RemotePeer, data: bytes) -> None:
+    def keystrokes(self, data: bytes) -> None:
+        """A read-write joiner's keystrokes, each byte once."""
         if self.pty is not None:
             self.pty.write(data)
 
     # -- sizes -----------------------------------------------------------------------------------
+
+    def shared_size(self) -> tuple[int, int]:
+        assert self.pty is not None
+        return self.pty.cols, self.pty.rows
 
     def sizes_changed(self) -> None:
         """The PTY follows the smallest window among the host and read-write joiners."""
@@ -387,15 +270,14 @@ class HostSession:
 
     # -- joiners ---------------------------------------------------------------------------------
 
-    def peer_live(self, peer: RemotePeer) -> None:
-        assert self.pty is not None
-        peer.start(self.pty.cols, self.pty.rows)
+    def peer_live(self, peer: PeerInfo) -> None:
+        """It has been greeted and has its first snapshot coming."""
         self.sizes_changed()
         role = "read-write" if peer.role == "rw" else "view-only"
         path = ", via the server" if peer.relayed else ""
         self.notify(f"{peer.label} joined ({role}{path})")
 
-    def peer_gone(self, peer: RemotePeer) -> None:
+    def peer_gone(self, peer: PeerInfo) -> None:
         if self.peers.get(peer.id) is peer:
             del self.peers[peer.id]
         if peer.state == "closed" and peer.was_live:
@@ -424,14 +306,14 @@ class HostSession:
             slow = f"; next {name} attempt waits {wait:.0f} s" if wait else ""
             self.notify(f"wrong token from {who} ({name}, {gate.total} wrong so far{slow})")
 
-    def guess_wait(self, peer: RemotePeer, wait: float) -> None:
+    def guess_wait(self, peer: PeerInfo, seconds: float) -> None:
         gate = self.guesses[peer.role]
         name = ROLE_NAMES[peer.role]
         why = f"{gate.next_delay():.0f} s after the last of {gate.strikes} wrong {name} tokens"
-        log.info("%s attempt from %s waits %.1f s (%s)", name, peer.label, wait, why)
-        self.notify(f"{name} join attempt from {peer.label} waits {wait:.0f} s ({why})")
+        log.info("%s attempt from %s waits %.1f s (%s)", name, peer.label, seconds, why)
+        self.notify(f"{name} join attempt from {peer.label} waits {seconds:.0f} s ({why})")
 
-    async def approve(self, peer: RemotePeer) -> bool:
+    async def approve(self, peer: PeerInfo) -> bool:
         role = ROLE_NAMES[peer.role]
         # The role is proven by the key exchange; the peer's id and address come from the server.
         ok = await self.prompt.ask(
@@ -442,101 +324,41 @@ class HostSession:
         self.notify(f"{'let in' if ok else 'turned away'}: {peer.label} ({role})")
         return ok
 
+    # -- the server, for joiners -----------------------------------------------------------------
+
     async def signal(self, peer_id: str, data: dict[str, Any]) -> None:
-        if self.sig is None or self.sig.closed:
-            raise ServerUnreachable("not connected to the server")
-        await self.sig.send("signal", to=peer_id, data=data)
+        await self.registration.signal(peer_id, data)
 
     async def relay(self, peer_id: str, text: str) -> None:
-        if self.sig is None or self.sig.closed:
-            raise ServerUnreachable("not connected to the server")
-        await self.sig.send("relay", to=peer_id, data=text)
+        await self.registration.relay(peer_id, text)
 
     async def drop(self, peer_id: str, reason: str) -> None:
-        if self.sig is not None and not self.sig.closed:
-            await self.sig.send("drop", peer=peer_id, reason=reason[:200])
+        await self.registration.drop(peer_id, reason)
 
-    async def _connect_any(self) -> bool:
-        """Connect and register with the first server that answers, starting with the one
-        used last; True if the session is a new one (see `_register`)."""
-        start = self._servers.index(self._server_url) if self._server_url in self._servers else 0
-        order = self._servers[start:] + self._servers[:start]
-        error: BeachError | None = None
-        for url in order:
-            try:
-                self.sig = SignalingClient(url)
-                await self.sig.connect(self.opts.connect_timeout)
-                fresh = await self._register()
-            except ServerUnreachable as exc:
-                error = exc
-                await self.sig.close()
-                continue
-            except BeachError:
-                await self.sig.close()
-                raise
-            if self.opts.server is not None and url != self._server_url:
-                self._server_url = self._public_url = url
-                if self.session_id and self._secrets and not fresh:
-                    self._write_info()  # joiners should now use this server
-            return fresh
-        assert error is not None
-        raise error
+    # -- what the server tells us ----------------------------------------------------------------
 
-    async def _signaling_loop(self) -> None:
-        delay = 1.0
-        while True:
-            try:
-                assert self.sig is not None
-                while True:
-                    try:
-                        msg = await self.sig.recv()
-                    except ProtocolError as exc:  # one bad message is no reason to stop
-                        log.warning("ignoring a message from the server: %s", exc)
-                        continue
-                    self._dispatch(msg)
-                    delay = 1.0
-            except ServerUnreachable:
-                self.notify("lost the server; live joiners stay connected, reconnecting")
-            delay = await self._reconnect(delay)
+    def peer_joined(self, peer_id: str, addr: str, ice_servers: list[dict[str, Any]]) -> None:
+        if peer_id in self.peers:  # the server reuses an id: never replace a joiner
+            log.warning("server: peer %s joined twice; ignoring the second", peer_id)
+            return
+        self.peers[peer_id] = Joiner(self, peer_id, addr, ice_servers)
 
-    async def _reconnect(self, delay: float) -> float:
-        """Reconnect with backoff and reclaim the same session, so the tokens stay valid; if
-        the server will not give it back, a new session with new tokens. Returns the delay to
-        start from if the connection drops again before any message (a flapping server)."""
-        shown: str | None = None  # the refusal last shown in the terminal
-        old = self.session_id
-        while True:
-            await asyncio.sleep(delay)
-            try:
-                if self.sig is not None:
-                    await self.sig.close()
-                fresh = await self._connect_any()
-            except ServerUnreachable as exc:
-                delay = min(delay * 2, RECONNECT_MAX_DELAY)
-                log.info("reconnect failed: %s; again in %.0f s", exc, delay)
-                self.notify(f"cannot reach the server; trying again in {delay:.0f} s")
-                continue
-            except BeachError as exc:
-                # The server answered, and said no (full, too many sessions from this address,
-                # an answer that does not fit): asking again at once would not change that.
-                delay = min(max(delay * 2, RECONNECT_MAX_DELAY), REFUSED_MAX_DELAY)
-                log.warning("reconnect refused: %s; again in %.0f s", exc, delay)
-                if exc.message != shown:
-                    shown = exc.message
-                    self.announce(
-                        f"beach: {exc.message}; live joiners stay connected, new ones cannot "
-                        f"join; trying again every {REFUSED_MAX_DELAY:.0f} s or sooner"
-                    )
-                else:
-                    self.notify(f"server still refuses: {exc.message}")
-                continue
-            if fresh:
-                self._new_session(old)
-            else:
-                self.notify(f"reconnected to the server {short_url(self._server_url)}")
-            return min(delay * 2, RECONNECT_MAX_DELAY)
+    def peer_signal(self, peer_id: str, data: dict[str, Any]) -> None:
+        peer = self.peers.get(peer_id)
+        if peer is not None:
+            peer.deliver(data)
 
-    def _new_session(self, old: str) -> None:
+    def peer_relay(self, peer_id: str, text: str) -> None:
+        peer = self.peers.get(peer_id)
+        if peer is not None:
+            peer.relay_in(text)
+
+    def peer_left(self, peer_id: str) -> None:
+        peer = self.peers.get(peer_id)
+        if peer is not None:
+            peer.left()
+
+    def new_session(self, old: str) -> None:
         """The server would not give our session back (a restarted server cannot tell us from
         an impostor): new secrets for the new session, shown where the host will see them."""
         self._new_secrets()
@@ -551,42 +373,10 @@ class HostSession:
             "  to watch (view-only):  " + " ".join(self.join_command("view")),
         )
 
-    def _dispatch(self, msg: dict[str, Any]) -> None:
-        mtype = msg["type"]
-        if mtype == "peer_joined":
-            if msg["peer"] in self.peers:  # the server reuses an id: never replace a joiner
-                log.warning("server: peer %s joined twice; ignoring the second", msg["peer"])
-                return
-            ice = merge(self.opts.ice_servers, msg.get("ice_servers", self.ice_servers))
-            # The address is the server's word: shown to the host, so made printable here.
-            addr = printable(msg.get("addr", ""), 64)
-            self.peers[msg["peer"]] = RemotePeer(self, msg["peer"], addr, ice)
-        elif mtype == "signal":
-            peer = self.peers.get(msg["from"])
-            if peer is None:
-                return
-            try:
-                peer.inbox.put_nowait(msg["data"])
-            except asyncio.QueueFull:
-                peer.close()
-        elif mtype == "peer_left":
-            peer = self.peers.get(msg["peer"])
-            # Once WebRTC is under way the data channel decides liveness: joiners hang up on the
-            # server as soon as their channel opens.
-            if peer is not None and (peer.link is None or peer.relayed):
-                peer.left()
-        elif mtype == "relay":
-            peer = self.peers.get(msg["from"])
-            if peer is not None:
-                peer.relay_in(msg["data"])
-        elif mtype == "joins_refused":
-            # The server turned joins away before they reached us (its budgets, unknown ids).
-            what = "too many join attempts" if msg["code"] == E_RATE_LIMITED else msg["code"]
-            self.notify(
-                f"the server turned away {msg['count']} join attempt(s): {printable(what, 32)}"
-            )
-        elif mtype == "error":
-            log.warning("server: %s: %s", printable(msg["code"], 32), printable(msg["message"]))
+    def moved(self) -> None:
+        """The session is on another server of the cluster: joiners should use that one."""
+        if self._secrets:  # (not at the first registration: the info is not written yet)
+            self._write_info()
 
     # -- notices for the host ------------------------------------------------------------------
 

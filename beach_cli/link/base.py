@@ -51,7 +51,6 @@ class Link:
         self.lost_reason = ""
         self._last_heard = time.monotonic()
         self._heartbeat: asyncio.Task[None] | None = None
-        self.rtt: float | None = None
         self._control: dict[int, bytes] = {}  # frames waiting for the link to drain, by kind
         self._sent = 0  # bytes handed to `_transmit`
         self._progress_seen: object = None
@@ -113,8 +112,7 @@ class Link:
             if len(body) == PING_BYTES and self.buffered <= LOW_WATER and not self._control:
                 self.send(encode_frame(Frame.PONG, body))
         elif kind == Frame.PONG:
-            if len(body) == 8:
-                self.rtt = time.monotonic() - int.from_bytes(body, "big") / 1e9
+            pass  # a sign of life, counted above; nothing else to learn from it
         else:
             self._on_frame(kind, body)
 
@@ -126,11 +124,11 @@ class Link:
         try:
             self._transmit(frame)
         except Exception as exc:  # aiortc raises various errors on a dying transport
-            self._mark_lost(f"send failed: {exc}")
+            self.mark_lost(f"send failed: {exc}")
             return False
         self._sent += len(frame)
         if self.buffered > HARD_CAP:
-            self._mark_lost(f"not reading ({self.buffered} bytes unsent)")
+            self.mark_lost(f"not reading ({self.buffered} bytes unsent)")
             return False
         if self.buffered > HIGH_WATER:
             self._writable.clear()
@@ -177,7 +175,7 @@ class Link:
             self._flush_control()
             now = time.monotonic()
             if now - self._last_heard > PEER_TIMEOUT:
-                self._mark_lost(f"no sign of life for {PEER_TIMEOUT:.0f} s")
+                self.mark_lost(f"no sign of life for {PEER_TIMEOUT:.0f} s")
             self._check_stall(now)
 
     def _check_stall(self, now: float) -> None:
@@ -186,9 +184,10 @@ class Link:
             self._progress_seen = progress
             self._stalled_since = now
         elif now - self._stalled_since > STALL_TIMEOUT:
-            self._mark_lost(f"not reading (took nothing we sent for {STALL_TIMEOUT:.0f} s)")
+            self.mark_lost(f"not reading (took nothing we sent for {STALL_TIMEOUT:.0f} s)")
 
-    def _mark_lost(self, reason: str) -> None:
+    def mark_lost(self, reason: str) -> None:
+        """The peer is gone (or must be let go): `lost` is set, for `reason`, once."""
         if not self.lost.is_set():
             self.lost_reason = reason
             log.debug("%s: lost (%s)", self.name, reason)
@@ -196,7 +195,10 @@ class Link:
             self._writable.set()
             self._control.clear()
 
+    # join/dialer.py still calls it by its old name; goes once that module says `mark_lost`.
+    _mark_lost = mark_lost
+
     async def close(self) -> None:
-        self._mark_lost("closed")
+        self.mark_lost("closed")
         await tasks.stop(self._heartbeat)
         await self._shutdown()

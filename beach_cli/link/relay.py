@@ -14,8 +14,9 @@ from collections.abc import Awaitable, Callable
 from .. import tasks
 from ..errors import BeachError, ProtocolError, SecurityError
 from ..keys import KeyExchange
-from ..wire.frames import Frame, encode_frame
+from ..wire.frames import Frame
 from .base import LOW_WATER, Link
+from .chunks import STREAM_KINDS, chunked
 
 log = logging.getLogger("beach.relay")
 
@@ -25,15 +26,10 @@ RELAY_CHUNK = 44 * 1024
 
 
 def split_frame(frame: bytes) -> list[bytes]:
-    """Cut an OUTPUT or SNAPSHOT frame into relayable pieces. Their bodies are one zlib stream
-    (or plain bytes), so a SNAPSHOT may continue as OUTPUT frames without changing meaning."""
-    if len(frame) <= RELAY_CHUNK or frame[0] not in (Frame.OUTPUT, Frame.SNAPSHOT):
+    """Cut an OUTPUT or SNAPSHOT frame into relayable pieces (other kinds are small)."""
+    if len(frame) <= RELAY_CHUNK or frame[0] not in STREAM_KINDS:
         return [frame]
-    body = frame[1:]
-    pieces = [frame[: 1 + RELAY_CHUNK]]
-    for i in range(RELAY_CHUNK, len(body), RELAY_CHUNK):
-        pieces.append(encode_frame(Frame.OUTPUT, body[i : i + RELAY_CHUNK]))
-    return pieces
+    return list(chunked(Frame(frame[0]), frame[1:], RELAY_CHUNK))
 
 
 class RelayLink(Link):
@@ -86,7 +82,7 @@ class RelayLink(Link):
                 try:
                     await self._send_text(text)
                 except BeachError as exc:
-                    self._mark_lost(f"relay failed: {exc.message}")
+                    self.mark_lost(f"relay failed: {exc.message}")
                     return
                 if self._queued <= LOW_WATER:
                     self._drained()
@@ -97,7 +93,7 @@ class RelayLink(Link):
             frame = self.kx.open_frame(text)
         except (SecurityError, ProtocolError) as exc:
             log.warning("%s: refusing a relayed frame: %s", self.name, exc)
-            self._mark_lost(f"relayed frame refused: {exc.message}")
+            self.mark_lost(f"relayed frame refused: {exc.message}")
             return
         self._received(frame)
 

@@ -44,10 +44,12 @@ def _path_kind(pc: RTCPeerConnection) -> str:
     """ "peer-to-peer" or "TURN relay", from the nominated ICE candidate pair (aioice internals,
     read defensively: unknown means peer-to-peer)."""
     with contextlib.suppress(Exception):
-        ice = pc.sctp.transport.transport  # RTCSctpTransport -> RTCDtlsTransport -> ICE
+        sctp = pc.sctp
+        if sctp is None:  # not connected yet
+            return "peer-to-peer"
+        ice = sctp.transport.transport  # RTCSctpTransport -> RTCDtlsTransport -> ICE
         pair = ice._connection._nominated.get(1)
-        types = {pair.local_candidate.type, pair.remote_candidate.type}
-        if "relay" in types:
+        if pair is not None and "relay" in (pair.local_candidate.type, pair.remote_candidate.type):
             return "TURN relay"
     return "peer-to-peer"
 
@@ -71,7 +73,7 @@ class PeerLink(Link):
             state = self.pc.connectionState
             log.debug("%s: connection %s", self.name, state)
             if state in ("failed", "closed"):
-                self._mark_lost(f"connection {state}")
+                self.mark_lost(f"connection {state}")
 
         @self.pc.on("datachannel")
         def _on_channel(channel: Any) -> None:
@@ -116,7 +118,7 @@ class PeerLink(Link):
         self.channel = channel
         channel.bufferedAmountLowThreshold = LOW_WATER
         channel.on("open", self._opened)
-        channel.on("close", lambda: self._mark_lost("channel closed"))
+        channel.on("close", lambda: self.mark_lost("channel closed"))
         channel.on("bufferedamountlow", self._drained)
         channel.on("message", self._received)
         if channel.readyState == "open":

@@ -1,0 +1,273 @@
+"""One joiner's stream once it is in: the frames it sends (keystrokes, resizes, requests for a
+fresh screen) and a bounded sender of the shared terminal's output to it.
+
+Each joiner has its own sender and output buffer, so a slow or hostile joiner can never stall
+the PTY, the host's terminal or the other joiners. A joiner that falls more than BACKLOG_LIMIT
+behind is not fed the backlog: its buffer is dropped and it gets a fresh snapshot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+
+from ..bucket import TokenBucket
+from ..errors import ProtocolError
+from ..link.base import HIGH_WATER, Link
+from ..link.chunks import chunked
+from ..wire import compression
+from ..wire.frames import (
+    FRAME_VERSION,
+    MAX_CHUNK_BYTES,
+    ExitStatus,
+    Frame,
+    Hello,
+    decode_hello,
+    decode_input,
+    decode_resize,
+    encode_ack,
+    encode_exit,
+    encode_frame,
+    encode_hello,
+    encode_resize,
+)
+from .contract import JoinerHost
+from .handshake import Admission
+
+log = logging.getLogger("beach.peer")
+
+BACKLOG_LIMIT = 4 * 1024 * 1024
+FEATURES = (compression.FEATURE,)
+COALESCE_AFTER = 0.005  # a send within this long means output is streaming...
+COALESCE_WAIT = 0.001  # ...so wait this long for more before the next frame
+COALESCE_MIN = 4096  # ...unless there is less than this to send (an echo, a prompt)
+ACK_DELAY = 0.05  # acknowledge keystrokes in batches
+# Each snapshot a joiner asks for costs a full screen: at most one outstanding, and no more
+# than this many a second after a burst of SNAPSHOT_BURST.
+SNAPSHOT_RATE = 1.0
+SNAPSHOT_BURST = 3
+NOTICE_MAX = 1024  # bytes of a NOTICE's text
+# Told once to a view-only joiner that types: its keys go nowhere.
+VIEW_ONLY_NOTICE = "view-only: your keystrokes are not sent to the shared terminal"
+
+
+class Stream:
+    def __init__(self, host: JoinerHost, peer_id: str, admission: Admission) -> None:
+        self.host = host
+        self.id = peer_id
+        self.admission = admission
+        self.link: Link | None = None  # from `start`
+        self.size: tuple[int, int] | None = None  # the joiner's window
+        self.deflate = False
+        self.greeted = asyncio.Event()  # its HELLO came
+        self._hello: Hello | None = None
+        self._live = False  # started
+        self._closed = False
+        self._queue: deque[tuple[bytes, int]] = deque()  # (unit, raw length) not yet sent
+        self._behind = 0  # raw bytes they stand for
+        self._last_send = 0.0
+        self._ack_timer: asyncio.TimerHandle | None = None
+        self._resync = False
+        self._asked: asyncio.TimerHandle | None = None  # a joiner's snapshot request, paced
+        self._snapshots = TokenBucket(SNAPSHOT_RATE, SNAPSHOT_BURST)
+        self._wake = asyncio.Event()
+        self._exit: bytes | None = None
+        self._sender: asyncio.Task[None] | None = None
+        self._dropped_input = 0  # keystrokes not for the PTY (a view-only joiner's)
+        self._told_view_only = False
+
+    @property
+    def started(self) -> bool:
+        """It got as far as sharing the screen."""
+        return self._sender is not None
+
+    # -- frames from the joiner ----------------------------------------------------------------
+
+    def on_frame(self, kind: Frame, body: bytes) -> None:
+        try:
+            if kind == Frame.HELLO and self._hello is None:
+                self._hello = decode_hello(body)
+                self.size = (self._hello.cols, self._hello.rows)
+                self.greeted.set()
+            elif kind == Frame.INPUT:
+                self._input(*decode_input(body))
+            elif kind == Frame.RESIZE:
+                self.size = decode_resize(body)
+                if self._live:
+                    self.host.sizes_changed()
+            elif kind == Frame.SNAPSHOT:  # a joiner asks to be brought up to date
+                if self._asked is None:  # else one is already waiting for its turn
+                    self._snapshot_due()
+        except ProtocolError as exc:
+            log.warning("peer %s: bad frame: %s", self.id, exc)
+
+    def _input(self, offset: int, data: bytes) -> None:
+        role, record = self.admission.role, self.admission.record
+        if self._live and role == "rw" and record is not None:
+            fresh = record.accept(offset, data)
+            if fresh:
+                self.host.keystrokes(fresh)
+            if self._ack_timer is None:  # one ACK per burst of keystrokes
+                loop = asyncio.get_running_loop()
+                self._ack_timer = loop.call_later(ACK_DELAY, self._send_ack)
+            return
+        if not self._dropped_input:
+            log.info("peer %s: dropping input from a %s joiner", self.id, role)
+        self._dropped_input += len(data)
+        if self._live and role == "view" and not self._told_view_only:
+            self._told_view_only = True
+            self.notice(VIEW_ONLY_NOTICE)
+
+    def _snapshot_due(self) -> None:
+        """A joiner's snapshot request: coalesced (one asked while another is outstanding adds
+        nothing) and paced by a token bucket. Never dropped: an honest joiner discards output
+        until its snapshot comes. The host's own resyncs (at start, or when the joiner falls
+        behind) do not pass through here and never wait."""
+        self._asked = None
+        if self._resync or self._closed:
+            return
+        if self._snapshots.take():
+            self.request_resync()
+        else:
+            delay = (1 - self._snapshots.tokens) / SNAPSHOT_RATE
+            self._asked = asyncio.get_running_loop().call_later(delay, self._snapshot_due)
+
+    def _send_ack(self) -> None:
+        self._ack_timer = None
+        if self.link is not None and self.admission.record is not None:
+            self.link.send_control(encode_ack(self.admission.record.applied))
+
+    # -- output to the joiner --------------------------------------------------------------------
+
+    def start(self, link: Link, cols: int, rows: int) -> None:
+        """Greet the joiner and start streaming, beginning with a snapshot."""
+        assert self._hello is not None
+        self.link = link
+        features = tuple(f for f in FEATURES if f in self._hello.features)
+        self.deflate = compression.FEATURE in features
+        who = self.admission
+        applied = who.record.applied if who.record is not None else 0
+        hello = Hello(FRAME_VERSION, who.role, cols, rows, features, applied, who.resume_id)
+        link.send_control(encode_hello(hello))
+        self._resync = True
+        self._wake.set()
+        self._live = True
+        self._sender = asyncio.create_task(self._send_loop(link), name=f"sender-{self.id}")
+
+    def send_size(self, cols: int, rows: int) -> None:
+        if self.link is not None and self._live:
+            self.link.send_control(encode_resize(cols, rows))
+
+    def notice(self, text: str) -> None:
+        """A line the joiner shows outside the shared screen."""
+        if self.link is not None:
+            self.link.send_control(encode_frame(Frame.NOTICE, text.encode()[:NOTICE_MAX]))
+
+    def output(self, unit: bytes, raw_len: int) -> None:
+        """One PTY read for this joiner: a deflate unit, or the raw bytes (no `deflate`)."""
+        if self._sender is None or self._exit is not None:
+            return
+        if self._behind + raw_len > BACKLOG_LIMIT:
+            log.info(
+                "peer %s: more than %d bytes behind, sending a fresh screen", self.id, BACKLOG_LIMIT
+            )
+            self.request_resync()
+            return
+        link = self.link
+        if (
+            not self._queue
+            and not self._resync
+            and raw_len < COALESCE_MIN
+            and link is not None
+            and link.buffered <= HIGH_WATER
+        ):
+            # An echo or a prompt with nothing queued before it: out at once, without the hop
+            # through the sender task (that hop is a measurable part of keystroke latency).
+            self._send_body(link, Frame.OUTPUT, unit)
+            return
+        self._queue.append((unit, raw_len))
+        self._behind += raw_len
+        self._wake.set()
+
+    def request_resync(self) -> None:
+        self._queue.clear()
+        self._behind = 0
+        self._resync = True
+        self._wake.set()
+
+    def finish(self, status: ExitStatus) -> None:
+        self._exit = encode_exit(status.code, status.signal)
+        self._wake.set()
+
+    def _send_body(self, link: Link, kind: Frame, body: bytes) -> None:
+        """One or more frames: a unit larger than a frame continues in OUTPUT frames (the
+        joiner's inflater takes the stream in any pieces)."""
+        for frame in chunked(kind, body, MAX_CHUNK_BYTES):
+            link.send(frame)
+        self._last_send = time.monotonic()
+
+    async def _send_loop(self, link: Link) -> None:
+        while not link.lost.is_set():
+            await self._wake.wait()
+            self._wake.clear()
+            if self._behind >= COALESCE_MIN and time.monotonic() - self._last_send < COALESCE_AFTER:
+                # Output is streaming: give the PTY a moment to add to this frame. A keystroke's
+                # echo (a few bytes) goes out at once.
+                await asyncio.sleep(COALESCE_WAIT)
+            while (self._queue or self._resync) and not link.lost.is_set():
+                await link.writable()
+                if self._resync:
+                    self._send_snapshot(link)
+                else:
+                    self._send_queued(link)
+            if self._exit is not None and not self._queue:
+                link.send_control(self._exit)
+                return
+
+    def _send_snapshot(self, link: Link) -> None:
+        self._resync = False
+        self._queue.clear()
+        self._behind = 0
+        snap = self.host.snapshot()
+        self._send_body(
+            link, Frame.SNAPSHOT, compression.standalone(snap) if self.deflate else snap
+        )
+
+    def _send_queued(self, link: Link) -> None:
+        """Units concatenate into one valid stream: as many as fit go in one frame."""
+        unit, raw_len = self._queue.popleft()
+        body = bytearray(unit)
+        self._behind -= raw_len
+        while self._queue and len(body) + len(self._queue[0][0]) <= MAX_CHUNK_BYTES:
+            unit, raw_len = self._queue.popleft()
+            body += unit
+            self._behind -= raw_len
+        self._send_body(link, Frame.OUTPUT, bytes(body))
+
+    # -- the end ---------------------------------------------------------------------------------
+
+    async def flushed(self, timeout: float) -> None:
+        """Wait until the exit frame is handed to the channel and the joiner hangs up. Only
+        the timeouts are quiet: a cancellation of the caller is raised."""
+        with contextlib.suppress(TimeoutError):
+            if self._sender is not None:
+                # asyncio.wait: the sender's own end (even cancelled) is not raised here, and
+                # the timeout does not cancel it.
+                await asyncio.wait_for(asyncio.wait({self._sender}), timeout)
+            if self.link is not None:
+                await asyncio.wait_for(self.link.lost.wait(), timeout)
+
+    def close(self) -> None:
+        """The joiner's task is ending: stop every timer and task the stream owns."""
+        self._closed = True
+        if self._ack_timer is not None:
+            self._ack_timer.cancel()
+        if self._asked is not None:
+            self._asked.cancel()
+        if self._sender is not None:
+            self._sender.cancel()
+        if self._dropped_input:
+            log.info("peer %s: dropped %d bytes of its input", self.id, self._dropped_input)
