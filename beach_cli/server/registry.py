@@ -53,9 +53,6 @@ class Budget:
         for key in [k for k, b in self._buckets.items() if b.level(now) >= self.size]:
             del self._buckets[key]
 
-    def __len__(self) -> int:
-        return len(self._buckets)
-
 
 class RefusedJoins:
     """Joins of each session that the server turned away, counted until its host is told
@@ -94,9 +91,6 @@ class RefusedJoins:
         self._told[sid] = now
         return [(host, code, count) for code, count in counts.items()]
 
-    def __len__(self) -> int:
-        return len(self._pending) + len(self._told)
-
 
 @dataclass(eq=False)
 class Session:
@@ -118,9 +112,6 @@ class Registry:
     def __init__(self) -> None:
         self.sessions: dict[str, Session] = {}
         self._hosted: Counter[str] = Counter()
-
-    def get(self, sid: str) -> Session | None:
-        return self.sessions.get(sid)
 
     def hosted_from(self, addr: str) -> int:
         return self._hosted[addr_key(addr)]
