@@ -193,11 +193,7 @@ class SignalServer:
         self.gate.upgraded(request.transport)
         addr = self.addresses.of(request)
         client = Client(ws, addr, request.transport, self.metrics, self.limits.messages_per_second)
-        refusal = None
-        if len(self.clients) >= self.limits.max_connections:
-            refusal = "the server is full; try again later"
-        elif self._connected[addr] >= self.limits.max_connections_per_address:
-            refusal = "too many connections from your address"
+        refusal = self._refusal(addr)
         if refusal is not None:
             client.error(E_TOO_MANY, refusal)
             client.close_after_flush()
@@ -210,34 +206,8 @@ class SignalServer:
                 "welcome", server=f"beach/{__version__}", ice_servers=self.ice_servers("anonymous")
             )
         )
-        frames = max(self.limits.frames_per_second, self.limits.messages_per_second)
-        budget = ParseBudget(self.limits.relay_bytes_per_second, frames)
-        flood = 10 * self.limits.messages_per_second
         try:
-            async for msg in ws:
-                if msg.type == WSMsgType.ERROR:
-                    break
-                if msg.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
-                    continue
-                # Charged before parsing, so what a client makes the server parse is bounded
-                # by its budget. Over it, the next message waits: nothing more is read from
-                # this client meanwhile, TCP pushes back on the sender, and relayed frames
-                # arrive paced, never dropped.
-                wait = budget.charge(len(msg.data))
-                if wait > 0:
-                    self.metrics.inc("beach_paced_messages_total")
-                    await asyncio.sleep(wait)
-                if msg.type == WSMsgType.TEXT:
-                    await self._dispatch(client, msg.data)
-                elif client.allow():
-                    client.error(E_BAD_MESSAGE, "binary messages are not part of the protocol")
-                # Messages already buffered come without a pause: after a stall, a burst would
-                # be routed into the target's outbox with its writer never getting a turn, and
-                # that client dropped as if it did not read. Give writers a turn.
-                await asyncio.sleep(0)
-                if client.refused > flood:  # a flood, not a burst: hang up
-                    log.warning("closing %s: message flood", client.addr)
-                    break
+            await self._read(client, ws)
         finally:
             self.clients.discard(client)
             self._connected[addr] -= 1
@@ -246,6 +216,44 @@ class SignalServer:
             self._forget(client)
             await client.stop()
         return ws
+
+    def _refusal(self, addr: str) -> str | None:
+        """Why a new connection from `addr` is turned away, if it is."""
+        if len(self.clients) >= self.limits.max_connections:
+            return "the server is full; try again later"
+        if self._connected[addr] >= self.limits.max_connections_per_address:
+            return "too many connections from your address"
+        return None
+
+    async def _read(self, client: Client, ws: web.WebSocketResponse) -> None:
+        """Handle what `client` sends until it goes away or floods."""
+        frames = max(self.limits.frames_per_second, self.limits.messages_per_second)
+        budget = ParseBudget(self.limits.relay_bytes_per_second, frames)
+        flood = 10 * self.limits.messages_per_second
+        async for msg in ws:
+            if msg.type == WSMsgType.ERROR:
+                break
+            if msg.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
+                continue
+            # Charged before parsing, so what a client makes the server parse is bounded by its
+            # budget. Over it, the next message waits: nothing more is read from this client
+            # meanwhile, TCP pushes back on the sender, and relayed frames arrive paced, never
+            # dropped.
+            wait = budget.charge(len(msg.data))
+            if wait > 0:
+                self.metrics.inc("beach_paced_messages_total")
+                await asyncio.sleep(wait)
+            if msg.type == WSMsgType.TEXT:
+                await self._dispatch(client, msg.data)
+            elif client.allow():
+                client.error(E_BAD_MESSAGE, "binary messages are not part of the protocol")
+            # Messages already buffered come without a pause: after a stall, a burst would be
+            # routed into the target's outbox with its writer never getting a turn, and that
+            # client dropped as if it did not read. Give writers a turn.
+            await asyncio.sleep(0)
+            if client.refused > flood:  # a flood, not a burst: hang up
+                log.warning("closing %s: message flood", client.addr)
+                break
 
     # -- message handling ----------------------------------------------------------------------
 
