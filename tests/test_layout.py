@@ -276,6 +276,7 @@ async def run_serve(tmp_path: Path, *args: str) -> set[str]:
     return set(json.loads(out.read_text()))
 
 
+@pytest.mark.e2e
 async def test_beach_serve_loads_no_keys_terminals_links_nor_redis(tmp_path: Path) -> None:
     modules = await run_serve(tmp_path)
     assert "beach_cli.server.app" in modules
@@ -283,6 +284,7 @@ async def test_beach_serve_loads_no_keys_terminals_links_nor_redis(tmp_path: Pat
     assert below(modules, "redis") == []
 
 
+@pytest.mark.e2e
 async def test_beach_serve_with_redis_loads_redis_and_still_no_keys(tmp_path: Path) -> None:
     port = free_port()
     redis = await asyncio.create_subprocess_exec(

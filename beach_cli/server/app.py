@@ -266,7 +266,7 @@ class SignalServer:
             else:  # counts towards a flood like any other message over the rate
                 client.error(E_RATE_LIMITED, "too many messages; slow down")
             return
-        # Relayed frames (terminal traffic) are paced by the byte budget in handle_ws; every
+        # Relayed frames (terminal traffic) are paced by the byte budget in _read; every
         # other message also counts against the message rate, and a flood of them is cut.
         if msg["type"] != "relay" and not client.allow():
             client.error(E_RATE_LIMITED, "too many messages; slow down")
