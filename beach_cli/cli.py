@@ -15,7 +15,6 @@ import click
 
 from . import __version__, config
 from .errors import BeachError
-from .host.guesses import DEFAULT_GUESS_LIMIT, FREE_GUESSES, MAX_DELAY
 
 log = logging.getLogger("beach")
 
@@ -295,7 +294,6 @@ def serve(
 
     async def main() -> int:
         from .server.app import ServerLimits, SignalServer, start_server
-        from .server.cluster import ClusterUnavailable
         from .server.edge import EdgeLimits, parse_networks, tls_context
         from .server.turn import IceConfig
 
@@ -335,8 +333,6 @@ def serve(
             runner, bound = await start_server(s["bind"], s["port"], server, tls)
         except OSError as exc:
             raise BeachError(f"cannot listen on {s['bind']}:{s['port']}: {exc.strerror}") from exc
-        except ClusterUnavailable as exc:
-            raise BeachError(str(exc)) from exc
         scheme = "wss" if tls else "ws"
         click.echo(f"beach serve: listening on {scheme}://{s['bind']}:{bound}/ws", err=True)
         try:
@@ -363,6 +359,29 @@ def _reclaim_key(state_file: str | None) -> Any:
         return ReclaimKey()
     log.info("reclaim tickets: key in %s", path)
     return key
+
+
+class _GuessLimitOption(click.Option):
+    """`beach host --guess-limit`: its default and the figures in its help are host/guesses.py's,
+    read only when asked for, so that `beach serve` (this module) never loads the host's code."""
+
+    def _resolve(self) -> None:
+        from .host.guesses import DEFAULT_GUESS_LIMIT, FREE_GUESSES, MAX_DELAY
+
+        self.default = DEFAULT_GUESS_LIMIT
+        self.help = (
+            "Wrong tokens for one role's secret before --on-guess-limit applies (after the "
+            f"first {FREE_GUESSES}, each attempt of that role waits longer, up to "
+            f"{MAX_DELAY:.0f} s)."
+        )
+
+    def get_default(self, ctx: click.Context, call: bool = True) -> Any:
+        self._resolve()
+        return super().get_default(ctx, call)
+
+    def get_help_record(self, ctx: click.Context) -> tuple[str, str] | None:
+        self._resolve()
+        return super().get_help_record(ctx)
 
 
 @cli.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
@@ -403,12 +422,7 @@ def _reclaim_key(state_file: str | None) -> Any:
     help="After --guess-limit wrong tokens for a role: a new token for it, or stop accepting.",
 )
 @click.option(
-    "--guess-limit",
-    type=click.IntRange(1, 1000),
-    default=DEFAULT_GUESS_LIMIT,
-    show_default=True,
-    help="Wrong tokens for one role's secret before --on-guess-limit applies (after the "
-    f"first {FREE_GUESSES}, each attempt of that role waits longer, up to {MAX_DELAY:.0f} s).",
+    "--guess-limit", cls=_GuessLimitOption, type=click.IntRange(1, 1000), show_default=True
 )
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @click.pass_context

@@ -47,6 +47,7 @@ class Token:
 def parse_token(text: str) -> Token:
     """Parse what a person typed; forgiving about case and surrounding space."""
     parts = text.strip().lower().split("-")
+    role: Role
     if len(parts) == 2:
         session, role, secret = parts[0], "rw", parts[1]
     elif len(parts) == 3 and parts[1] == "v":
@@ -56,7 +57,7 @@ def parse_token(text: str) -> Token:
     for part in (session, secret):
         if not (1 <= len(part) <= 32) or not part.isalnum() or not part.isascii():
             raise WrongToken(f"{text.strip()!r} is not a join token (expected e.g. abc123-xyz789)")
-    return Token(session, role, secret)  # type: ignore[arg-type]
+    return Token(session, role, secret)
 
 
 def _b64(data: bytes) -> str:

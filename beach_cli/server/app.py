@@ -11,10 +11,9 @@ import secrets
 import ssl
 import time
 from collections import Counter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
-from redis.exceptions import RedisError
 
 from .. import __version__
 from ..errors import ProtocolError
@@ -32,12 +31,15 @@ from ..wire.signaling import (
     server_message,
 )
 from .client import SEND_TIMEOUT, Client, ParseBudget, ServerLimits
-from .cluster import Cluster, ClusterUnavailable, RemoteClient
 from .edge import ClientAddress, ConnectionGate, EdgeLimits, GatedSite
 from .metrics import Metrics
 from .registry import Budget, RefusedJoins, Registry, Session, addr_key
+from .remote import RemoteClient
 from .tickets import ReclaimKey, ticket_digest
 from .turn import IceConfig
+
+if TYPE_CHECKING:
+    from .cluster import Cluster
 
 log = logging.getLogger("beach.server")
 
@@ -64,13 +66,16 @@ class SignalServer:
         self.limits = limits = limits or ServerLimits()
         # Signs reclaim tickets; a random one (the embedded server) dies with the process.
         self.reclaim_key = reclaim_key or ReclaimKey()
-        self.cluster = (
-            Cluster(
+        self.cluster: Cluster | None = None
+        # What a lost cluster raises, caught where the server talks to it (nothing without one).
+        self._cluster_errors: tuple[type[BaseException], ...] = ()
+        if redis_url:
+            from . import cluster  # Redis: loaded only for --redis
+
+            self.cluster = cluster.Cluster(
                 redis_url, self._on_cluster_event, self._hosted_here, self.reclaim_key.fingerprint
             )
-            if redis_url
-            else None
-        )
+            self._cluster_errors = cluster.ERRORS
         self.ice = ice or IceConfig()
         self._static_ice = ice_servers or []
         self.registry = Registry()
@@ -187,12 +192,8 @@ class SignalServer:
         await ws.prepare(request)
         self.gate.upgraded(request.transport)
         addr = self.addresses.of(request)
-        client = Client(ws, addr, request.transport, self.metrics)
-        refusal = None
-        if len(self.clients) >= self.limits.max_connections:
-            refusal = "the server is full; try again later"
-        elif self._connected[addr] >= self.limits.max_connections_per_address:
-            refusal = "too many connections from your address"
+        client = Client(ws, addr, request.transport, self.metrics, self.limits.messages_per_second)
+        refusal = self._refusal(addr)
         if refusal is not None:
             client.error(E_TOO_MANY, refusal)
             client.close_after_flush()
@@ -205,34 +206,8 @@ class SignalServer:
                 "welcome", server=f"beach/{__version__}", ice_servers=self.ice_servers("anonymous")
             )
         )
-        frames = max(self.limits.frames_per_second, self.limits.messages_per_second)
-        budget = ParseBudget(self.limits.relay_bytes_per_second, frames)
-        flood = 10 * self.limits.messages_per_second
         try:
-            async for msg in ws:
-                if msg.type == WSMsgType.ERROR:
-                    break
-                if msg.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
-                    continue
-                # Charged before parsing, so what a client makes the server parse is bounded
-                # by its budget. Over it, the next message waits: nothing more is read from
-                # this client meanwhile, TCP pushes back on the sender, and relayed frames
-                # arrive paced, never dropped.
-                wait = budget.charge(len(msg.data))
-                if wait > 0:
-                    self.metrics.inc("beach_paced_messages_total")
-                    await asyncio.sleep(wait)
-                if msg.type == WSMsgType.TEXT:
-                    await self._dispatch(client, msg.data)
-                elif client.allow(self.limits.messages_per_second):
-                    client.error(E_BAD_MESSAGE, "binary messages are not part of the protocol")
-                # Messages already buffered come without a pause: after a stall, a burst would
-                # be routed into the target's outbox with its writer never getting a turn, and
-                # that client dropped as if it did not read. Give writers a turn.
-                await asyncio.sleep(0)
-                if client.refused > flood:  # a flood, not a burst: hang up
-                    log.warning("closing %s: message flood", client.addr)
-                    break
+            await self._read(client, ws)
         finally:
             self.clients.discard(client)
             self._connected[addr] -= 1
@@ -242,20 +217,58 @@ class SignalServer:
             await client.stop()
         return ws
 
+    def _refusal(self, addr: str) -> str | None:
+        """Why a new connection from `addr` is turned away, if it is."""
+        if len(self.clients) >= self.limits.max_connections:
+            return "the server is full; try again later"
+        if self._connected[addr] >= self.limits.max_connections_per_address:
+            return "too many connections from your address"
+        return None
+
+    async def _read(self, client: Client, ws: web.WebSocketResponse) -> None:
+        """Handle what `client` sends until it goes away or floods."""
+        frames = max(self.limits.frames_per_second, self.limits.messages_per_second)
+        budget = ParseBudget(self.limits.relay_bytes_per_second, frames)
+        flood = 10 * self.limits.messages_per_second
+        async for msg in ws:
+            if msg.type == WSMsgType.ERROR:
+                break
+            if msg.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
+                continue
+            # Charged before parsing, so what a client makes the server parse is bounded by its
+            # budget. Over it, the next message waits: nothing more is read from this client
+            # meanwhile, TCP pushes back on the sender, and relayed frames arrive paced, never
+            # dropped.
+            wait = budget.charge(len(msg.data))
+            if wait > 0:
+                self.metrics.inc("beach_paced_messages_total")
+                await asyncio.sleep(wait)
+            if msg.type == WSMsgType.TEXT:
+                await self._dispatch(client, msg.data)
+            elif client.allow():
+                client.error(E_BAD_MESSAGE, "binary messages are not part of the protocol")
+            # Messages already buffered come without a pause: after a stall, a burst would be
+            # routed into the target's outbox with its writer never getting a turn, and that
+            # client dropped as if it did not read. Give writers a turn.
+            await asyncio.sleep(0)
+            if client.refused > flood:  # a flood, not a burst: hang up
+                log.warning("closing %s: message flood", client.addr)
+                break
+
     # -- message handling ----------------------------------------------------------------------
 
     async def _dispatch(self, client: Client, raw: str) -> None:
         try:
             msg = parse_client_message(raw)
         except ProtocolError as exc:
-            if client.allow(self.limits.messages_per_second):
+            if client.allow():
                 client.error(E_BAD_MESSAGE, exc.message)
             else:  # counts towards a flood like any other message over the rate
                 client.error(E_RATE_LIMITED, "too many messages; slow down")
             return
-        # Relayed frames (terminal traffic) are paced by the byte budget in handle_ws; every
+        # Relayed frames (terminal traffic) are paced by the byte budget in _read; every
         # other message also counts against the message rate, and a flood of them is cut.
-        if msg["type"] != "relay" and not client.allow(self.limits.messages_per_second):
+        if msg["type"] != "relay" and not client.allow():
             client.error(E_RATE_LIMITED, "too many messages; slow down")
             return
         handler = getattr(self, f"_on_{msg['type']}")
@@ -265,9 +278,7 @@ class SignalServer:
             handler(client, msg)
             if self.cluster is not None:
                 await self._cluster_after(client, msg)
-        except ClusterUnavailable as exc:
-            client.error(E_NOT_ALLOWED, f"the server cannot reach its cluster: {exc}")
-        except (RedisError, OSError, TimeoutError) as exc:
+        except self._cluster_errors as exc:
             log.warning("cluster: %s", exc)
             client.error(E_NOT_ALLOWED, "the server cannot reach its cluster right now")
         except Exception:  # the server survives any input; log and tell the client
@@ -386,17 +397,7 @@ class SignalServer:
         client.send(server_message("joined", session=session.id, peer=peer, ice_servers=ice))
         text = server_message("peer_joined", peer=peer, addr=client.addr[:64], ice_servers=ice)
         if isinstance(session.host, RemoteClient):  # the host is on another instance
-            self.cluster.publish(  # type: ignore[union-attr]
-                session.host.inst,
-                {
-                    "op": "peer_joined",
-                    "sid": session.id,
-                    "peer": peer,
-                    "inst": self.cluster.inst,  # type: ignore[union-attr]
-                    "addr": client.addr[:64],
-                    "text": text,
-                },
-            )
+            session.host.peer_joined(peer, client.addr[:64], text)
         else:
             session.host.send(text)
 
@@ -476,10 +477,7 @@ class SignalServer:
     def _tell_peer_left(self, session: Session, peer_id: str) -> None:
         text = server_message("peer_left", peer=peer_id)
         if isinstance(session.host, RemoteClient):
-            self.cluster.publish(  # type: ignore[union-attr]
-                session.host.inst,
-                {"op": "peer_left", "sid": session.id, "peer": peer_id, "text": text},
-            )
+            session.host.peer_left(peer_id, text)
         else:
             session.host.send(text)
 
@@ -525,7 +523,7 @@ class SignalServer:
             self._tell_host_left(self.registry.close(local), "the host moved")
             local = None
         if local is None:
-            host = RemoteClient(self.cluster, inst, sid, "host") if alive else None
+            host = self._remote(inst, sid, "host") if alive else None
             self.registry.open(sid, "", host, mirror=True)
         return True
 
@@ -608,25 +606,23 @@ class SignalServer:
                 self._bounce_remote_peer(event)
                 return
             peer = str(event.get("peer"))
-            remote = RemoteClient(
-                self.cluster,  # type: ignore[arg-type]
-                str(event.get("inst")),
-                session.id,
-                peer,
-                str(event.get("addr")),
-            )
+            remote = self._remote(str(event.get("inst")), session.id, peer, str(event.get("addr")))
             self.registry.attach_peer(session, peer, remote)
             session.host.send(str(event.get("text", "")))
         elif op == "peer_left" and isinstance(session.host, Client):
             if self.registry.detach_peer(session, str(event.get("peer"))) is not None:
                 session.host.send(str(event.get("text", "")))
 
+    def _remote(self, inst: str, sid: str, target: str, addr: str = "") -> RemoteClient:
+        assert self.cluster is not None  # only a cluster has clients on other instances
+        return RemoteClient(self.cluster, inst, sid, target, addr)
+
     def _bounce_remote_peer(self, event: dict[str, Any]) -> None:
         """A joiner on another instance was introduced to a host that is not here (any more):
         tell it so at once rather than leave it waiting."""
         inst, sid, peer = event.get("inst"), event.get("sid"), event.get("peer")
         if isinstance(inst, str) and isinstance(sid, str) and isinstance(peer, str):
-            remote = RemoteClient(self.cluster, inst, sid, peer)  # type: ignore[arg-type]
+            remote = self._remote(inst, sid, peer)
             remote.send(server_message("host_left", reason="the host is no longer here"))
             remote.close_after_flush()
 
@@ -649,7 +645,7 @@ class SignalServer:
             if self.cluster is not None:
                 try:
                     await self._reap_remote()
-                except (RedisError, OSError, TimeoutError) as exc:
+                except self._cluster_errors as exc:
                     log.warning("cluster: %s", exc)
 
     def _expire_sessions(self) -> None:

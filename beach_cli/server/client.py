@@ -12,11 +12,12 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from ..bucket import TokenBucket
 from ..wire.signaling import E_BAD_MESSAGE, E_RATE_LIMITED, server_message
 from .metrics import Metrics
 
 if TYPE_CHECKING:
-    from .app import Session
+    from .registry import Session
 
 log = logging.getLogger("beach.server")
 
@@ -50,18 +51,12 @@ class ParseBudget:
     the caller reads nothing more from that client meanwhile. Bursts: 1 s of either rate."""
 
     def __init__(self, bytes_per_second: float, frames_per_second: float) -> None:
-        self.byte_rate = bytes_per_second
-        self.frame_rate = frames_per_second
-        self._bytes = bytes_per_second
-        self._frames = frames_per_second
-        self._stamp = time.monotonic()
+        self._bytes = TokenBucket(bytes_per_second, bytes_per_second)
+        self._frames = TokenBucket(frames_per_second, frames_per_second)
 
     def charge(self, size: int) -> float:
         now = time.monotonic()
-        elapsed, self._stamp = now - self._stamp, now
-        self._bytes = min(self._bytes + elapsed * self.byte_rate, self.byte_rate) - size
-        self._frames = min(self._frames + elapsed * self.frame_rate, self.frame_rate) - 1
-        return max(-self._bytes / self.byte_rate, -self._frames / self.frame_rate, 0.0)
+        return max(self._bytes.charge(size, now), self._frames.charge(1, now))
 
 
 class Client:
@@ -73,6 +68,7 @@ class Client:
         addr: str,
         transport: Any = None,
         metrics: Metrics | None = None,
+        message_rate: float = ServerLimits.messages_per_second,
     ) -> None:
         self.ws = ws
         self.addr = addr
@@ -82,18 +78,13 @@ class Client:
         self.peer_id: str | None = None  # set for joiners
         self._outbox: asyncio.Queue[str | None] = asyncio.Queue(OUTBOX_LIMIT)
         self._writer = asyncio.create_task(self._drain())
-        self._tokens = float("inf")  # message-rate bucket: starts full (capped on first use)
-        self._stamp = time.monotonic()
-        self.refused = 0
+        self._messages = TokenBucket(message_rate, 2 * message_rate)  # bursts of 2x the rate
+        self.refused = 0  # messages over the rate: past a flood's worth, the server hangs up
         self._dropped = False
 
-    def allow(self, rate: float) -> bool:
-        """Token bucket: `rate` messages a second, bursts of 2x."""
-        now = time.monotonic()
-        self._tokens = min(self._tokens + (now - self._stamp) * rate, 2 * rate)
-        self._stamp = now
-        if self._tokens >= 1.0:
-            self._tokens -= 1.0
+    def allow(self) -> bool:
+        """One more message within the message rate?"""
+        if self._messages.take():
             return True
         self.refused += 1
         return False

@@ -8,8 +8,10 @@ the same key (the same `--state-file`): `beach:k` names the cluster's key by its
 and an instance with another key refuses to start. Messages for a client on another instance
 are published on that instance's channel (`beach:c:<inst>`) and delivered there. A joiner's
 instance keeps a mirror of the session whose host is a `RemoteClient`, and the host's instance
-records remote joiners the same way, so the server's routing code does not change: it calls
-`send()`.
+records remote joiners the same way (remote.py): signals and relayed frames reach them through
+`send()` as they reach any client.
+
+Only this module imports Redis, and only `beach serve --redis` imports this module.
 """
 
 from __future__ import annotations
@@ -20,12 +22,13 @@ import json
 import logging
 import secrets
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from .. import tasks
+from ..errors import BeachError
 
 log = logging.getLogger("beach.cluster")
 
@@ -34,34 +37,13 @@ HEARTBEAT = 3.0
 OP_TIMEOUT = 3.0
 
 
-class ClusterUnavailable(Exception):
-    pass
+class ClusterUnavailable(BeachError):
+    """Redis cannot be reached, or its cluster signs tickets with another key: the instance
+    does not start."""
 
 
-class RemoteClient:
-    """A host or joiner connected to another instance; `send` publishes to it."""
-
-    def __init__(self, cluster: Cluster, inst: str, sid: str, target: str, addr: str = "") -> None:
-        self.cluster = cluster
-        self.inst = inst
-        self.sid = sid
-        self.target = target  # "host" or a peer id
-        self.addr = addr
-        self.session: Any = None
-        self.peer_id: str | None = None if target == "host" else target
-
-    def send(self, text: str) -> None:
-        self.cluster.publish(
-            self.inst, {"op": "deliver", "sid": self.sid, "to": self.target, "text": text}
-        )
-
-    def error(self, code: str, message: str) -> None:
-        from ..wire.signaling import server_message
-
-        self.send(server_message("error", code=code, message=message))
-
-    def close_after_flush(self) -> None:
-        self.cluster.publish(self.inst, {"op": "close", "sid": self.sid, "to": self.target})
+# What a lost or stuck Redis raises.
+ERRORS: tuple[type[BaseException], ...] = (RedisError, OSError, TimeoutError)
 
 
 class Cluster:
@@ -74,6 +56,7 @@ class Cluster:
     ) -> None:
         self.url = url
         self.inst = secrets.token_hex(6)
+        # decode_responses: answers are str (redis' types cannot know it: see the casts).
         self.redis = aioredis.from_url(url, decode_responses=True, socket_timeout=OP_TIMEOUT)
         self._on_event = on_event
         self._hosted = hosted  # (session, ticket digest) of the hosts connected here
@@ -88,7 +71,7 @@ class Cluster:
         try:
             await asyncio.wait_for(self._beat(), OP_TIMEOUT)
             cluster_key = await asyncio.wait_for(self._record_key(), OP_TIMEOUT)
-        except (RedisError, OSError, TimeoutError) as exc:
+        except ERRORS as exc:
             raise ClusterUnavailable(f"cannot reach Redis at {self.url}: {exc}") from exc
         if cluster_key != self.key_id:
             with contextlib.suppress(Exception):
@@ -117,7 +100,7 @@ class Cluster:
     async def _record_key(self) -> str | None:
         """Name this instance's ticket key in Redis unless one is named; return the name."""
         await self.redis.set("beach:k", self.key_id, nx=True)
-        return await self.redis.get("beach:k")
+        return cast("str | None", await self.redis.get("beach:k"))
 
     async def _beat(self) -> None:
         await self.redis.set(f"beach:i:{self.inst}", "1", ex=ALIVE_TTL)
@@ -137,7 +120,7 @@ class Cluster:
                     await asyncio.wait_for(self._reclaim_all(), 5 * OP_TIMEOUT)
                     if await asyncio.wait_for(self._record_key(), OP_TIMEOUT) != self.key_id:
                         log.error("another instance signs reclaim tickets with another key")
-            except (RedisError, OSError, TimeoutError) as exc:
+            except ERRORS as exc:
                 if self.healthy:
                     log.warning("Redis unreachable: %s", exc)
                 self.healthy = False
@@ -172,7 +155,7 @@ class Cluster:
             inst, text = await self._outbox.get()
             try:
                 await asyncio.wait_for(self.redis.publish(f"beach:c:{inst}", text), OP_TIMEOUT)
-            except (RedisError, OSError, TimeoutError) as exc:
+            except ERRORS as exc:
                 log.warning("cluster publish failed: %s", exc)
 
     def publish(self, inst: str, event: dict[str, Any]) -> None:
@@ -196,13 +179,16 @@ class Cluster:
         """The host left this instance: keep the record for the grace period only (unless the
         host has meanwhile moved to another instance)."""
         key = f"beach:s:{sid}"
-        with contextlib.suppress(RedisError, OSError, TimeoutError):
+        with contextlib.suppress(*ERRORS):
             if await asyncio.wait_for(self.redis.hget(key, "inst"), OP_TIMEOUT) == self.inst:
                 await asyncio.wait_for(self.redis.expire(key, max(int(grace), 1)), OP_TIMEOUT)
 
     async def lookup(self, sid: str) -> tuple[str, str, bool] | None:
         """(instance, ticket digest, instance alive) for a session in the cluster, if any."""
-        rec = await asyncio.wait_for(self.redis.hgetall(f"beach:s:{sid}"), OP_TIMEOUT)
+        rec = cast(
+            "dict[str, str]",
+            await asyncio.wait_for(self.redis.hgetall(f"beach:s:{sid}"), OP_TIMEOUT),
+        )
         if not rec or "inst" not in rec:
             return None
         return rec["inst"], rec.get("ticket", ""), await self.alive(rec["inst"])
@@ -214,5 +200,5 @@ class Cluster:
     async def ping(self) -> bool:
         try:
             return bool(await asyncio.wait_for(self.redis.ping(), OP_TIMEOUT))
-        except (RedisError, OSError, TimeoutError):
+        except ERRORS:
             return False

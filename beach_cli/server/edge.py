@@ -248,7 +248,7 @@ class GatedSite(web.BaseSite):
             backlog=self._backlog,
             reuse_address=True,
         )
-        sockets = self._server.sockets or []
+        sockets = self._server.sockets
         if sockets:
             self.bound = sockets[0].getsockname()[1]
 

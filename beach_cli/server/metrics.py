@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 
 HELP = {
     "beach_joins_total": ("counter", "Joiners introduced to a host."),
@@ -37,7 +38,7 @@ class Metrics:
     def inc(self, name: str, amount: int = 1, reason: str = "") -> None:
         self.counts[(name, reason)] += amount
 
-    def render(self, gauges: dict[str, tuple[str, float]]) -> str:
+    def render(self, gauges: Mapping[str, tuple[str, float]]) -> str:
         """`gauges`: name -> (help, value), measured at scrape time."""
         lines: list[str] = []
         for name, (help_text, value) in gauges.items():

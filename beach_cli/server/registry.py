@@ -14,7 +14,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from .cluster import RemoteClient
+from ..bucket import TokenBucket
+from .remote import RemoteClient
 
 
 def addr_key(addr: str) -> str:
@@ -38,29 +39,19 @@ class Budget:
     def __init__(self, per_minute: float) -> None:
         self.size = float(per_minute)
         self._rate = per_minute / 60.0
-        self._buckets: dict[str, tuple[float, float]] = {}  # key -> (tokens, when)
-
-    def _level(self, key: str, now: float) -> float:
-        tokens, when = self._buckets.get(key, (self.size, now))
-        return min(self.size, tokens + (now - when) * self._rate)
+        self._buckets: dict[str, TokenBucket] = {}
 
     def allow(self, key: str) -> bool:
         """Spend one event for `key`, if any is left."""
-        now = time.monotonic()
-        level = self._level(key, now)
-        if level < 1.0:
-            self._buckets[key] = (level, now)
-            return False
-        self._buckets[key] = (level - 1.0, now)
-        return True
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            bucket = self._buckets[key] = TokenBucket(self._rate, self.size)
+        return bucket.take()
 
     def prune(self) -> None:
         now = time.monotonic()
-        for key in [k for k in self._buckets if self._level(k, now) >= self.size]:
+        for key in [k for k, b in self._buckets.items() if b.level(now) >= self.size]:
             del self._buckets[key]
-
-    def __len__(self) -> int:
-        return len(self._buckets)
 
 
 class RefusedJoins:
@@ -100,9 +91,6 @@ class RefusedJoins:
         self._told[sid] = now
         return [(host, code, count) for code, count in counts.items()]
 
-    def __len__(self) -> int:
-        return len(self._pending) + len(self._told)
-
 
 @dataclass(eq=False)
 class Session:
@@ -124,9 +112,6 @@ class Registry:
     def __init__(self) -> None:
         self.sessions: dict[str, Session] = {}
         self._hosted: Counter[str] = Counter()
-
-    def get(self, sid: str) -> Session | None:
-        return self.sessions.get(sid)
 
     def hosted_from(self, addr: str) -> int:
         return self._hosted[addr_key(addr)]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
+from typing import Any, TypeGuard
 
 from ..errors import ProtocolError
 
@@ -39,7 +39,7 @@ def check_fields(what: str, obj: dict[str, Any], spec: Spec, envelope: set[str])
         # bool is an int subclass; never accept it where another type is wanted.
         if not isinstance(value, want) or (isinstance(value, bool) and want is not bool):
             raise ProtocolError(f"{what}: field {name!r} must be {want.__name__}")
-        if want is str:
+        if isinstance(value, str):  # (so `want` is str)
             if maxlen and len(value) > maxlen:
                 raise ProtocolError(f"{what}: field {name!r} too long")
             if is_id and not ID_RE.fullmatch(value):
@@ -61,11 +61,11 @@ def json_object(raw: str | bytes, what: str) -> dict[str, Any]:
     return obj
 
 
-def is_resume_id(value: Any) -> bool:
+def is_resume_id(value: Any) -> TypeGuard[str]:
     return (
         isinstance(value, str) and len(value) == 32 and all(c in "0123456789abcdef" for c in value)
     )
 
 
-def is_int(value: Any) -> bool:
+def is_int(value: Any) -> TypeGuard[int]:
     return type(value) is int  # bool is an int subclass: refuse it
