@@ -439,7 +439,8 @@ def host(
     **flags: Any,
 ) -> None:
     """Share your shell (or `-- CMD ARGS...`) and print how to join."""
-    from .host.session import HostOptions, HostSession
+    from .host.options import HostOptions
+    from .host.session import HostSession
     from .terminal import LocalTerminal
 
     s = _settings(ctx, logging.ERROR, **flags)

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import re
 
+import pytest
 from conftest import Procs, start_host, start_join
 from test_security import RECORDER
 
 from beach_cli.host.stream import VIEW_ONLY_NOTICE
+
+pytestmark = pytest.mark.e2e
 
 
 def test_a_view_only_joiner_that_types_is_told_once(procs: Procs, server: str, tmp_path) -> None:

@@ -38,8 +38,6 @@ from .recorder import Recorder
 from .registration import Registration
 from .screen import RESET, ScreenHistory
 
-__all__ = ["HostOptions", "HostSession"]  # HostOptions lives in host/options.py
-
 log = logging.getLogger("beach.host")
 
 # Pause reading the PTY while the host's own terminal has this much unwritten: the host's

@@ -38,12 +38,12 @@ async def relay_through(
                 if msg["type"] == "relay":
                     link.deliver(msg["data"])
                 elif msg["type"] == "host_left":
-                    link._mark_lost("the host left")
+                    link.mark_lost("the host left")
                     return
                 elif msg["type"] == "error":
                     log.warning("server: %s", printable(str(msg["message"])))
         except BeachError as exc:
-            link._mark_lost(f"lost the server: {exc.message}")
+            link.mark_lost(f"lost the server: {exc.message}")
 
     task = asyncio.create_task(reader())
 

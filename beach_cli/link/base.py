@@ -195,9 +195,6 @@ class Link:
             self._writable.set()
             self._control.clear()
 
-    # join/dialer.py still calls it by its old name; goes once that module says `mark_lost`.
-    _mark_lost = mark_lost
-
     async def close(self) -> None:
         self.mark_lost("closed")
         await tasks.stop(self._heartbeat)
