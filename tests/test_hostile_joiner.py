@@ -43,6 +43,27 @@ from beach_cli.wire.signaling import server_message
 TICKER = ["bash", "-c", "i=0; while :; do i=$((i+1)); echo tick-$i-end; sleep 0.2; done"]
 
 
+async def confirmed_keys(sig: SignalingClient, token: Token, timeout: float) -> KeyExchange:
+    """The joiner's first steps with the real token: introduced by the server, SPAKE2, the
+    host's confirmation checked and ours sent. The key is then confirmed on both sides."""
+    await sig.send("join", session=token.session)
+    msg = await sig.recv(timeout)
+    assert msg["type"] == "joined", msg
+    kx = KeyExchange("joiner", token.session, msg["peer"], token.role, token.secret)
+    await sig.send("signal", to="host", data=await asyncio.to_thread(kx.start))
+    while not kx.confirmed:
+        msg = await sig.recv(timeout)
+        if msg["type"] != "signal":
+            continue
+        data = parse_payload(msg["data"])
+        if data["k"] == "pake":
+            await asyncio.to_thread(kx.finish, data)
+        elif data["k"] == "confirm":
+            kx.verify(data)
+            await sig.send("signal", to="host", data=kx.confirmation())
+    return kx
+
+
 class CraftedJoiner:
     """The joiner's side of the handshake (the steps of dial.py), by hand: SPAKE2 with the real
     token, key confirmation, the sealed answer to the host's offer, a data channel, HELLO. What
@@ -77,23 +98,14 @@ class CraftedJoiner:
         await sig.connect(timeout)
         try:
             t = self.token
-            await sig.send("join", session=t.session)
-            msg = await sig.recv(timeout)
-            assert msg["type"] == "joined", msg
-            kx = KeyExchange("joiner", t.session, msg["peer"], t.role, t.secret)
-            await sig.send("signal", to="host", data=await asyncio.to_thread(kx.start))
+            kx = await confirmed_keys(sig, t, timeout)
+            await sig.send("signal", to="host", data=kx.seal({"t": "join"}))
             while self.link is None:
                 msg = await sig.recv(timeout)
                 if msg["type"] != "signal":
                     continue
                 data = parse_payload(msg["data"])
-                if data["k"] == "pake":
-                    await asyncio.to_thread(kx.finish, data)
-                elif data["k"] == "confirm":
-                    kx.verify(data)
-                    await sig.send("signal", to="host", data=kx.confirmation())
-                    await sig.send("signal", to="host", data=kx.seal({"t": "join"}))
-                elif data["k"] == "sealed":
+                if data["k"] == "sealed":
                     sealed = kx.open(data)
                     if sealed["t"] == "offer":
                         link = rtc.PeerLink([], self._frame, name="attacker")
@@ -190,21 +202,7 @@ async def confirm_and_hang_up(server: str, token: Token, timeout: float = 20.0) 
     sig = SignalingClient(server)
     await sig.connect(timeout)
     try:
-        await sig.send("join", session=token.session)
-        msg = await sig.recv(timeout)
-        assert msg["type"] == "joined", msg
-        kx = KeyExchange("joiner", token.session, msg["peer"], token.role, token.secret)
-        await sig.send("signal", to="host", data=await asyncio.to_thread(kx.start))
-        while not kx.confirmed:
-            msg = await sig.recv(timeout)
-            if msg["type"] != "signal":
-                continue
-            data = parse_payload(msg["data"])
-            if data["k"] == "pake":
-                await asyncio.to_thread(kx.finish, data)
-            elif data["k"] == "confirm":
-                kx.verify(data)
-                await sig.send("signal", to="host", data=kx.confirmation())
+        await confirmed_keys(sig, token, timeout)
     finally:
         await sig.close()
 
