@@ -10,6 +10,7 @@ import collections
 import math
 import re
 import time
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -276,7 +277,7 @@ def test_unread_ping_flood_keeps_host_memory_bounded(
 
     attacker.stop_reading()
     flood = loop_thread.submit(attacker.flood(BIG_PING, PING_FLOOD_SECONDS))
-    start = time.monotonic()
+    start, start_wall = time.monotonic(), time.time()
     peak, per_second = before, {}
     while not flood.done():
         # The real viewer keeps seeing fresh output all along (and so does the host's terminal,
@@ -300,10 +301,14 @@ def test_unread_ping_flood_keeps_host_memory_bounded(
         f"MiB per second: {per_second}"
     )
     assert peak - before < RSS_BOUND_MIB * 1024, f"host RSS grew {(peak - before) // 1024} MiB"
-    # The host dropped it (the attacker did not leave of its own accord).
-    assert flooded < PING_FLOOD_SECONDS, "the attacker was never dropped"
+    # The host dropped it while the flood went on (the attacker did not leave of its own
+    # accord). Judged by the host's log: the attacker itself may hear of it much later, as its
+    # SCTP acknowledges nothing (a close waits for that) on a loaded machine.
     log = log_file.read_text()
-    assert re.search(r"peer \w+: not reading", log), log
+    dropped = re.search(r"^(\S+ \S+) INFO beach\.peer: peer \w+: not reading", log, re.M)
+    assert dropped, log
+    when = datetime.strptime(dropped.group(1), "%Y-%m-%d %H:%M:%S,%f").timestamp()
+    assert when - start_wall < PING_FLOOD_SECONDS, "the attacker was not dropped during the flood"
     assert attacker.received[Frame.PONG] == 0
     viewer.send("\x1d")  # Ctrl-] d: the viewer detaches cleanly, having lost nothing
     viewer.send("d")
