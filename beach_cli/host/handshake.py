@@ -283,7 +283,7 @@ class Handshake:
     async def _next(self, kind: str) -> dict[str, Any]:
         data = parse_payload(await self._inbound())
         if data["k"] == "reject":
-            if data["reason"] == "wrong token":
+            if data["reason"] == R_WRONG_TOKEN:
                 raise WrongToken("the joiner's token did not match")
             raise BeachError("the joiner gave up")
         if data["k"] != kind:

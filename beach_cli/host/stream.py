@@ -64,7 +64,6 @@ class Stream:
         self.deflate = False
         self.greeted = asyncio.Event()  # its HELLO came
         self._hello: Hello | None = None
-        self._live = False  # started
         self._closed = False
         self._queue: deque[tuple[bytes, int]] = deque()  # (unit, raw length) not yet sent
         self._behind = 0  # raw bytes they stand for
@@ -96,7 +95,7 @@ class Stream:
                 self._input(*decode_input(body))
             elif kind == Frame.RESIZE:
                 self.size = decode_resize(body)
-                if self._live:
+                if self.started:
                     self.host.sizes_changed()
             elif kind == Frame.SNAPSHOT:  # a joiner asks to be brought up to date
                 if self._asked is None:  # else one is already waiting for its turn
@@ -106,7 +105,7 @@ class Stream:
 
     def _input(self, offset: int, data: bytes) -> None:
         role, record = self.admission.role, self.admission.record
-        if self._live and role == "rw" and record is not None:
+        if self.started and role == "rw" and record is not None:
             fresh = record.accept(offset, data)
             if fresh:
                 self.host.keystrokes(fresh)
@@ -117,7 +116,7 @@ class Stream:
         if not self._dropped_input:
             log.info("peer %s: dropping input from a %s joiner", self.id, role)
         self._dropped_input += len(data)
-        if self._live and role == "view" and not self._told_view_only:
+        if self.started and role == "view" and not self._told_view_only:
             self._told_view_only = True
             self.notice(VIEW_ONLY_NOTICE)
 
@@ -154,11 +153,10 @@ class Stream:
         link.send_control(encode_hello(hello))
         self._resync = True
         self._wake.set()
-        self._live = True
         self._sender = asyncio.create_task(self._send_loop(link), name=f"sender-{self.id}")
 
     def send_size(self, cols: int, rows: int) -> None:
-        if self.link is not None and self._live:
+        if self.link is not None and self.started:
             self.link.send_control(encode_resize(cols, rows))
 
     def notice(self, text: str) -> None:

@@ -49,8 +49,7 @@ class Budget:
         return bucket.take()
 
     def prune(self) -> None:
-        now = time.monotonic()
-        for key in [k for k, b in self._buckets.items() if b.level(now) >= self.size]:
+        for key in [k for k, b in self._buckets.items() if b.full]:
             del self._buckets[key]
 
 
