@@ -6,6 +6,7 @@ one; the PTY-sized part of the wider screen must match cell by cell, cursor incl
 from __future__ import annotations
 
 import random
+import re
 
 import pyte
 import pytest
@@ -109,8 +110,8 @@ def test_random_streams() -> None:
 from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
+from beach_cli.join.sequences import PARAM_MAX, param  # noqa: E402
 from beach_cli.join.viewport import Viewport  # noqa: E402
-from beach_cli.join.wrap import PARAM_MAX, param  # noqa: E402
 
 ABSURD = st.sampled_from(
     [b"", b"0", b"1", b"7", b"80", b"999999999", b"4294967296", b"9" * 5000, b"0" * 6000 + b"5"]
@@ -200,3 +201,100 @@ def test_repeat_wraps_at_the_pty_edge_in_lines_not_characters() -> None:
     assert out == b"abb\x1b[17b\r\nbb\x1b[18b\r\nbb\x1b[5b|"
     huge = WrapAt(COLS, ROWS).feed(b"x\x1b[999999999b")
     assert len(huge) < 16 * (ROWS + 2)  # one short REP per line, never a character each
+
+
+# -- sequences cut by a frame's end, however long (the CI failure of session 4) ----------------
+# The host's frames may cut a 5000-digit sequence anywhere. The cut piece used to be looked for
+# only in a frame's last 16 (viewport) or 4096 (wrap) bytes: cut deeper, it reached the terminal
+# unclamped, and its digits counted as printed text.
+
+LONG = [  # each ends where pyte and xterm agree on the cursor (pyte homes it on no `CSI r`)
+    b"A\x1b[" + b"7" * 5000 + b"CY\r\n",  # forward: Y on the PTY's last column
+    b"\x1b[" + b"9" * 5000 + b"r\x1b[r\x1b[H",  # a scroll region with a 5000-digit top
+    b"\x1b[" + b"3" * 5000 + b";" + b"2" * 5000 + b"Hc\r\n",
+    b"\x1b[3;1H\x1b[" + b"0" * 6000 + b"5CZ\r\n",  # leading zeros: 5 forward
+    "\x1b]0;a long title 漢字 ".encode() * 400 + b"\x07after\r\n",  # a 9 KB string
+    b"\x1b]2;" + b"t" * 7000 + b"\x1b\\B\r\n",  # ended by ST
+]
+
+
+def pyte_safe(data: bytes) -> bytes:
+    """pyte int()s a parameter whole (and raises past 4300 digits); it clamps at 9999 anyway."""
+    return re.sub(rb"\d{5,}", lambda m: b"%d" % min(param(m.group()), 9999), data)
+
+
+def screen_of(data: bytes, cols: int, rows: int) -> pyte.Screen:
+    screen = XtermScreen(cols, rows)
+    pyte.ByteStream(screen).feed(pyte_safe(data))
+    return screen
+
+
+@settings(max_examples=300, deadline=2000)
+@given(st.lists(st.sampled_from(LONG), min_size=1, max_size=4), st.data())
+def test_a_long_sequence_cut_anywhere_is_the_same_sequence(pieces: list[bytes], data) -> None:
+    stream = b"".join(pieces)
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(stream)), max_size=4)))
+    chunks = [stream[a:b] for a, b in zip([0, *cuts], [*cuts, len(stream)], strict=True)]
+    whole = Viewport((WIDE, ROWS + 10), (COLS, ROWS))
+    view = Viewport((WIDE, ROWS + 10), (COLS, ROWS))
+    # The joiner starts by setting the scroll region to the PTY's rows.
+    expected = whole.resize() + whole.filter(stream)
+    got = view.resize() + b"".join(view.filter(chunk) for chunk in chunks)
+    assert view._wrap is not None and whole._wrap is not None
+    assert view._wrap.col == whole._wrap.col
+    assert_same_screen(screen_of(expected, WIDE, ROWS + 10), screen_of(got, WIDE, ROWS + 10))
+    # And what reaches the terminal is what a PTY-sized one shows (the part pyte knows).
+    truth = screen_of(stream, COLS, ROWS)
+    seen = screen_of(got, WIDE, ROWS + 10)
+    for y in range(ROWS):
+        assert [seen.buffer[y][x].data for x in range(COLS)] == [
+            truth.buffer[y][x].data for x in range(COLS)
+        ]
+        assert "".join(seen.buffer[y][x].data for x in range(COLS, WIDE)).strip() == ""
+
+
+@pytest.mark.parametrize("taller", [False, True], ids=["wrap-only", "wrap-and-clamp"])
+@pytest.mark.parametrize(
+    "endless",
+    [
+        pytest.param(b"\x1b[" + b"9" * 100_000, id="digits"),
+        pytest.param(b"\x1b[" + b"1;" * 50_000, id="parameters"),
+        pytest.param(b"\x1b[1" + b"!" * 100_000, id="intermediates"),
+        pytest.param(b"\x1b" + b" " * 100_000, id="escape-intermediates"),
+    ],
+)
+def test_an_endless_sequence_is_carried_in_few_bytes(endless: bytes, taller: bool) -> None:
+    """Frame after frame of one sequence that never ends: the carry stays small, so neither
+    memory nor the cost of a frame grows with it; its end then acts once, clamped."""
+    rows = ROWS + 10 if taller else ROWS
+    view = Viewport((WIDE, rows), (COLS, ROWS))
+    out = bytearray(view.filter(b"x" + endless[:10]))
+    for i in range(10, len(endless), 4096):
+        out += view.filter(endless[i : i + 4096])
+        assert view._wrap is not None
+        assert len(view._wrap._carry) <= 256 and len(view._carry) <= 256
+    out += view.filter(b"C|")
+    assert len(out) < 1024
+    assert view._wrap.col <= COLS
+
+
+def test_the_viewport_alone_carries_a_long_cut_scroll_region() -> None:
+    """Only taller, not wider: no wrap, the viewport's own carry clamps the region."""
+    view = Viewport((COLS, ROWS + 10), (COLS, ROWS))
+    seq = b"\x1b[" + b"9" * 5000 + b";" + b"9" * 5000 + b"r"
+    out = view.filter(seq[:7000]) + view.filter(seq[7000:])
+    assert out == b"\x1b[%d;%dr" % (ROWS, ROWS)
+    assert len(view._carry) == 0
+
+
+def test_a_string_cut_by_frames_moves_no_cursor() -> None:
+    """A title split in many frames (one cut inside a UTF-8 character) prints nothing."""
+    title = b"\x1b]0;" + "漢字 title ".encode() * 2000 + b"\x07"
+    wrap = WrapAt(COLS, ROWS)
+    out = wrap.feed(b"ab")
+    for i in range(0, len(title), 1001):  # 1001: cuts land inside the wide characters
+        out += wrap.feed(title[i : i + 1001])
+        assert len(wrap._carry) <= 3
+    out += wrap.feed(b"c")
+    assert out == b"ab" + title + b"c"
+    assert wrap.col == 3

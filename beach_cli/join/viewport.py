@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import re
 
-from .wrap import WrapAt, param
+from .sequences import param, split_cut
+from .wrap import WrapAt
 
 # Set or reset the scroll region: ESC [ top ; bottom r (both optional).
 _DECSTBM = re.compile(rb"\x1b\[(\d*)(?:;(\d*))?r")
 # Resets that also reset the scroll region to the whole window.
 _RESETS = re.compile(rb"\x1bc|\x1b\[!p")
-# An escape sequence cut at the end of a frame, completed by the next one.
-_PARTIAL = re.compile(rb"\x1b(?:\[[0-9;:?<=>!]*)?\Z")
 
 
 class Viewport:
@@ -76,9 +75,7 @@ class Viewport:
             return data
         if b"\x1b" not in data:
             return data
-        tail = _PARTIAL.search(data, max(len(data) - 16, 0))
-        if tail is not None:
-            data, self._carry = data[: tail.start()], data[tail.start() :]
+        data, self._carry = split_cut(data)  # (however far back the cut sequence starts)
         rows = self.pty[1]
 
         def clamp(m: re.Match[bytes]) -> bytes:

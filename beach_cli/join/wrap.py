@@ -15,10 +15,13 @@ from __future__ import annotations
 import re
 import unicodedata
 
+from .sequences import PARAM_MAX, param, split_cut
+
 _TOKEN = re.compile(
     rb"(?P<text>[\x20-\x7e]+)"
     rb"|(?P<csi>\x1b\[(?P<params>[\x30-\x3f]*)[\x20-\x2f]*(?P<final>[\x40-\x7e]))"
-    rb"|(?P<string>\x1b[\]PX^_][^\x07\x1b]*(?:\x07|\x1b\\))"
+    # A string runs to BEL or ST; one cut short by ESC or by the frame's end stops there.
+    rb"|(?P<string>\x1b[\]PX^_][^\x07\x1b]*(?:\x07|\x1b\\)?)"
     rb"|(?P<esc>\x1b[\x20-\x2f]*[\x30-\x7e])"
     # Runs of controls that move the cursor only to the line's start or down (NUL, BEL, CR, LF,
     # ...): one token per run, so a flood of them costs little. BS and TAB come one at a time.
@@ -27,43 +30,12 @@ _TOKEN = re.compile(
     rb"|(?P<utf8>[\xc2-\xf4][\x80-\xbf]*)"
     rb"|(?P<other>[\x80-\xff])"
 )
-# What may be the start of a token cut at the end of a chunk.
-_PARTIAL = re.compile(
-    rb"(?:\x1b(?:\[[\x30-\x3f]*[\x20-\x2f]*|[\]PX^_][^\x07\x1b]*\x1b?|[\x20-\x2f]*)?"
-    rb"|[\xc2-\xf4][\x80-\xbf]{0,2})\Z"
-)
 _TAB = 8
 _MOVES = re.compile(rb"[\n\x0b\x0c\r]")
-# Parameters above this are clamped before parsing: no screen is that large (the wire allows
-# 10,000 columns), and int() of thousands of digits is slow or raises. A count is then clamped
-# to the screen again before any loop, so a hostile `CSI 999999999 I` costs nothing.
-PARAM_MAX = 65535
-_PARAM_DIGITS = len(str(PARAM_MAX))
 _CLEARS_WRAP = frozenset(bytes([c]) for c in b"ABCDEFGHIJKLMPXZadef`@r")
-
-
-def _incomplete_tail(data: bytes) -> int:
-    """Where a token cut off by the end of `data` starts (len(data) if none is)."""
-    tail = _PARTIAL.search(data, max(len(data) - 4096, 0))
-    if tail is None:  # (a match is never empty: it starts before the end)
-        return len(data)
-    piece = tail.group()
-    lead = piece[0]
-    if lead != 0x1B:  # UTF-8: complete if it has all the bytes its lead byte announces
-        need = 2 if lead < 0xE0 else 3 if lead < 0xF0 else 4
-        if len(piece) >= need:
-            return len(data)
-    return tail.start()
-
-
-def param(digits: bytes, default: int = 0) -> int:
-    """One numeric parameter of a control sequence, clamped to PARAM_MAX (never a giant int)."""
-    digits = digits.lstrip(b"0")
-    if not digits:
-        return default
-    if len(digits) > _PARAM_DIGITS:
-        return PARAM_MAX
-    return min(int(digits), PARAM_MAX)
+# Where a string (OSC, DCS, ...) that a frame's end left open ends: BEL, or ESC (the start of
+# ST, or of a sequence that aborts the string).
+_STRING_END = re.compile(rb"[\x07\x1b]")
 
 
 def char_width(ch: str) -> int:
@@ -80,7 +52,8 @@ class WrapAt:
         self.col = 0  # 0-based; == cols means "wrap pending" (the cursor sits past the edge)
         self.autowrap = True
         self._saved: tuple[int, bool] | None = None
-        self._carry = b""
+        self._carry = b""  # a sequence the last frame cut off (see sequences.py)
+        self._in_string = False  # the last frame ended inside a string: it goes on unread
 
     def _restored(self) -> bytes:
         """After a cursor restore: a restored cursor never has a wrap pending."""
@@ -160,12 +133,17 @@ class WrapAt:
         return bytes(out)
 
     def feed(self, data: bytes) -> bytes:
+        out = bytearray()
+        if self._in_string:  # (never with a carry: a string is written out as it comes)
+            end = _STRING_END.search(data)
+            if end is None:
+                return data
+            stop = end.end() if data[end.start()] == 0x07 else end.start()
+            out += data[:stop]
+            data, self._in_string = data[stop:], False
         if self._carry:
             data, self._carry = self._carry + data, b""
-        cut = _incomplete_tail(data)
-        if cut < len(data):
-            data, self._carry = data[:cut], data[cut:]
-        out = bytearray()
+        data, self._carry = split_cut(data)
         for m in _TOKEN.finditer(data):
             kind, tok = m.lastgroup, m.group()
             if kind == "text":
@@ -186,9 +164,18 @@ class WrapAt:
                 out += self._ctls(tok)
             elif kind == "ctl":
                 out += self._ctl(tok)
-            else:
-                out += tok  # OSC, DCS and other strings: no cursor movement
+            else:  # OSC, DCS and other strings: no cursor movement
+                out += tok
+                if m.end() == len(data) and not tok.endswith((b"\x07", b"\x1b\\")):
+                    self._string_goes_on(out)
         return bytes(out)
+
+    def _string_goes_on(self, out: bytearray) -> None:
+        """The frame ended inside a string. A carried ESC ends it (ST, or a new sequence); any
+        other carry (a cut UTF-8 character) is part of it: written out, as the rest will be."""
+        if not self._carry.startswith(b"\x1b"):
+            out += self._carry
+            self._carry, self._in_string = b"", True
 
     def _ctls(self, tok: bytes) -> bytes:
         """A run of controls: a line feed (LF, VT, FF) clears a pending wrap, CR goes home."""
