@@ -10,6 +10,7 @@ import traceback
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import click
 
@@ -384,6 +385,15 @@ class _GuessLimitOption(click.Option):
         return super().get_help_record(ctx)
 
 
+def _web_origin(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    if value is None:
+        return None
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.fragment:
+        raise click.BadParameter("expected the page's address, e.g. https://example.com/beach/")
+    return value
+
+
 @cli.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
 @click.option(
     "--server",
@@ -407,6 +417,11 @@ class _GuessLimitOption(click.Option):
     default="smallest",
     show_default=True,
     help="Size the PTY to the smallest read-write window, or the host's.",
+)
+@click.option(
+    "--web-origin",
+    callback=_web_origin,
+    help="Print links to a copy of the join page hosted at this URL, not the server's own.",
 )
 @click.option("--approve", is_flag=True, help="Ask before letting each joiner in.")
 @click.option(
@@ -436,6 +451,7 @@ def host(
     on_guess_limit: str,
     guess_limit: int,
     record: Path | None,
+    web_origin: str | None,
     **flags: Any,
 ) -> None:
     """Share your shell (or `-- CMD ARGS...`) and print how to join."""
@@ -463,6 +479,7 @@ def host(
         on_guess_limit=on_guess_limit,
         guess_limit=guess_limit,
         record=record,
+        web_origin=web_origin,
     )
 
     async def main() -> int:
@@ -474,20 +491,31 @@ def host(
 
 
 @cli.command()
-@click.option("--server", help="Signaling server URL (as printed by `beach host`).")
+@click.option("--server", help="Signaling server URL (not needed with a link).")
 @click.option("--ice-server", "ice_servers", multiple=True, help="STUN/TURN URL (repeatable).")
 @click.option("--timeout", "connect_timeout", type=float, help="Seconds to wait for a connection.")
-@click.argument("token")
+@click.argument("token", metavar="LINK|TOKEN")
 @click.pass_context
 def join(ctx: click.Context, token: str, **flags: Any) -> None:
-    """Attach to a shared terminal. Detach with Ctrl-] then d."""
+    """Attach to a shared terminal: the link `beach host` printed, or its token with --server.
+    Detach with Ctrl-] then d."""
+    from .invite import BadLink, is_link, parse_link
     from .join.session import JoinOptions, join_and_report
     from .terminal import LocalTerminal
 
     s = _settings(ctx, logging.ERROR, **flags)
+    if is_link(token):
+        try:
+            linked, token = parse_link(token)
+        except BadLink as exc:
+            click.echo(f"beach: {exc.message}", err=True)
+            sys.exit(2)
+        if flags.get("server") is None:  # the link's server, unless --server says otherwise
+            s["server"] = linked
     if not s["server"]:
         click.echo(
-            "beach: no server given: use --server URL (as printed by the host) or set BEACH_SERVER",
+            "beach: no server given: join with the link `beach host` printed "
+            "(http://HOST:PORT/j/#TOKEN), or give the token with --server URL or BEACH_SERVER",
             err=True,
         )
         sys.exit(2)

@@ -218,3 +218,34 @@ def test_window_sizes_follow_the_smallest_read_write_window(procs: Procs, server
         assert "viewer-" not in p.transcript.getvalue(), p.argv
     host.send("exit\r")
     assert host.exit_code() == 0
+
+
+def test_the_printed_link_joins_from_a_terminal(procs: Procs, tmp_path) -> None:
+    """`beach host` prints the link first; `beach join LINK` needs nothing else."""
+    host, info = start_host(procs, tmp_path, None, "--port", "0")
+    shell_ready(host)
+    banner = host.transcript.getvalue()
+    link, view = info["join_link"], info["view_link"]
+    server = info["server"]
+    assert link == server.replace("ws://", "http://").replace("/ws", "/j/#") + info["join_token"]
+    assert view.endswith("/j/#" + info["view_token"])
+    assert banner.index(link) < banner.index(" ".join(info["join_command"]))
+    joiner = procs.start([BEACH, "join", link])
+    shell_ready(joiner)
+    joiner.send("echo linked-$((6*7))\r")
+    host.expect("linked-42")
+    viewer = procs.start([BEACH, "join", view])
+    viewer.expect("linked-42")
+    host.send("exit 5\r")
+    assert joiner.exit_code() == 5 and viewer.exit_code() == 5
+    assert host.exit_code() == 5
+
+
+def test_a_bad_link_is_one_clear_line(procs: Procs) -> None:
+    joiner = procs.start([BEACH, "join", "http://127.0.0.1:9/other/#abcdef-ghjkmn"])
+    joiner.expect("is not a beach link")
+    assert joiner.exit_code() == 2
+    assert "Traceback" not in joiner.transcript.getvalue()
+    bare = procs.start([BEACH, "join", "abcdef-ghjkmn"])  # (the tests set no BEACH_SERVER)
+    bare.expect("join with the link")
+    assert bare.exit_code() == 2

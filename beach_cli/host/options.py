@@ -25,3 +25,4 @@ class HostOptions:
     record: Path | None = None  # asciicast v2 file
     on_guess_limit: str = "new-token"  # or "stop": after too many wrong tokens
     guess_limit: int = DEFAULT_GUESS_LIMIT  # wrong tokens for one role before that
+    web_origin: str | None = None  # links to a copy of the page hosted there, not the server's

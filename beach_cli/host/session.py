@@ -19,7 +19,9 @@ import time
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 
+from ..invite import join_link
 from ..keys import ROLES, Token
 from ..rendezvous import short_url
 from ..resume import ResumeTable
@@ -93,6 +95,19 @@ class HostSession:
         server = short_url(self.registration.public_url)
         return ["beach", "join", "--server", server, str(self.token(role))]
 
+    def join_link(self, role: str) -> str:
+        """For a browser, and for `beach join LINK`: the server and the token in one."""
+        return join_link(self.registration.public_url, str(self.token(role)), self.opts.web_origin)
+
+    def _how_to_join(self) -> list[tuple[str, str]]:
+        """What to share, link first: (label, text) per line."""
+        return [
+            ("open to join (read-write): ", self.join_link("rw")),
+            ("open to watch (view-only): ", self.join_link("view")),
+            ("or from a terminal:        ", " ".join(self.join_command("rw"))),
+            ("                           ", " ".join(self.join_command("view"))),
+        ]
+
     def _new_secrets(self) -> None:
         n = self.opts.secret_length
         self._secrets = {"rw": random_code(n), "view": random_code(n)}
@@ -105,8 +120,10 @@ class HostSession:
             "server": self.registration.public_url,
             "join_token": str(self.token("rw")),
             "join_command": self.join_command("rw"),
+            "join_link": self.join_link("rw"),
             "view_token": str(self.token("view")),
             "view_join_command": self.join_command("view"),
+            "view_link": self.join_link("view"),
             "pid": os.getpid(),
         }
         path = self.opts.info_file
@@ -117,8 +134,10 @@ class HostSession:
     def _banner(self) -> None:
         c = self.console
         c.print(f"[bold]beach[/] sharing session [bold cyan]{self.session_id}[/]")
-        c.print("  to join (read-write):  [bold green]" + " ".join(self.join_command("rw")) + "[/]")
-        c.print("  to watch (view-only):  [green]" + " ".join(self.join_command("view")) + "[/]")
+        for i, (label, text) in enumerate(self._how_to_join()):
+            style = "bold green" if i == 0 else "green"
+            # Never wrapped: a link cut across lines could not be clicked or copied whole.
+            c.print(f"  {label} [{style}]{escape(text)}[/]", soft_wrap=True)
         c.print("  the shell starts below; exit it to end the session", style="dim")
 
     # -- main ------------------------------------------------------------------------------------
@@ -367,8 +386,7 @@ class HostSession:
             f"beach: the server no longer knows session {old} (did it restart?); "
             f"sharing as session {self.session_id} now, with new tokens. Live joiners stay "
             "connected; the old tokens no longer work.",
-            "  to join (read-write):  " + " ".join(self.join_command("rw")),
-            "  to watch (view-only):  " + " ".join(self.join_command("view")),
+            *(f"  {label} {text}" for label, text in self._how_to_join()),
         )
 
     def moved(self) -> None:
@@ -407,7 +425,12 @@ class HostSession:
                 row
                 for line in lines
                 for row in textwrap.wrap(
-                    printable(line, 1000), width, subsequent_indent="    ", drop_whitespace=False
+                    printable(line, 1000),
+                    width,
+                    subsequent_indent="    ",
+                    drop_whitespace=False,
+                    break_long_words=False,  # a link stays whole: the terminal wraps it
+                    break_on_hyphens=False,  # (tokens have hyphens)
                 )
                 or [""]
             ]

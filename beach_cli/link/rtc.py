@@ -22,6 +22,10 @@ from .base import LOW_WATER, Link
 log = logging.getLogger("beach.rtc")
 
 CHANNEL_LABEL = "beach"
+# A peer's mDNS (`<uuid>.local`) candidates: at most this many resolving at once, each for at
+# most this long.
+MDNS_PENDING = 4
+MDNS_WAIT = 2.0
 
 
 def ice_configuration(servers: list[dict[str, Any]]) -> RTCConfiguration:
@@ -67,6 +71,7 @@ class PeerLink(Link):
         self.pc = RTCPeerConnection(ice_configuration(ice_servers))
         self.channel: Any = None
         self._closing: asyncio.Future[None] | None = None
+        self._resolving: set[asyncio.Future[None]] = set()  # mDNS candidates being added
 
         @self.pc.on("connectionstatechange")
         def _on_state() -> None:
@@ -106,7 +111,23 @@ class PeerLink(Link):
             raise ProtocolError("malformed ICE candidate") from exc
         cand.sdpMid = msg.get("sdpMid")
         cand.sdpMLineIndex = msg.get("sdpMLineIndex")
-        await self.pc.addIceCandidate(cand)
+        if not cand.ip.endswith(".local"):
+            await self.pc.addIceCandidate(cand)
+            return
+        # A browser hides its addresses behind mDNS names. Resolving one takes up to aioice's
+        # 1 s multicast wait and mostly fails, while the browser's checks reach us anyway (as
+        # peer-reflexive candidates): never hold the next message for it, and keep a few.
+        if len(self._resolving) >= MDNS_PENDING:
+            log.debug("%s: mDNS candidate %s ignored (too many)", self.name, cand.ip)
+            return
+        task = asyncio.ensure_future(asyncio.wait_for(self.pc.addIceCandidate(cand), MDNS_WAIT))
+        self._resolving.add(task)
+        task.add_done_callback(self._resolved)
+
+    def _resolved(self, task: asyncio.Future[None]) -> None:
+        self._resolving.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.debug("%s: mDNS candidate not added: %r", self.name, task.exception())
 
     @property
     def path(self) -> str:  # type: ignore[override]
@@ -152,6 +173,8 @@ class PeerLink(Link):
         )
 
     async def _shutdown(self) -> None:
+        for task in list(self._resolving):
+            task.cancel()
         # Never cancel pc.close() itself: a cancelled close leaves aiortc's own shutdown task
         # failing with InvalidStateError. Shield it and stop waiting after a bound instead.
         if self._closing is None:

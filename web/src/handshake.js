@@ -1,0 +1,289 @@
+// One join attempt as named steps, the same as the CLI's (beach_cli/join/handshake.py):
+//
+//   server -> introduce -> pake -> confirm -> offer [-> approval] -> open [-> relay]
+//
+// Each step waits for what only it may receive, under its own deadline. Key-plane messages out
+// of their step are a security failure: only a dishonest server reorders them.
+
+import { BeachError, HOLD_MAX, KeyExchange, REJECT_REASONS, parsePayload } from "./keyplane.js";
+import { RelayLink, RtcLink } from "./links.js";
+import { Signaling } from "./signaling.js";
+
+const APPROVAL_WAIT = 130; // s: the host answers within 120 s or the answer is no
+const P2P_WAIT = 10; // s: how long the direct path may take before the server relay
+const STEP_WAIT = 20; // s: each other step (the CLI's --timeout default)
+
+const LATE = {
+  introduce: "the server did not answer our join",
+  pake: "the host did not answer (its key exchange message never came)",
+  confirm: "the host's key confirmation did not arrive",
+  offer: "the host's offer did not arrive after the key was confirmed",
+  approval: "the host did not let you in",
+};
+
+// What a reject code means; never its text (rejects travel unsealed: anyone could forge one).
+function rejected(reason) {
+  const meaning = REJECT_REASONS[reason];
+  if (meaning === undefined) {
+    return new BeachError("refused", "the host refused this join attempt");
+  }
+  const kinds = { "wrong token": "wrong-token", security: "security", protocol: "security" };
+  return new BeachError(kinds[reason] || "refused", meaning);
+}
+
+// The server's words, printable only (a page shows them as text, never as markup).
+function serverError(msg) {
+  const text = String(msg.message).replace(/[^\x20-\x7e]/g, "?").slice(0, 200);
+  const kinds = {
+    unknown_session: "unknown-session",
+    host_away: "host-away",
+    rate_limited: "rate-limited",
+    too_many: "refused",
+    dropped: "refused",
+  };
+  const suffix = msg.code === "unknown_session" ? " (check the link, or the session has ended)" : "";
+  return new BeachError(kinds[msg.code] || "server", `${text}${suffix}`);
+}
+
+function reordered(what) {
+  return new BeachError(
+    "security",
+    `the server delivered the host's key exchange out of order (${what}); ` +
+      "an honest server never does: not connecting",
+  );
+}
+
+export class Handshake {
+  // `status(text, state)` tells the page what is happening; `onFrame` gets the link's frames.
+  constructor({ url, token, resume, status, onFrame }) {
+    this.url = url;
+    this.token = token;
+    this.resume = resume;
+    this.status = status;
+    this.onFrame = onFrame;
+    this.sig = new Signaling(url);
+    this.kx = null;
+    this.link = null;
+    this.deadline = null;
+    this.step = "server";
+    this.hostSdp = "";
+    this.offered = [];
+  }
+
+  async run() {
+    const steps = {
+      server: () => this._server(),
+      introduce: () => this._introduce(),
+      pake: () => this._pake(),
+      confirm: () => this._confirm(),
+      offer: () => this._offer(),
+      approval: () => this._offer(),
+      open: () => this._open(),
+      relay: () => this._relay(),
+    };
+    let step = "server";
+    try {
+      while (step !== null) {
+        this.step = step;
+        this._wait(step === "approval" ? APPROVAL_WAIT : step === "open" ? null : STEP_WAIT);
+        step = await steps[step]();
+      }
+    } catch (exc) {
+      if (this.link !== null) this.link.close();
+      this.sig.close();
+      throw exc;
+    }
+    if (!(this.link instanceof RelayLink)) this.sig.close(); // the relay keeps the socket
+    return this.link;
+  }
+
+  _wait(seconds) {
+    this.deadline = seconds === null ? null : Date.now() + seconds * 1000;
+  }
+
+  _left() {
+    if (this.deadline === null) return null;
+    const left = (this.deadline - Date.now()) / 1000;
+    if (left <= 0) throw new BeachError("timeout", LATE[this.step]);
+    return left;
+  }
+
+  async _recv() {
+    return this.sig.recv(this._left(), LATE[this.step] || "the server did not answer in time");
+  }
+
+  // The host's next key-plane message; news from the server ends the attempt.
+  async _signal() {
+    for (;;) {
+      const msg = await this._recv();
+      if (msg.type === "host_left") {
+        throw new BeachError("host-gone", "the host left before we could connect");
+      }
+      if (msg.type === "error") throw serverError(msg);
+      if (msg.type !== "signal") continue;
+      const data = parsePayload(msg.data);
+      if (data.k === "reject") throw rejected(data.reason);
+      return data;
+    }
+  }
+
+  _sealed(data) {
+    if (data.k !== "sealed") throw reordered(`${data.k} after the key was confirmed`);
+    return this.kx.open(data);
+  }
+
+  _send(data) {
+    this.sig.send("signal", { to: "host", data });
+  }
+
+  async _server() {
+    this.status("connecting to the server", "connecting");
+    await this.sig.connect(STEP_WAIT);
+    this.status("waiting for the host", "connecting");
+    return "introduce";
+  }
+
+  async _introduce() {
+    this.sig.send("join", { session: this.token.session });
+    const msg = await this._recv();
+    if (msg.type === "error") throw serverError(msg);
+    if (msg.type !== "joined") {
+      throw new BeachError("protocol", `unexpected answer from the server: ${msg.type}`);
+    }
+    this.offered = msg.ice_servers || this.sig.iceServers;
+    const t = this.token;
+    this.kx = new KeyExchange(t.session, msg.peer, t.role, t.secret);
+    this._send(this.kx.start());
+    return "pake";
+  }
+
+  // Before its SPAKE2 message, and only then, the host may hold us (it slows attempts after
+  // wrong tokens): the wait grows by the hold, up to HOLD_MAX.
+  async _pake() {
+    for (;;) {
+      const data = await this._signal();
+      if (data.k === "hold") {
+        const held = Math.min(data.s, HOLD_MAX);
+        this.status(`the host is slowing joins after wrong tokens: waiting up to ${held} s`, "connecting");
+        this._wait(held + STEP_WAIT);
+      } else if (data.k === "pake") {
+        this.kx.finish(data);
+        return "confirm";
+      } else {
+        // A confirmation before the key (the CLI checks it first, to spare the host a wrong
+        // guess; a page that gives up here costs the host one guess at most) or sealed bytes.
+        throw reordered(`${data.k} before the key`);
+      }
+    }
+  }
+
+  async _confirm() {
+    const data = await this._signal();
+    if (data.k !== "confirm") throw reordered(`${data.k} instead of the confirmation`);
+    try {
+      this.kx.verify(data);
+    } catch (exc) {
+      if (exc.kind === "wrong-token") {
+        try {
+          this._send({ k: "reject", reason: "wrong token" });
+        } catch {
+          // the server is gone: the host counts the attempt anyway
+        }
+      }
+      throw exc;
+    }
+    this._send(this.kx.confirmation());
+    this._send(this.kx.seal({ t: "join", resume: this.resume }));
+    this.status("key confirmed; connecting peer-to-peer", "connecting");
+    return "offer";
+  }
+
+  // The host's sealed offer; or first its word that a person decides (approval).
+  async _offer() {
+    for (;;) {
+      const sealed = this._sealed(await this._signal());
+      if (sealed.t === "offer") {
+        this.hostSdp = sealed.sdp;
+        return "open";
+      }
+      if (sealed.t === "wait" && this.step === "offer") {
+        this.status("waiting for the host to let you in", "waiting");
+        return "approval";
+      }
+    }
+  }
+
+  // Answer the offer, send our candidates as they come, and give the direct path P2P_WAIT
+  // to open; if it fails or does not open in time, the relay.
+  async _open() {
+    const rtc = new RtcLink([...(this.offered || [])], this.onFrame);
+    this.link = rtc;
+    const answer = await rtc.answer(this.hostSdp, (c) => {
+      try {
+        this._send(
+          this.kx.seal({
+            t: "candidate",
+            candidate: c.candidate,
+            sdpMid: c.sdpMid,
+            sdpMLineIndex: c.sdpMLineIndex,
+          }),
+        );
+      } catch {
+        // the attempt is over; the link is closed with it
+      }
+    });
+    this._send(this.kx.seal({ t: "answer", sdp: answer }));
+    this.status(
+      `connecting peer-to-peer (through the server instead if nothing opens in ${P2P_WAIT} s)`,
+      "connecting",
+    );
+    let timer;
+    const late = new Promise((_, reject) => {
+      timer = setTimeout(() => reject(new Error("late")), P2P_WAIT * 1000);
+    });
+    const watch = { on: true };
+    const news = this._news(watch);
+    try {
+      await Promise.race([rtc.opened, late, news]);
+      return null;
+    } catch (exc) {
+      if (exc instanceof BeachError) throw exc;
+      this.status("no direct path; relaying through the server", "connecting");
+      return "relay";
+    } finally {
+      clearTimeout(timer);
+      watch.on = false;
+      this.sig.cancelWaiters();
+      news.catch(() => {});
+    }
+  }
+
+  // While the channel opens the host may say it is gone, or reject us; a second offer or a
+  // late `wait` changes nothing. A message read after the watch ended goes back for the relay.
+  async _news(watch) {
+    while (watch.on) {
+      const msg = await this.sig.recv(null);
+      if (!watch.on) {
+        this.sig.unshift(msg);
+        return;
+      }
+      if (msg.type === "host_left") {
+        throw new BeachError("host-gone", "the host left before we could connect");
+      }
+      if (msg.type === "error") throw serverError(msg);
+      if (msg.type === "signal") {
+        const data = parsePayload(msg.data);
+        if (data.k === "reject") throw rejected(data.reason);
+        this._sealed(data);
+      }
+    }
+  }
+
+  async _relay() {
+    this.link.close();
+    this.link = null;
+    this._send(this.kx.seal({ t: "relay" }));
+    this.link = new RelayLink(this.sig, this.kx, this.onFrame);
+    return null;
+  }
+}

@@ -1,0 +1,105 @@
+// The page behind a join link: `<origin>/j/#<token>` (or, for a separately hosted copy of the
+// page, `#<token>&server=<ws url>`). The fragment never reaches a server; it is read once and
+// taken out of the address bar, so it stays out of history, bookmarks and screenshots.
+
+import { Terminal } from "@xterm/xterm";
+import { FitAddon } from "@xterm/addon-fit";
+import { Unicode11Addon } from "@xterm/addon-unicode11";
+import { parseToken } from "./keyplane.js";
+import { Session } from "./session.js";
+
+const beach = {
+  terminal: null,
+  state: "connecting",
+  exitCode: null,
+  path: null,
+  error: null,
+  status: "",
+};
+window.beach = beach;
+
+const statusLine = document.getElementById("status");
+
+function show(text) {
+  beach.status = text;
+  statusLine.textContent = text; // text, never markup: the server's words may be in it
+}
+
+// What the fragment says: the token, and the server when the page is hosted elsewhere.
+export function readLink(fragment, here) {
+  const params = new URLSearchParams(fragment.replace(/^#/, "").replace(/^([^&=]+)(&|$)/, "token=$1$2"));
+  const token = parseToken(params.get("token") || "");
+  let server = params.get("server");
+  if (server === null) {
+    server = new URL("/ws", here);
+    server.protocol = here.protocol === "https:" ? "wss:" : "ws:";
+    server = server.href;
+  } else if (!/^wss?:\/\//.test(server)) {
+    throw new Error("the link's server is not a ws:// or wss:// address");
+  }
+  return { token, server };
+}
+
+function end(state, exitCode, error, text) {
+  beach.state = state;
+  beach.exitCode = exitCode;
+  beach.error = error;
+  show(text);
+  document.body.classList.add("ended");
+}
+
+async function main() {
+  let link;
+  try {
+    link = readLink(location.hash, new URL(location.href));
+  } catch (exc) {
+    end("ended", null, exc.message, `beach: ${exc.message}`);
+    return;
+  } finally {
+    history.replaceState(null, "", location.pathname + location.search);
+  }
+  const terminal = new Terminal({
+    allowProposedApi: true, // the unicode11 addon needs it
+    cursorBlink: true,
+    scrollback: 1000,
+    disableStdin: link.token.role === "view",
+    fontFamily: "ui-monospace, Menlo, Consolas, 'DejaVu Sans Mono', monospace",
+  });
+  const fit = new FitAddon();
+  terminal.loadAddon(fit);
+  terminal.loadAddon(new Unicode11Addon());
+  terminal.unicode.activeVersion = "11";
+  terminal.open(document.getElementById("terminal"));
+  terminal.focus();
+  beach.terminal = terminal;
+  document.title = `beach: ${link.token.session}`;
+
+  const session = new Session({
+    terminal,
+    propose: () => fit.proposeDimensions(),
+    token: link.token,
+    url: link.server,
+    ui: {
+      status: show,
+      state: (name) => {
+        beach.state = name;
+      },
+      path: (path) => {
+        beach.path = path;
+      },
+    },
+  });
+  let resizing = null;
+  window.addEventListener("resize", () => {
+    clearTimeout(resizing);
+    resizing = setTimeout(() => session.windowChanged(), 100);
+  });
+  try {
+    const { code, line } = await session.run();
+    end("ended", code, null, `beach: ${line}`);
+  } catch (exc) {
+    end("ended", null, exc.message, `beach: ${exc.message}`);
+  }
+}
+
+main();

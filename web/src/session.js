@@ -1,0 +1,280 @@
+// The browser joiner's session (beach_cli/join/session.py in a page): greet the host, show its
+// output in xterm.js, send keystrokes and the window's size, and carry on across network
+// drops by joining again with the same token and the resume id the host gave us.
+
+import {
+  Frame,
+  Inflater,
+  decodeAck,
+  decodeExit,
+  decodeHello,
+  decodeResize,
+  encodeFrame,
+  encodeHello,
+  encodeInput,
+  encodeResize,
+} from "./frames.js";
+import { Handshake } from "./handshake.js";
+import { BeachError } from "./keyplane.js";
+
+const FRAME_VERSION = 1;
+const HELLO_TIMEOUT = 10; // s
+const INPUT_CHUNK = 32 * 1024;
+const INPUT_LOG_LIMIT = 1024 * 1024; // unacknowledged keystrokes kept for a reconnect
+const RECONNECT_FOR = 120; // s
+const BACKLOG_MAX = 8 * 1024 * 1024; // output xterm.js has not drawn yet; more: a fresh screen
+// Errors after which joining again cannot help.
+const FINAL = new Set(["wrong-token", "security", "refused", "unknown-session", "host-away"]);
+
+// Keystrokes numbered by offset, kept until the host acknowledges them (beach_cli/resume.py).
+class InputLog {
+  constructor() {
+    this.base = 0;
+    this.pending = new Uint8Array(0);
+  }
+
+  get end() {
+    return this.base + this.pending.length;
+  }
+
+  add(data) {
+    if (this.pending.length + data.length > INPUT_LOG_LIMIT) return null;
+    const offset = this.end;
+    const grown = new Uint8Array(this.pending.length + data.length);
+    grown.set(this.pending);
+    grown.set(data, this.pending.length);
+    this.pending = grown;
+    return offset;
+  }
+
+  ack(offset) {
+    if (offset > this.base) {
+      const done = Math.min(offset, this.end) - this.base;
+      this.pending = this.pending.slice(done);
+      this.base += done;
+    }
+  }
+}
+
+function printable(text, max) {
+  return String(text).replace(/[\x00-\x1f\x7f-\x9f]/g, "?").slice(0, max);
+}
+
+export class Session {
+  // `ui` is what the page shows: ui.status(text), ui.state(name), ui.path(text).
+  constructor({ terminal, propose, token, url, ui }) {
+    this.term = terminal;
+    this.propose = propose; // the window's size in cells, as the host should know it
+    this.token = token;
+    this.url = url;
+    this.ui = ui;
+    this.link = null;
+    this.inputs = new InputLog();
+    this.resumeId = null;
+    this.inflater = null;
+    this.hello = null;
+    this.helloWaiter = null;
+    this.awaitingSnapshot = false;
+    this.backlog = 0;
+    this.told = false;
+    this.done = null;
+    this.ended = new Promise((resolve, reject) => {
+      this.done = { resolve, reject };
+    });
+    this.finished = false;
+  }
+
+  async run() {
+    this.term.onData((text) => this._typed(new TextEncoder().encode(text)));
+    this.term.onBinary((text) => this._typed(Uint8Array.from(text, (c) => c.charCodeAt(0) & 0xff)));
+    await this._connect(null);
+    return this.ended;
+  }
+
+  // One join attempt: the handshake, then HELLO both ways; keystrokes the host lacks go again.
+  async _connect(resume) {
+    const handshake = new Handshake({
+      url: this.url,
+      token: this.token,
+      resume,
+      status: (text, state) => {
+        this.ui.status(text);
+        if (state) this.ui.state(state);
+      },
+      onFrame: (kind, body) => this._frame(kind, body),
+    });
+    const link = await handshake.run();
+    this.link = link;
+    this.hello = null;
+    this.inflater = null;
+    this.awaitingSnapshot = false;
+    const greeted = new Promise((resolve) => {
+      this.helloWaiter = resolve;
+    });
+    const [cols, rows] = this._window();
+    link.send(encodeHello({ version: FRAME_VERSION, role: this.token.role, cols, rows, features: ["deflate"] }));
+    let timer;
+    const late = new Promise((_, reject) => {
+      timer = setTimeout(
+        () => reject(new BeachError("host-gone", "the host did not greet us")),
+        HELLO_TIMEOUT * 1000,
+      );
+    });
+    try {
+      await Promise.race([greeted, late]);
+    } catch (exc) {
+      link.close();
+      throw exc;
+    } finally {
+      clearTimeout(timer);
+    }
+    this.resumeId = this.hello.resume;
+    this.inputs.ack(this.hello.applied);
+    this._sendInput(this.inputs.base, this.inputs.pending);
+    link.onLost = (reason) => this._lost(reason);
+    this.ui.path(link.path);
+    this.ui.state("connected");
+    const view = this.token.role === "view" ? " (view only: your keystrokes are not sent)" : "";
+    this.ui.status(`connected, ${link.path}${view}`);
+  }
+
+  _window() {
+    const dims = this.propose();
+    const ok = (n) => Number.isInteger(n) && n >= 1 && n <= 10000;
+    return dims && ok(dims.cols) && ok(dims.rows) ? [dims.cols, dims.rows] : [80, 24];
+  }
+
+  // The channel is gone without an EXIT: join again, with backoff, for up to RECONNECT_FOR.
+  async _lost(reason) {
+    if (this.finished) return;
+    this.link = null;
+    this.ui.state("connecting");
+    const deadline = Date.now() + RECONNECT_FOR * 1000;
+    let delay = 500;
+    for (let attempt = 1; !this.finished; attempt++) {
+      this.ui.status(`connection lost (${reason}); reconnecting (attempt ${attempt})`);
+      try {
+        await this._connect(this.resumeId);
+        return;
+      } catch (exc) {
+        if (this.finished) return;
+        if (exc instanceof BeachError && FINAL.has(exc.kind)) {
+          this._fail(new BeachError(exc.kind, `lost the connection to the host, and cannot rejoin: ${exc.message}`));
+          return;
+        }
+        reason = exc.message;
+      }
+      if (Date.now() + delay > deadline) {
+        this._fail(
+          new BeachError("host-gone", `lost the connection to the host and could not reconnect in ${RECONNECT_FOR} s (${reason})`),
+        );
+        return;
+      }
+      await new Promise((resolve) => setTimeout(resolve, delay));
+      delay = Math.min(delay * 2, 5000);
+    }
+  }
+
+  _finish(code, line) {
+    if (this.finished) return;
+    this.finished = true;
+    if (this.link !== null) this.link.close();
+    this.done.resolve({ code, line });
+  }
+
+  _fail(exc) {
+    if (this.finished) return;
+    this.finished = true;
+    if (this.link !== null) this.link.close();
+    this.done.reject(exc);
+  }
+
+  // -- frames from the host ---------------------------------------------------------------
+
+  _frame(kind, body) {
+    try {
+      this._handle(kind, body);
+    } catch (exc) {
+      if (exc instanceof BeachError && exc.kind === "protocol") {
+        this._fail(new BeachError("protocol", `the host sent a malformed frame: ${exc.message}`));
+      } else {
+        this._resync(); // output we cannot show: a fresh screen, as the CLI does
+      }
+    }
+  }
+
+  _handle(kind, body) {
+    if (kind === Frame.HELLO && this.hello === null) {
+      this.hello = decodeHello(body);
+      if (this.hello.features.includes("deflate")) this.inflater = new Inflater();
+      this.term.resize(this.hello.cols, this.hello.rows);
+      this.helloWaiter();
+    } else if (kind === Frame.OUTPUT || kind === Frame.SNAPSHOT) {
+      if (kind === Frame.SNAPSHOT) {
+        this.awaitingSnapshot = false;
+        if (this.inflater !== null) this.inflater = new Inflater();
+      } else if (this.awaitingSnapshot) {
+        return;
+      }
+      const pieces = this.inflater === null ? [body] : this.inflater.push(body);
+      for (const piece of pieces) this._show(piece);
+    } else if (kind === Frame.ACK) {
+      this.inputs.ack(decodeAck(body));
+    } else if (kind === Frame.RESIZE) {
+      const [cols, rows] = decodeResize(body);
+      this.term.resize(cols, rows);
+    } else if (kind === Frame.EXIT) {
+      const { code, signal } = decodeExit(body);
+      const how = signal === null ? `exited with status ${code}` : `was killed by signal ${signal}`;
+      this._finish(code, `the host's shell ${how}`);
+    } else if (kind === Frame.NOTICE) {
+      this.ui.status(printable(new TextDecoder().decode(body), 200));
+    }
+  }
+
+  // xterm.js parses and draws later; what it has not drawn yet is our backlog. Far behind
+  // (a slow machine, a flood), skip to the present rather than replay the past.
+  _show(data) {
+    this.backlog += data.length;
+    this.term.write(data, () => {
+      this.backlog -= data.length;
+    });
+    if (this.backlog > BACKLOG_MAX && !this.awaitingSnapshot) this._resync();
+  }
+
+  _resync() {
+    this.awaitingSnapshot = true;
+    if (this.link !== null) this.link.send(encodeFrame(Frame.SNAPSHOT, new Uint8Array(0)));
+  }
+
+  // -- keystrokes and the window ---------------------------------------------------------------
+
+  _typed(data) {
+    if (this.finished) return;
+    if (this.token.role === "view") {
+      if (!this.told) {
+        this.told = true;
+        this.ui.status("view only: your keystrokes are not sent");
+      }
+      return;
+    }
+    const offset = this.inputs.add(data);
+    if (offset === null) {
+      this.ui.status("the host is not taking keystrokes; some were dropped");
+    } else if (this.link !== null) {
+      this._sendInput(offset, data);
+    }
+  }
+
+  _sendInput(offset, data) {
+    for (let i = 0; i < data.length; i += INPUT_CHUNK) {
+      this.link.send(encodeInput(offset + i, data.subarray(i, i + INPUT_CHUNK)));
+    }
+  }
+
+  windowChanged() {
+    if (this.link === null || this.hello === null) return;
+    const [cols, rows] = this._window();
+    this.link.send(encodeResize(cols, rows));
+  }
+}
