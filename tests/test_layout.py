@@ -210,10 +210,11 @@ async def wait_for(check: Callable[[], bool], what: str, timeout: float = 20.0) 
 
 
 async def exercise(url: str) -> None:
-    """Every kind of request the server answers: health, metrics, and a session's handshake."""
+    """Every kind of request the server answers: health, metrics, the browser page, and a
+    session's handshake."""
     base = url.replace("ws://", "http://").removesuffix("/ws")
     async with aiohttp.ClientSession() as http:
-        for path in ("/healthz", "/metrics"):
+        for path in ("/healthz", "/metrics", "/j/", "/j/beach.js", "/j/beach.css"):
             async with http.get(base + path) as resp:
                 assert resp.status == 200, path
 

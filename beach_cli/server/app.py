@@ -33,6 +33,7 @@ from ..wire.signaling import (
 from .client import SEND_TIMEOUT, Client, ParseBudget, ServerLimits
 from .edge import ClientAddress, ConnectionGate, EdgeLimits, GatedSite
 from .metrics import Metrics
+from .page import add_routes as add_page_routes
 from .registry import Budget, RefusedJoins, Registry, Session, addr_key
 from .remote import RemoteClient
 from .tickets import ReclaimKey, ticket_digest
@@ -110,6 +111,7 @@ class SignalServer:
         app.router.add_get("/ws", self.handle_ws)
         app.router.add_get("/healthz", self.handle_health)
         app.router.add_get("/metrics", self.handle_metrics)
+        add_page_routes(app)  # the browser joiner's page at /j/
         app.on_startup.append(self._on_startup)
         app.on_shutdown.append(self._on_shutdown)
         return app
