@@ -68,6 +68,7 @@ export class Handshake {
     this.step = "server";
     this.hostSdp = "";
     this.offered = [];
+    this.early = null; // a confirmation that overtook the host's key exchange
   }
 
   async run() {
@@ -168,13 +169,27 @@ export class Handshake {
         this._wait(held + STEP_WAIT);
       } else if (data.k === "pake") {
         this.kx.finish(data);
+        if (this.early !== null) this._reordered(this.early);
         return "confirm";
+      } else if (data.k === "confirm" && this.early === null) {
+        this.early = data; // judged once the key is there (see _reordered)
       } else {
-        // A confirmation before the key (the CLI checks it first, to spare the host a wrong
-        // guess; a page that gives up here costs the host one guess at most) or sealed bytes.
         throw reordered(`${data.k} before the key`);
       }
     }
+  }
+
+  // The host's confirmation came before its key exchange: the server reorders. Still check it,
+  // and if it holds, confirm our side too, so that the host counts no wrong guess against us;
+  // then stop, as a security failure. If it does not hold, say nothing.
+  _reordered(early) {
+    try {
+      this.kx.verify(early);
+      this._send(this.kx.confirmation());
+    } catch {
+      // not the host's, or the server is gone: nothing to tell
+    }
+    throw reordered("the confirmation before the key");
   }
 
   async _confirm() {

@@ -2,13 +2,10 @@
 // (peer to peer, or through TURN), or frames sealed through the server relay. Both answer the
 // host's PINGs and send their own, and call it lost after 4 s of silence, as the CLI does.
 
-import { Frame, encodeFrame, decodeFrame } from "./frames.js";
+import { Frame, PING_BYTES, decodeFrame, encodePing, encodePong } from "./frames.js";
 
 const PING_INTERVAL = 1000;
 const PEER_TIMEOUT = 4000;
-const PING_BYTES = 8;
-// 64 KiB is what aiortc assumes of a peer; the host's frames stay below it anyway.
-const RELAY_CHUNK = 44 * 1024;
 
 class Link {
   constructor(onFrame) {
@@ -22,7 +19,7 @@ class Link {
   _started() {
     this.lastHeard = Date.now();
     this.timer = setInterval(() => {
-      this.send(encodeFrame(Frame.PING, new Uint8Array(PING_BYTES)));
+      this.send(encodePing());
       if (Date.now() - this.lastHeard > PEER_TIMEOUT) {
         this.lose(`no sign of life for ${PEER_TIMEOUT / 1000} s`);
       }
@@ -33,12 +30,12 @@ class Link {
     this.lastHeard = Date.now();
     let kind, body;
     try {
-      [kind, body] = decodeFrame(data);
+      ({ kind, body } = decodeFrame(data));
     } catch {
       return; // as the CLI: a frame we cannot read is dropped, not fatal
     }
     if (kind === Frame.PING) {
-      if (body.length === PING_BYTES) this.send(encodeFrame(Frame.PONG, body));
+      if (body.length === PING_BYTES) this.send(encodePong(body));
     } else if (kind !== Frame.PONG) {
       this.onFrame(kind, body);
     }
@@ -185,9 +182,8 @@ export class RelayLink extends Link {
   send(frame) {
     if (this.lostReason !== null) return false;
     try {
-      for (const piece of splitFrame(frame)) {
-        this.sig.send("relay", { to: "host", data: this.kx.sealFrame(piece) });
-      }
+      // The page's frames are small (keystrokes go out in 32 KiB pieces): one message each.
+      this.sig.send("relay", { to: "host", data: this.kx.sealFrame(frame) });
     } catch (exc) {
       this.lose(`relay failed: ${exc.message}`);
       return false;
@@ -199,11 +195,4 @@ export class RelayLink extends Link {
     clearInterval(this.timer);
     this.sig.close();
   }
-}
-
-// An INPUT frame longer than one relayed message holds is cut (the page's are far smaller:
-// keystrokes and pastes go out in 32 KiB pieces).
-function splitFrame(frame) {
-  if (frame.length <= RELAY_CHUNK) return [frame];
-  throw new Error("frame too large for the relay");
 }

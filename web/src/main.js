@@ -31,7 +31,7 @@ export function readLink(fragment, here) {
   const token = parseToken(params.get("token") || "");
   let server = params.get("server");
   if (server === null) {
-    server = new URL("/ws", here);
+    server = new URL("../ws", here); // next to the page, under any path prefix
     server.protocol = here.protocol === "https:" ? "wss:" : "ws:";
     server = server.href;
   } else if (!/^wss?:\/\//.test(server)) {
@@ -40,12 +40,17 @@ export function readLink(fragment, here) {
   return { token, server };
 }
 
-function end(state, exitCode, error, text) {
-  beach.state = state;
+function setState(name) {
+  beach.state = name;
+  statusLine.dataset.state = name;
+}
+
+function end(exitCode, error, text) {
   beach.exitCode = exitCode;
   beach.error = error;
+  setState("ended");
+  if (error !== null) statusLine.dataset.state = "error";
   show(text);
-  document.body.classList.add("ended");
 }
 
 async function main() {
@@ -53,7 +58,7 @@ async function main() {
   try {
     link = readLink(location.hash, new URL(location.href));
   } catch (exc) {
-    end("ended", null, exc.message, `beach: ${exc.message}`);
+    end(null, exc.message, `beach: ${exc.message}`);
     return;
   } finally {
     history.replaceState(null, "", location.pathname + location.search);
@@ -81,9 +86,7 @@ async function main() {
     url: link.server,
     ui: {
       status: show,
-      state: (name) => {
-        beach.state = name;
-      },
+      state: setState,
       path: (path) => {
         beach.path = path;
       },
@@ -96,9 +99,9 @@ async function main() {
   });
   try {
     const { code, line } = await session.run();
-    end("ended", code, null, `beach: ${line}`);
+    end(code, null, `beach: ${line}`);
   } catch (exc) {
-    end("ended", null, exc.message, `beach: ${exc.message}`);
+    end(null, exc.message, `beach: ${exc.message}`);
   }
 }
 

@@ -3,21 +3,21 @@
 // drops by joining again with the same token and the resume id the host gave us.
 
 import {
+  FRAME_VERSION,
   Frame,
   Inflater,
   decodeAck,
   decodeExit,
   decodeHello,
   decodeResize,
-  encodeFrame,
   encodeHello,
   encodeInput,
   encodeResize,
+  encodeSnapshotRequest,
 } from "./frames.js";
 import { Handshake } from "./handshake.js";
 import { BeachError } from "./keyplane.js";
 
-const FRAME_VERSION = 1;
 const HELLO_TIMEOUT = 10; // s
 const INPUT_CHUNK = 32 * 1024;
 const INPUT_LOG_LIMIT = 1024 * 1024; // unacknowledged keystrokes kept for a reconnect
@@ -219,7 +219,8 @@ export class Session {
       const pieces = this.inflater === null ? [body] : this.inflater.push(body);
       for (const piece of pieces) this._show(piece);
     } else if (kind === Frame.ACK) {
-      this.inputs.ack(decodeAck(body));
+      const offset = decodeAck(body); // a BigInt past 2^53: more than was ever typed
+      this.inputs.ack(typeof offset === "bigint" ? Number.MAX_SAFE_INTEGER : offset);
     } else if (kind === Frame.RESIZE) {
       const [cols, rows] = decodeResize(body);
       this.term.resize(cols, rows);
@@ -244,7 +245,7 @@ export class Session {
 
   _resync() {
     this.awaitingSnapshot = true;
-    if (this.link !== null) this.link.send(encodeFrame(Frame.SNAPSHOT, new Uint8Array(0)));
+    if (this.link !== null) this.link.send(encodeSnapshotRequest());
   }
 
   // -- keystrokes and the window ---------------------------------------------------------------
