@@ -13,6 +13,10 @@ import { hkdf } from '@noble/hashes/hkdf.js';
 import { sha256 } from '@noble/hashes/sha2.js';
 
 const Point = ed25519.Point;
+// The generator as a point of its own: noble's BASE builds a ~2,000-point table on first use
+// (~35-80 ms here), which a page that runs one exchange never earns back; the plain
+// constant-time multiply costs a few ms each time instead.
+const G = Point.fromBytes(Point.BASE.toBytes());
 const L = Point.Fn.ORDER; // the prime subgroup's order: scalars live mod L
 const Q = Point.Fp.ORDER; // the field prime 2^255 - 19
 const EMPTY = new Uint8Array(0);
@@ -136,7 +140,7 @@ class Spake2 {
     const { scalar, entropy } = this._options;
     this.xyScalar = scalar ?? randomScalar(entropy);
     const blind = this.side === SIDE_A ? M : N;
-    const element = Point.BASE.multiply(this.xyScalar).add(times(blind, this.pwScalar));
+    const element = G.multiply(this.xyScalar).add(times(blind, this.pwScalar));
     this._outbound = element.toBytes();
     return concat([this.side], this._outbound);
   }
