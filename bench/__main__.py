@@ -11,7 +11,7 @@ from datetime import datetime
 from pathlib import Path
 from types import ModuleType
 
-from . import fanout, hostcost, join, latency, server, throughput
+from . import browser, fanout, hostcost, join, latency, server, throughput
 from .context import REPO_ROOT, Context, Options, machine
 from .report import Run, print_run, write_json, write_markdown
 from .results import Section, failed
@@ -21,6 +21,7 @@ SECTIONS: dict[str, ModuleType] = {
     "throughput": throughput,
     "hostcost": hostcost,
     "join": join,
+    "browser": browser,
     "fanout": fanout,
     "server": server,
 }
