@@ -67,7 +67,6 @@ async function main() {
     allowProposedApi: true, // the unicode11 addon needs it
     cursorBlink: true,
     scrollback: 1000,
-    disableStdin: link.token.role === "view",
     fontFamily: "ui-monospace, Menlo, Consolas, 'DejaVu Sans Mono', monospace",
   });
   const fit = new FitAddon();
