@@ -106,12 +106,13 @@ class Tab:
         self.page = page
         self.name = name
         self.events: list[str] = []
+        self.errors: list[str] = []  # uncaught exceptions: a bug in the page, whatever the test
         self.load_seconds: float | None = None
         started = time.monotonic()
         self._t0 = started
         page.set_default_timeout(TIMEOUT * 1000)
         page.on("console", self._console)
-        page.on("pageerror", lambda e: self._note(f"pageerror: {e}"))
+        page.on("pageerror", self._error)
         page.on("crash", lambda _p: self._note("page crashed"))
         page.on(
             "response",
@@ -128,6 +129,10 @@ class Tab:
 
     def _note(self, text: str) -> None:
         self.events.append(f"{time.monotonic() - self._t0:7.3f} {text}")
+
+    def _error(self, error: Exception) -> None:
+        self.errors.append(str(error))
+        self._note(f"pageerror: {error}")
 
     def _console(self, msg: ConsoleMessage) -> None:
         self._note(f"console.{msg.type}: {msg.text}")
@@ -205,7 +210,10 @@ class Tab:
     def report(self) -> str:
         try:
             state: Any = self.beach()
-            screen = "\n".join(f"  |{line}" for line in self.screen()) if state else "  (none)"
+            lines = self.screen() if state and state.get("rows") else []
+            while lines and not lines[-1]:
+                lines.pop()  # the blank rows below the text say nothing
+            screen = "\n".join(f"  |{line}" for line in lines) or "  (blank)"
         except PlaywrightError as e:
             state, screen = f"unreadable ({e})", "  (unreadable)"
         return f"window.beach: {json.dumps(state)}\nscreen:\n{screen}\n{self.log()}"
@@ -285,11 +293,15 @@ class Browsers:
     def logs(self) -> str:
         return "\n".join(b.logs() for b in self.all)
 
+    def page_errors(self) -> list[str]:
+        return [f"{t.name}: {e}" for b in self.all for t in b.tabs for e in t.errors]
+
 
 @contextmanager
 def browsers(workdir: Path) -> Iterator[Browsers]:
     """Launch Chromiums with `.launch(ns)`; all are closed, and what their pages said printed
-    (pytest shows it for a failed test), however the block ends."""
+    (pytest shows it for a failed test), however the block ends. A page that threw an uncaught
+    exception fails the block: the page has a bug even if the test saw what it wanted."""
     with ExitStack() as stack:
         b = Browsers(stack, workdir)
         try:
@@ -297,3 +309,6 @@ def browsers(workdir: Path) -> Iterator[Browsers]:
         finally:
             if b.all:
                 print(b.logs())
+        assert not b.page_errors(), "uncaught exceptions in the page:\n" + "\n".join(
+            b.page_errors()
+        )

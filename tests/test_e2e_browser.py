@@ -99,7 +99,8 @@ def join(tab: Tab, url: str, record: Any = None, timeout: float = CONNECT) -> di
 
 
 def stty_size(host: Proc) -> tuple[int, int]:
-    host.expect(r"\n(\d+) (\d+)\r")
+    # What `stty size` printed: a line of its own (after bash's bracketed-paste switch, a bare \r)
+    host.expect(r"[\r\n](\d+) (\d+)\r\n")
     match = host.child.match
     return int(match.group(1)), int(match.group(2))
 
