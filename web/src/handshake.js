@@ -10,7 +10,8 @@ import { RelayLink, RtcLink } from "./links.js";
 import { Signaling } from "./signaling.js";
 
 const APPROVAL_WAIT = 130; // s: the host answers within 120 s or the answer is no
-const P2P_WAIT = 10; // s: how long the direct path may take before the server relay
+const P2P_WAIT = 10; // s: how long the direct path may take before the server relay...
+const P2P_PROBE = 3; // s: ...unless by then the host has answered none of our ICE checks
 const STEP_WAIT = 20; // s: each other step (the CLI's --timeout default)
 
 const LATE = {
@@ -252,9 +253,15 @@ export class Handshake {
       `connecting peer-to-peer (through the server instead if nothing opens in ${P2P_WAIT} s)`,
       "connecting",
     );
-    let timer;
+    let timer, probe;
     const late = new Promise((_, reject) => {
       timer = setTimeout(() => reject(new Error("late")), P2P_WAIT * 1000);
+      // The page cannot judge from candidates as the CLI does (the browser hides its own
+      // addresses behind mDNS names), so it asks the checks themselves: if the host answered
+      // none of ours in P2P_PROBE s, this network lets nothing through (no UDP out, say).
+      probe = setTimeout(async () => {
+        if (!(await rtc.anyAnswered())) reject(new Error("no check answered"));
+      }, P2P_PROBE * 1000);
     });
     const watch = { on: true };
     const news = this._news(watch);
@@ -267,6 +274,7 @@ export class Handshake {
       return "relay";
     } finally {
       clearTimeout(timer);
+      clearTimeout(probe);
       watch.on = false;
       this.sig.cancelWaiters();
       news.catch(() => {});

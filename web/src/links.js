@@ -60,6 +60,7 @@ export class RtcLink extends Link {
     this.opened = new Promise((resolve, reject) => {
       this._opened = { resolve, reject };
     });
+    this.opened.catch(() => {}); // a failure after the handshake moved on is no news
     this.pc.ondatachannel = (event) => {
       if (event.channel.label !== "beach" || this.channel !== null) return;
       this.channel = event.channel;
@@ -90,6 +91,20 @@ export class RtcLink extends Link {
     await this.pc.setRemoteDescription({ type: "offer", sdp: offerSdp });
     await this.pc.setLocalDescription(await this.pc.createAnswer());
     return this.pc.localDescription.sdp;
+  }
+
+  // Whether the host has answered any of our connectivity checks (or is connected already).
+  async anyAnswered() {
+    try {
+      const stats = await this.pc.getStats();
+      for (const report of stats.values()) {
+        if (report.type !== "candidate-pair") continue;
+        if (report.responsesReceived > 0 || report.state === "succeeded") return true;
+      }
+      return false;
+    } catch {
+      return true; // no stats: let the full wait decide
+    }
   }
 
   async _learnPath() {
