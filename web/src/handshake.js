@@ -24,12 +24,13 @@ const LATE = {
 
 // What a reject code means; never its text (rejects travel unsealed: anyone could forge one).
 function rejected(reason) {
-  const meaning = REJECT_REASONS[reason];
+  // (Own properties only: "constructor" or "__proto__" are codes no host sends, not lookups.)
+  const meaning = Object.hasOwn(REJECT_REASONS, reason) ? REJECT_REASONS[reason] : undefined;
   if (meaning === undefined) {
     return new BeachError("refused", "the host refused this join attempt");
   }
   const kinds = { "wrong token": "wrong-token", security: "security", protocol: "security" };
-  return new BeachError(kinds[reason] || "refused", meaning);
+  return new BeachError(Object.hasOwn(kinds, reason) ? kinds[reason] : "refused", meaning);
 }
 
 // The server's words, printable only (a page shows them as text, never as markup).
@@ -42,8 +43,11 @@ function serverError(msg) {
     too_many: "refused",
     dropped: "refused",
   };
+  if (!Object.hasOwn(kinds, msg.code)) {
+    return new BeachError("server", `the server said: ${text}`); // as the CLI: its words, named
+  }
   const suffix = msg.code === "unknown_session" ? " (check the link, or the session has ended)" : "";
-  return new BeachError(kinds[msg.code] || "server", `${text}${suffix}`);
+  return new BeachError(kinds[msg.code], `${text}${suffix}`);
 }
 
 function reordered(what) {

@@ -15,6 +15,7 @@ import {
   encodeResize,
   encodeSnapshotRequest,
 } from "./frames.js";
+import { Clamp } from "./clamp.js";
 import { Handshake } from "./handshake.js";
 import { BeachError } from "./keyplane.js";
 
@@ -72,6 +73,7 @@ export class Session {
     this.inputs = new InputLog();
     this.resumeId = null;
     this.inflater = null;
+    this.clamp = new Clamp();
     this.hello = null;
     this.helloWaiter = null;
     this.awaitingSnapshot = false;
@@ -92,13 +94,15 @@ export class Session {
   }
 
   // One join attempt: the handshake, then HELLO both ways; keystrokes the host lacks go again.
-  async _connect(resume) {
+  // While reconnecting, `why` stays in front of every step's status: the page must keep
+  // saying that the connection was lost, not only what the new attempt is doing.
+  async _connect(resume, why = "") {
     const handshake = new Handshake({
       url: this.url,
       token: this.token,
       resume,
       status: (text, state) => {
-        this.ui.status(text);
+        this.ui.status(why ? `${why}: ${text}` : text);
         if (state) this.ui.state(state);
       },
       onFrame: (kind, body) => this._frame(kind, body),
@@ -152,9 +156,10 @@ export class Session {
     const deadline = Date.now() + RECONNECT_FOR * 1000;
     let delay = 500;
     for (let attempt = 1; !this.finished; attempt++) {
-      this.ui.status(`connection lost (${reason}); reconnecting (attempt ${attempt})`);
+      const why = `connection lost (${reason}); reconnecting (attempt ${attempt})`;
+      this.ui.status(why);
       try {
-        await this._connect(this.resumeId);
+        await this._connect(this.resumeId, why);
         return;
       } catch (exc) {
         if (this.finished) return;
@@ -212,12 +217,13 @@ export class Session {
     } else if (kind === Frame.OUTPUT || kind === Frame.SNAPSHOT) {
       if (kind === Frame.SNAPSHOT) {
         this.awaitingSnapshot = false;
+        this.clamp = new Clamp(); // a fresh screen: nothing of a cut sequence carries over
         if (this.inflater !== null) this.inflater = new Inflater();
       } else if (this.awaitingSnapshot) {
         return;
       }
       const pieces = this.inflater === null ? [body] : this.inflater.push(body);
-      for (const piece of pieces) this._show(piece);
+      for (const piece of pieces) this._show(this.clamp.feed(piece));
     } else if (kind === Frame.ACK) {
       const offset = decodeAck(body); // a BigInt past 2^53: more than was ever typed
       this.inputs.ack(typeof offset === "bigint" ? Number.MAX_SAFE_INTEGER : offset);

@@ -1,0 +1,95 @@
+// Counts in control sequences, clamped before xterm.js sees them. xterm.js does work in
+// proportion to some counts (REP, `CSI n b`, allocates n cells at once), so one
+// `CSI 999999999 b` from the shared program would freeze every page. Each numeric parameter
+// is read as min(value, MAX) and written back in at most five digits (leading zeros dropped),
+// as the CLI joiner reads them (PARAM_MAX in beach_cli/join/sequences.py): no screen the wire
+// allows is larger, so a larger count changes nothing a terminal shows but its cost.
+//
+// A byte-level state machine that keeps its state across frames, so a sequence cut anywhere
+// by the host's frames is clamped the same. A number is written once it ends (the frame may
+// end first: then it waits for the next one); every other byte is copied as it comes.
+
+export const MAX = 65535;
+
+const ESC = 0x1b;
+const GROUND = 0;
+const ESCAPE = 1; // after ESC
+const CSI = 2; // in a control sequence's parameters and intermediates
+const C2 = 3; // after 0xC2: U+009B (C1 CSI) is C2 9B in UTF-8
+
+export class Clamp {
+  constructor() {
+    this.state = GROUND;
+    this.value = -1; // the current parameter's value; -1 before its first digit
+  }
+
+  feed(data) {
+    if (this.state === GROUND && data.indexOf(ESC) < 0 && data.indexOf(0xc2) < 0) return data;
+    const out = new Uint8Array(data.length + 8); // + a held C2 and a held number
+    let n = 0;
+    let esc = -1; // where the next ESC and the next C2 are, found once each
+    let c2 = -1;
+    for (let i = 0; i < data.length; i++) {
+      if (this.state === GROUND) {
+        // Text runs to the next ESC or C2 at native speed (most output is text).
+        if (esc < i) esc = found(data.indexOf(ESC, i), data.length);
+        if (c2 < i) c2 = found(data.indexOf(0xc2, i), data.length);
+        const next = Math.min(esc, c2);
+        out.set(data.subarray(i, next), n);
+        n += next - i;
+        i = next;
+        if (i >= data.length) break;
+      }
+      const b = data[i];
+      if (this.state === CSI) {
+        if (b >= 0x30 && b <= 0x39) {
+          this.value = Math.min(Math.max(this.value, 0) * 10 + (b - 0x30), MAX);
+          continue; // written when the number ends
+        }
+        n = this._number(out, n);
+        if (b >= 0x40 && b <= 0x7e) this.state = GROUND; // the final byte
+        else if (b === ESC) this.state = ESCAPE; // aborts the sequence, starts another
+        else if (b === 0x18 || b === 0x1a) this.state = GROUND; // CAN, SUB: aborted
+      } else if (this.state === GROUND) {
+        if (b === ESC) this.state = ESCAPE;
+        else if (b === 0xc2) {
+          this.state = C2;
+          continue; // held: written with the byte after it
+        }
+      } else if (this.state === C2) {
+        out[n++] = 0xc2;
+        this.state = GROUND;
+        if (b === 0x9b) this._enter();
+        else if (b === ESC) this.state = ESCAPE;
+        else if (b === 0xc2) {
+          this.state = C2;
+          continue;
+        }
+      } else if (this.state === ESCAPE) {
+        if (b === 0x5b) this._enter();
+        else if (b !== ESC) this.state = GROUND;
+      }
+      out[n++] = b;
+    }
+    return out.subarray(0, n);
+  }
+
+  _enter() {
+    this.state = CSI;
+    this.value = -1;
+  }
+
+  _number(out, n) {
+    let v = this.value;
+    if (v < 0) return n;
+    this.value = -1;
+    const width = v >= 10000 ? 5 : v >= 1000 ? 4 : v >= 100 ? 3 : v >= 10 ? 2 : 1;
+    for (let k = n + width - 1; k >= n; k--) {
+      out[k] = 0x30 + (v % 10);
+      v = Math.floor(v / 10);
+    }
+    return n + width;
+  }
+}
+
+const found = (at, end) => (at < 0 ? end : at);
