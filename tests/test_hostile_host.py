@@ -94,13 +94,19 @@ def test_host_that_cannot_reclaim_registers_anew_and_shows_new_tokens(
         assert not loop.call(squat(serve.url, info["session"]))
 
         host.expect(r"no longer knows session \w+ \(did it restart\?\); sharing as session", T)
-        host.expect(r"to join \(read-write\):\s+beach join --server \S+ (\w+-\w+)", T)
+        # The new links first, then the commands, each with the new token.
+        host.expect(r"open to join \(read-write\):\s+(http://\S+/j/#\w+-\w+)", T)
+        link = host.child.match.group(1)
+        host.expect(r"open to watch \(view-only\):\s+(http://\S+/j/#\w+-v-\w+)", T)
+        view_link = host.child.match.group(1)
+        host.expect(r"or from a terminal:\s+beach join --server \S+ (\w+-\w+)", T)
         shown = host.child.match.group(1)
-        host.expect(r"to watch \(view-only\):\s+beach join --server \S+ (\w+-v-\w+)", T)
+        host.expect(r"beach join --server \S+ (\w+-v-\w+)", T)
         fresh = read_info(info["_path"])
         assert fresh["session"] != info["session"]
-        assert fresh["join_token"] == shown
+        assert fresh["join_token"] == shown and fresh["join_link"] == link
         assert fresh["view_token"] == host.child.match.group(1)
+        assert fresh["view_link"] == view_link
         assert fresh["join_token"].split("-")[1] != info["join_token"].split("-")[1]
 
         # The joiner that was live before the restart is peer to peer: still there.
