@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import re
 import signal
 import sys
 import traceback
@@ -15,6 +17,7 @@ from urllib.parse import urlsplit
 import click
 
 from . import __version__, config
+from .durations import Duration, OneLineBadParameter
 from .errors import BeachError
 
 log = logging.getLogger("beach")
@@ -385,6 +388,42 @@ class _GuessLimitOption(click.Option):
         return super().get_help_record(ctx)
 
 
+class _Size(click.ParamType):
+    """`beach host --size`: a mode (`smallest`, `host`) or a size (`COLSxROWS`)."""
+
+    name = "smallest|host|COLSxROWS"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, tuple):
+            return value
+        text = str(value).strip().lower()
+        if text in ("smallest", "host"):
+            return text
+        size = re.fullmatch(r"([0-9]{1,5})x([0-9]{1,5})", text, re.ASCII)
+        if size is not None:
+            cols, rows = int(size.group(1)), int(size.group(2))
+            if 1 <= cols <= 10_000 and 1 <= rows <= 10_000:  # what a RESIZE frame carries
+                return cols, rows
+        raise OneLineBadParameter(
+            f"{value!r}: expected smallest, host, or a size from 1x1 to 10000x10000 (e.g. 120x40)",
+            ctx,
+            param,
+        )
+
+
+def _sizes(
+    ctx: click.Context, param: click.Parameter, values: tuple[Any, ...]
+) -> tuple[str, tuple[int, int] | None]:
+    """The mode and the size `--size` gave (it may be given twice, once for each)."""
+    mode, size = "smallest", None
+    for value in values:
+        if isinstance(value, tuple):
+            size = value
+        else:
+            mode = value
+    return mode, size
+
+
 def _web_origin(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
     if value is None:
         return None
@@ -412,11 +451,38 @@ def _web_origin(ctx: click.Context, param: click.Parameter, value: str | None) -
 @click.option("--secret-length", type=click.IntRange(4, 32), help="Characters in a token's secret.")
 @click.option(
     "--size",
-    "size_mode",
-    type=click.Choice(["smallest", "host"]),
-    default="smallest",
-    show_default=True,
-    help="Size the PTY to the smallest read-write window, or the host's.",
+    "size",
+    type=_Size(),
+    metavar="smallest|host|COLSxROWS",
+    multiple=True,
+    callback=_sizes,
+    help="smallest: the PTY follows the smallest read-write window (the default); host: the "
+    "host's window only; COLSxROWS: the size a headless host starts with and keeps while no "
+    "read-write joiner sizes it (default 120x40). Give a mode and a size as --size host "
+    "--size 100x30.",
+)
+@click.option(
+    "--headless",
+    is_flag=True,
+    help="No terminal of our own (CI, systemd): join information once on stdout, the shared "
+    "program drawn nowhere, stdin not read. The default when stdin is not a terminal.",
+)
+@click.option(
+    "--wait-for-joiner",
+    type=Duration(),
+    metavar="DURATION",
+    help="End the session (exit 11) if nobody has joined within this long (90s, 10m, 1h30m).",
+)
+@click.option(
+    "--max-duration",
+    type=Duration(),
+    metavar="DURATION",
+    help="End the session (exit 12) after this long, telling the joiners why.",
+)
+@click.option(
+    "--exit-when-last-leaves",
+    is_flag=True,
+    help="End the session (exit 0) when the last joiner leaves, once someone has joined.",
 )
 @click.option(
     "--web-origin",
@@ -445,7 +511,11 @@ def host(
     ctx: click.Context,
     command: tuple[str, ...],
     info_file: Path | None,
-    size_mode: str,
+    size: tuple[str, tuple[int, int] | None],
+    headless: bool,
+    wait_for_joiner: float | None,
+    max_duration: float | None,
+    exit_when_last_leaves: bool,
     advertise: str | None,
     approve: bool,
     on_guess_limit: str,
@@ -454,16 +524,30 @@ def host(
     web_origin: str | None,
     **flags: Any,
 ) -> None:
-    """Share your shell (or `-- CMD ARGS...`) and print how to join."""
-    from .host.options import HostOptions
+    """Share your shell (or `-- CMD ARGS...`) and print how to join.
+
+    Inside the shared shell, `beach continue` ends the session with exit code 0."""
+    from .host.options import HEADLESS_SIZE, HostOptions
     from .host.session import HostSession
     from .terminal import LocalTerminal
 
     s = _settings(ctx, logging.ERROR, **flags)
     terminal = LocalTerminal()
-    if approve and not terminal.is_tty:
+    headless = headless or not terminal.is_tty
+    size_mode, headless_size = size
+    if approve and (headless or not terminal.is_tty):
         click.echo("beach: --approve needs a terminal to ask you in", err=True)
         sys.exit(2)
+    if headless:
+        for handler in logging.getLogger().handlers:  # no raw mode to write CR LF for
+            if type(handler) is logging.StreamHandler:
+                handler.terminator = "\n"
+    elif headless_size is not None:
+        click.echo(
+            f"beach: --size {headless_size[0]}x{headless_size[1]} is for a host without a "
+            "terminal (--headless); this one follows its terminal's window",
+            err=True,
+        )
     opts = HostOptions(
         command=list(command),
         server=s["server"],
@@ -474,6 +558,11 @@ def host(
         info_file=info_file,
         secret_length=s["secret_length"],
         size_mode=size_mode,
+        headless=headless,
+        headless_size=headless_size or HEADLESS_SIZE,
+        wait_for_joiner=wait_for_joiner,
+        max_duration=max_duration,
+        exit_when_last_leaves=exit_when_last_leaves,
         connect_timeout=s["connect_timeout"],
         approve=approve,
         on_guess_limit=on_guess_limit,
@@ -483,9 +572,9 @@ def host(
     )
 
     async def main() -> int:
-        status = await HostSession(opts, terminal).run()
-        click.echo(f"beach: the shared shell {status.describe()}", err=True)
-        return status.code
+        ending = await HostSession(opts, terminal).run()
+        click.echo(f"beach: {ending.line}", err=True)
+        return ending.code
 
     sys.exit(_run(main, ctx.obj["debug"]))
 
@@ -525,6 +614,24 @@ def join(ctx: click.Context, token: str, **flags: Any) -> None:
         return await join_and_report(opts, LocalTerminal())
 
     sys.exit(_run(main, ctx.obj["debug"]))
+
+
+@cli.command(name="continue")
+def continue_() -> None:
+    """Inside a shared shell: end the session and let what started `beach host` go on (a CI
+    job: `beach host` exits with code 0)."""
+    from .host.lifetime import CONTINUE_ENV
+
+    path = os.environ.get(CONTINUE_ENV)
+    if not path:
+        click.echo(f"beach: not inside a shared shell ({CONTINUE_ENV} is not set)", err=True)
+        sys.exit(2)
+    try:
+        Path(path).touch()
+    except OSError as exc:
+        click.echo(f"beach: cannot create {path}: {exc.strerror or exc}", err=True)
+        sys.exit(1)
+    click.echo("beach: ending the session; what started `beach host` goes on", err=True)
 
 
 def main() -> None:

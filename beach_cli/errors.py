@@ -57,3 +57,15 @@ class SecurityError(BeachError):
     """A sealed message failed to open, a replay, or a key confirmation mismatch."""
 
     exit_code = 10
+
+
+class NobodyJoined(BeachError):
+    """`beach host --wait-for-joiner`: nobody completed a join in time."""
+
+    exit_code = 11
+
+
+class TimeLimit(BeachError):
+    """`beach host --max-duration`: the session's time ran out."""
+
+    exit_code = 12

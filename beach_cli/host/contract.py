@@ -33,6 +33,8 @@ class PeerInfo(Protocol):
     def relayed(self) -> bool: ...  # its frames go through the server
     @property
     def was_live(self) -> bool: ...  # it got as far as sharing the screen
+    @property
+    def hung_up(self) -> bool: ...  # it left by hanging up, not by going silent
 
 
 class JoinerHost(Protocol):

@@ -2,8 +2,8 @@
 (host/stream.py), in one task of its own.
 
 The session calls only what is public here: `deliver`, `relay_in`, `left` and `close` for the
-server's news, `output`, `send_size` and `finish` for the shared terminal, and the facts it
-shows (`state`, `role`, `size`, `label`...). The joiner sees the session as a `JoinerHost`.
+server's news, `output`, `send_size`, `notice` and `finish` for the shared terminal, and the
+facts it shows (`state`, `role`, `size`, `label`...). The joiner sees the session as a `JoinerHost`.
 """
 
 from __future__ import annotations
@@ -19,6 +19,10 @@ from .handshake import Admission, Handshake
 from .stream import Stream
 
 log = logging.getLogger("beach.peer")
+
+# How a link is lost when the joiner hangs up (link/rtc.py, and `left` below for the relay);
+# the rest (silence, a stall, a failed send) may be a network drop it will come back from.
+HANG_UPS = frozenset({"channel closed", "connection closed", "the joiner left"})
 
 
 class Joiner:
@@ -67,6 +71,13 @@ class Joiner:
     @property
     def relayed(self) -> bool:
         return isinstance(self._handshake.link, RelayLink)
+
+    @property
+    def hung_up(self) -> bool:
+        """It left by hanging up (its channel closed, or the server saw a relayed joiner go),
+        not by going silent: it is not about to reconnect."""
+        link = self._handshake.link
+        return link is not None and link.lost_reason in HANG_UPS
 
     @property
     def was_live(self) -> bool:
@@ -130,6 +141,10 @@ class Joiner:
 
     def send_size(self, cols: int, rows: int) -> None:
         self._stream.send_size(cols, rows)
+
+    def notice(self, text: str) -> None:
+        """A line the joiner shows outside the shared screen (its title)."""
+        self._stream.notice(text)
 
     def finish(self, status: ExitStatus) -> None:
         """The shared program ended: the joiner is told after the output before it."""

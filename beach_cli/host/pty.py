@@ -191,6 +191,11 @@ class PtyProcess:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.proc.pid, signal.SIGHUP)
 
+    def kill(self) -> None:
+        """For a child that outlives `terminate`: SIGKILL to its process group."""
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+
     def close(self) -> None:
         if self.dropped_input:
             log.warning(

@@ -1,5 +1,5 @@
-"""`beach host`: a shell on a PTY, the host's own terminal in raw passthrough, and a fan-out of
-the PTY's output to every joiner over its own data channel.
+"""`beach host`: a shell on a PTY, the host's own terminal in raw passthrough (or, headless, no
+terminal at all), and a fan-out of the PTY's output to every joiner over its own data channel.
 
 The server is host/registration.py's business and each joiner host/joiner.py's; this module is
 the hot path between the PTY, the host's terminal and the joiners, and the notices that keep
@@ -14,13 +14,16 @@ import json
 import logging
 import os
 import shutil
+import tempfile
 import textwrap
 import time
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
 
+from ..durations import format_duration
 from ..invite import join_link
 from ..keys import ROLES, Token
 from ..rendezvous import short_url
@@ -34,6 +37,7 @@ from .approval import ApprovalPrompt
 from .contract import PeerInfo
 from .guesses import GuessGate
 from .joiner import Joiner
+from .lifetime import CONTINUE_ENV, Ending, Lifetime
 from .options import HostOptions
 from .pty import PtyProcess
 from .recorder import Recorder
@@ -48,12 +52,19 @@ LOCAL_HIGH_WATER = 1024 * 1024
 NOTICE_QUIET = 0.15  # show a notice only after output has paused this long
 ROLE_NAMES = {"rw": "read-write", "view": "view-only"}
 APPROVAL_TIMEOUT = 120.0  # an unanswered question is a no
+KILL_AFTER = 5.0  # a shell the host ends has this long after SIGHUP before SIGKILL
+# A headless host's stdout holds at most this much unwritten (a pipe nobody reads): further
+# lines are dropped, never queued without bound, and never pause the shared program.
+SAY_LIMIT = 256 * 1024
 
 
 class HostSession:
     def __init__(self, opts: HostOptions, terminal: LocalTerminal) -> None:
         self.opts = opts
         self.term = terminal
+        # Headless: no terminal of our own. The shared program is drawn nowhere, nothing is
+        # read from stdin, and stdout gets plain lines: the join information once, then notices.
+        self.headless = opts.headless
         self.console = Console(stderr=True, highlight=False)
         # BEACH_SCREEN_STATE=off turns the late-joiner state off (for benchmarks only).
         self.screen: ScreenHistory | None = (
@@ -78,6 +89,9 @@ class HostSession:
             lambda: self.snapshot(clear_scrollback=False),
             lambda: self.alt_active,
         )
+        self.lifetime = Lifetime(opts, self._anyone_here)
+        self._continue_dir: str | None = None
+        self._unsaid = 0  # lines a headless host's stdout had no room for
 
     # -- the session's name and tokens -----------------------------------------------------------
 
@@ -132,6 +146,9 @@ class HostSession:
         tmp.replace(path)  # atomic: a reader never sees half a file
 
     def _banner(self) -> None:
+        if self.headless:
+            self._headless_banner()
+            return
         c = self.console
         c.print(f"[bold]beach[/] sharing session [bold cyan]{self.session_id}[/]")
         for i, (label, text) in enumerate(self._how_to_join()):
@@ -140,40 +157,119 @@ class HostSession:
             c.print(f"  {label} [{style}]{escape(text)}[/]", soft_wrap=True)
         c.print("  the shell starts below; exit it to end the session", style="dim")
 
+    def _headless_banner(self) -> None:
+        """The join information, once, as plain lines on stdout (a CI log, a journal, a file):
+        no colour, no escape sequence, and never again (new tokens are news: `announce`)."""
+        o = self.opts
+        cols, rows = o.headless_size
+        follows = (
+            "until a read-write joiner's window sizes it"
+            if o.size_mode == "smallest"
+            else "whatever the joiners' windows"
+        )
+        lines = [f"beach sharing session {self.session_id} (headless: {cols}x{rows} {follows})"]
+        lines += [f"  {label} {text}" for label, text in self._how_to_join()]
+        limits = []
+        if o.wait_for_joiner is not None:
+            limits.append(f"ends if nobody joins within {format_duration(o.wait_for_joiner)}")
+        if o.max_duration is not None:
+            limits.append(f"ends after {format_duration(o.max_duration)} in any case")
+        if o.exit_when_last_leaves:
+            limits.append("ends when the last joiner leaves")
+        if limits:
+            lines.append(f"  the session {', '.join(limits)}")
+        lines.append(
+            "  inside the shared shell, `beach continue` (or creating $BEACH_CONTINUE_FILE) "
+            "ends the session with exit code 0"
+        )
+        self._say(*lines)
+
+    def _say(self, *lines: str) -> None:
+        """Plain lines on a headless host's stdout, never blocking the loop."""
+        if self.term.pending > SAY_LIMIT:
+            if not self._unsaid:
+                log.warning("stdout is not being read: dropping the host's notices")
+            self._unsaid += len(lines)
+            return
+        self.term.write("".join(printable(line, 1000) + "\n" for line in lines).encode())
+
     # -- main ------------------------------------------------------------------------------------
 
-    async def run(self) -> ExitStatus:
+    async def run(self) -> Ending:
+        """Share until the shell ends, or the session's lifetime does (host/lifetime.py): the
+        host's exit line and code, or, for an ending that is an error, that error raised."""
         await self.registration.prepare()
         try:
             await self.registration.connect()
             self._new_secrets()
             self._write_info()
             self._banner()
-            return await self._share()
+            ending = await self._share()
         finally:
             await self._shutdown()
+        if ending.error is not None:
+            raise ending.error(ending.line)
+        return ending
 
-    async def _share(self) -> ExitStatus:
-        cols, rows = self.term.size()
+    def _window(self) -> tuple[int, int]:
+        """The host's own window, or what stands in for it on a headless host."""
+        return self.opts.headless_size if self.headless else self.term.size()
+
+    async def _share(self) -> Ending:
+        cols, rows = self._window()
         env = dict(os.environ)
         env.setdefault("TERM", "xterm-256color")
         if env["TERM"] in ("", "dumb"):
             env["TERM"] = "xterm-256color"
         env["BEACH_SESSION"] = self.session_id
+        # `beach continue` in the shared shell creates this file: the session ends, exit 0.
+        self._continue_dir = tempfile.mkdtemp(prefix="beach-")
+        continue_file = os.path.join(self._continue_dir, "continue")
+        env[CONTINUE_ENV] = continue_file
         argv = self.opts.command or [os.environ.get("SHELL") or shutil.which("bash") or "/bin/sh"]
         if self.opts.record is not None:
             self.recorder = await Recorder.open(self.opts.record, cols, rows, argv)
         self.pty = await PtyProcess.spawn(argv, cols, rows, env)
-        self.term.enter_raw()
-        self.term.on_drain(self._local_drained)
-        self.term.start_input(self._on_stdin, lambda: None)
-        if self.term.is_tty:
-            self.term.on_resize(lambda c, r: self.sizes_changed())
+        if not self.headless:  # headless: never raw mode, never a byte read from stdin
+            self.term.enter_raw()
+            self.term.on_drain(self._local_drained)
+            self.term.start_input(self._on_stdin, lambda: None)
+            if self.term.is_tty:
+                self.term.on_resize(lambda c, r: self.sizes_changed())
         self.pty.start_reading(self._on_output)
         self._spawn(self.registration.run())
-        status = await self.pty.wait()
-        await self._finish_peers(status)
-        return status
+        self.lifetime.start(Path(continue_file))
+        return await self._until_the_end()
+
+    async def _until_the_end(self) -> Ending:
+        """The shell exits, or the lifetime ends the session first: then the joiners are told
+        why (a NOTICE now, the reason in their EXIT after the output before it) and the shell
+        is hung up on."""
+        assert self.pty is not None and self.lifetime.ended is not None
+        exited = asyncio.ensure_future(self.pty.wait())
+        either: set[asyncio.Future[Any]] = {exited, self.lifetime.ended}
+        try:
+            await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+            if exited.done():
+                status = exited.result()
+                await self._finish_peers(status)
+                return Ending.shell(status)
+            ending = self.lifetime.ended.result()
+            assert ending.reason is not None
+            log.info("ending the session: %s", ending.reason)
+            for peer in self.peers.values():
+                if peer.state == "live":
+                    peer.notice(f"beach: {ending.reason}")
+            self.pty.terminate()  # SIGHUP, as a closing terminal would
+            done, _ = await asyncio.wait({exited}, timeout=KILL_AFTER)
+            if not done:
+                log.warning("the shell outlived SIGHUP by %.0f s: killing it", KILL_AFTER)
+                self.pty.kill()
+                await exited
+            await self._finish_peers(ExitStatus(ending.code, None, ending.reason))
+            return ending
+        finally:
+            exited.cancel()
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.create_task(coro)
@@ -181,6 +277,7 @@ class HostSession:
         task.add_done_callback(self._tasks.discard)
 
     async def _shutdown(self) -> None:
+        self.lifetime.close()
         for task in list(self._tasks):
             task.cancel()
         # Let each joiner hang up cleanly (a prompt DTLS close tells the far side at once).
@@ -203,6 +300,8 @@ class HostSession:
         if self.opts.info_file is not None:
             with contextlib.suppress(OSError):
                 self.opts.info_file.unlink()
+        if self._continue_dir is not None:
+            shutil.rmtree(self._continue_dir, ignore_errors=True)
 
     async def _finish_peers(self, status: ExitStatus) -> None:
         live = [p for p in self.peers.values() if p.state == "live"]
@@ -232,13 +331,15 @@ class HostSession:
                 peer.output(data, len(data))
         if self.recorder is not None:
             self.recorder.output(data)
-        if self.prompt.active:
+        if self.headless:
+            pass  # drawn nowhere: see `headless` in __init__ and "Headless" in architecture.md
+        elif self.prompt.active:
             self.prompt.hold(data)
         else:
             self.term.write(data)
         if self.screen is not None:
             self.screen.feed(data)
-        if self.term.pending > LOCAL_HIGH_WATER and self.pty is not None:
+        if self.term.pending > LOCAL_HIGH_WATER and self.pty is not None and not self.headless:
             self.pty.pause_reading()
             self._paused = True
         if self._notice is not None:
@@ -270,14 +371,21 @@ class HostSession:
         return self.pty.cols, self.pty.rows
 
     def sizes_changed(self) -> None:
-        """The PTY follows the smallest window among the host and read-write joiners."""
+        """The PTY follows the smallest window among the host and read-write joiners. A headless
+        host has no window: its read-write joiners' decide, and --size while there are none."""
         if self.pty is None:
             return
-        cols, rows = self.term.size()
+        cols, rows = self._window()
         if self.opts.size_mode == "smallest":
-            for peer in self.peers.values():
-                if peer.state == "live" and peer.role == "rw" and peer.size:
-                    cols, rows = min(cols, peer.size[0]), min(rows, peer.size[1])
+            sizes = [
+                peer.size
+                for peer in self.peers.values()
+                if peer.state == "live" and peer.role == "rw" and peer.size
+            ]
+            if self.headless and sizes:  # no window of its own: the joiners' decide alone
+                cols, rows = sizes[0]
+            for c, r in sizes:
+                cols, rows = min(cols, c), min(rows, r)
         if (cols, rows) != (self.pty.cols, self.pty.rows):
             self.pty.resize(cols, rows)
             if self.recorder is not None:
@@ -290,6 +398,7 @@ class HostSession:
     def peer_live(self, peer: PeerInfo) -> None:
         """It has been greeted and has its first snapshot coming."""
         self.sizes_changed()
+        self.lifetime.joined()
         role = "read-write" if peer.role == "rw" else "view-only"
         path = ", via the server" if peer.relayed else ""
         self.notify(f"{peer.label} joined ({role}{path})")
@@ -300,6 +409,11 @@ class HostSession:
         if peer.state == "closed" and peer.was_live:
             self.notify(f"{peer.label} left")
         self.sizes_changed()
+        self.lifetime.gone(peer.was_live, peer.hung_up)
+
+    def _anyone_here(self) -> bool:
+        """A joiner is in, or on its way in with a proven token."""
+        return any(p.state in ("live", "connecting") for p in self.peers.values())
 
     def _wrong_guess(self, gate: GuessGate, who: str) -> None:
         """Runs as the wrong guess is counted, before the role's next attempt may start."""
@@ -400,12 +514,19 @@ class HostSession:
         """Show a short notice without corrupting the shared screen: in the terminal title,
         written only once the program's output has paused (never inside an escape sequence)."""
         log.info("%s", text)
+        if self.headless:  # a line in the log, at once: there is no screen to keep intact
+            self._say(f"{time.strftime('%H:%M:%S')} {text}")
+            return
         self._notice = f"{time.strftime('%H:%M')} {text}"
         self._schedule_notice()
 
     def announce(self, *lines: str) -> None:
         """News the host must not miss (new tokens, a server that refuses us): lines written
         into the host's own terminal between the program's output, as well as a notice."""
+        if self.headless:
+            log.info("%s", lines[0])
+            self._say(*lines)
+            return
         self._announce.extend(lines)
         self.notify(lines[0])
 

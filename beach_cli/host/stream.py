@@ -197,7 +197,7 @@ class Stream:
         self._wake.set()
 
     def finish(self, status: ExitStatus) -> None:
-        self._exit = encode_exit(status.code, status.signal)
+        self._exit = encode_exit(status.code, status.signal, status.reason)
         self._wake.set()
 
     def _send_body(self, link: Link, kind: Frame, body: bytes) -> None:

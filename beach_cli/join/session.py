@@ -47,6 +47,7 @@ from ..wire.frames import (
     encode_hello,
     encode_input,
     encode_resize,
+    exit_reason,
 )
 from .dialer import Dialer
 from .viewport import Viewport
@@ -393,7 +394,11 @@ class JoinSession:
             self._fit(pty=self.pty_size)
         elif kind == Frame.EXIT:
             code, sig = decode_exit(body)
-            self._finish(code, f"the host's shell {ExitStatus(code, sig).describe()}")
+            reason = exit_reason(body)  # the host ended the session itself (--max-duration...)
+            if reason is not None:
+                self._finish(code, f"session ended by the host: {printable(reason, 200)}")
+            else:
+                self._finish(code, f"the host's shell {ExitStatus(code, sig).describe()}")
         elif kind == Frame.NOTICE:
             self._title(body.decode(errors="replace"))
         return None

@@ -27,7 +27,7 @@ class Frame(IntEnum):
     OUTPUT = 2  # terminal bytes, host -> joiner (zlib stream if negotiated)
     INPUT = 3  # u64 offset of the first byte in the joiner's input stream, then keystrokes
     RESIZE = 4  # u16 cols, u16 rows: joiner's window (->host) or the PTY size (->joiner)
-    EXIT = 5  # JSON: {"code": int, "signal": int|null}
+    EXIT = 5  # JSON: {"code": int, "signal": int|null, "reason"?: str}
     PING = 6  # 8 opaque bytes, echoed in PONG
     PONG = 7
     NOTICE = 8  # UTF-8 text the joiner shows outside the shared screen
@@ -141,6 +141,7 @@ class ExitStatus:
 
     code: int  # shell-style: the exit code, or 128 + signal
     signal: int | None
+    reason: str | None = None  # the host ended the session itself, and why (host/lifetime.py)
 
     def describe(self) -> str:
         if self.signal is not None:
@@ -152,8 +153,15 @@ class ExitStatus:
         return f"exited with status {self.code}"
 
 
-def encode_exit(code: int, signal: int | None) -> bytes:
-    return encode_frame(Frame.EXIT, json.dumps({"code": code, "signal": signal}).encode())
+# Characters of an EXIT frame's reason a joiner keeps (it shows them on its exit line).
+EXIT_REASON_MAX = 200
+
+
+def encode_exit(code: int, signal: int | None, reason: str | None = None) -> bytes:
+    body: dict[str, Any] = {"code": code, "signal": signal}
+    if reason is not None:
+        body["reason"] = reason[:EXIT_REASON_MAX]
+    return encode_frame(Frame.EXIT, json.dumps(body).encode())
 
 
 def decode_exit(body: bytes) -> tuple[int, int | None]:
@@ -162,3 +170,9 @@ def decode_exit(body: bytes) -> tuple[int, int | None]:
     if not is_int(code) or not (sig is None or is_int(sig)):
         raise ProtocolError("malformed exit frame")
     return code, sig
+
+
+def exit_reason(body: bytes) -> str | None:
+    """Why the host ended the session, if it did (a joiner shows it, made printable)."""
+    reason = json_object(body, "exit frame").get("reason")
+    return reason[:EXIT_REASON_MAX] if isinstance(reason, str) and reason else None
