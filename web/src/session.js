@@ -57,6 +57,16 @@ class InputLog {
   }
 }
 
+// An EXIT frame's optional reason (beach_cli/wire/frames.py exit_reason): text or nothing.
+function exitReason(body) {
+  try {
+    const reason = JSON.parse(new TextDecoder().decode(body)).reason;
+    return typeof reason === "string" && reason ? reason : null;
+  } catch {
+    return null;
+  }
+}
+
 function printable(text, max) {
   return String(text).replace(/[\x00-\x1f\x7f-\x9f]/g, "?").slice(0, max);
 }
@@ -232,8 +242,9 @@ export class Session {
       this.term.resize(cols, rows);
     } else if (kind === Frame.EXIT) {
       const { code, signal } = decodeExit(body);
+      const reason = exitReason(body); // the host ended the session itself (--max-duration...)
       const how = signal === null ? `exited with status ${code}` : `was killed by signal ${signal}`;
-      this._finish(code, `the host's shell ${how}`);
+      this._finish(code, reason ? `session ended by the host: ${printable(reason, 200)}` : `the host's shell ${how}`);
     } else if (kind === Frame.NOTICE) {
       this.ui.status(printable(new TextDecoder().decode(body), 200));
     }
