@@ -248,3 +248,19 @@ def test_history_over_the_limit_keeps_text_drawn_long_ago() -> None:
     title = b"\x1b[?1049h\x1b[H\x1b[2J\x1b[1;1Hbeach top"
     updates = b"".join(b"\x1b[12;1Hn=%05d" % i for i in range(10_000))
     assert_replays(title, updates, limit=4096)
+
+
+def test_history_cut_far_from_any_newline_still_keeps_the_screen() -> None:
+    """2 MB of window titles and then one line (found by the browser's hostile-output test):
+    the cut used to move on to the only newline, the last one, and the late joiner's fresh
+    screen was blank."""
+    titles = b"".join(b"\x1b]0;title %07d of many\x07" % i for i in range(80_000))
+    shown = b"\x1b[5;1Hstill here\x1b[7;3Hand here\r\n"
+    hist = history(b"\x1b[H\x1b[2Jtop line\r\n", *in_pieces(titles, 65536), shown)
+    snapshot = hist.snapshot()
+    assert len(snapshot) <= 2 * 512 * 1024 + 4096  # bounded as ever
+    replayed = render(snapshot)
+    assert replayed.display[4].startswith("still here"), replayed.display
+    assert replayed.display[6].startswith("  and here"), replayed.display
+    before_first_title = snapshot.split(b"\x1b]0;", 1)[0]
+    assert b"of many" not in before_first_title  # cut at a title's start, never inside one

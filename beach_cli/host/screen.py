@@ -87,18 +87,26 @@ class _Screen:
         if len(self.data) <= (limit if now else 2 * limit):
             return
         cut = len(self.data) - limit
-        # Start on a line boundary, else at an escape sequence: never inside one.
-        nl = self.data.find(b"\n", cut)
+        # Start on a line boundary, else at an escape sequence or just after a string's BEL:
+        # never inside one. Looked for near the cut only: the next newline may be megabytes
+        # on (2 MB of titles, then one line), and cutting there would keep nothing to show.
+        end = cut + _BOUNDARY_WINDOW
+        nl = self.data.find(b"\n", cut, end)
         if nl != -1:
             cut = nl + 1
         else:
-            esc = self.data.find(b"\x1b", cut)
-            cut = esc if esc != -1 else cut
+            esc, bel = self.data.find(b"\x1b", cut, end), self.data.find(b"\x07", cut, end)
+            starts = [i for i in (esc, bel + 1 if bel != -1 else -1) if i != -1]
+            cut = min(starts, default=cut)
         self.absorb(bytes(self.data[:cut]))
         del self.data[:cut]
 
     def replay(self) -> bytes:
         return b"".join(self.modes.values()) + b"".join(self.sgr) + bytes(self.data)
+
+
+# How far past the cut trim() looks for a boundary to start the kept history at.
+_BOUNDARY_WINDOW = 64 * 1024
 
 
 class ScreenHistory:
