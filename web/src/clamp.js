@@ -1,9 +1,13 @@
 // Counts in control sequences, clamped before xterm.js sees them. xterm.js does work in
-// proportion to some counts (REP, `CSI n b`, allocates n cells at once), so one
-// `CSI 999999999 b` from the shared program would freeze every page. Each numeric parameter
-// is read as min(value, MAX) and written back in at most five digits (leading zeros dropped),
-// as the CLI joiner reads them (PARAM_MAX in beach_cli/join/sequences.py): no screen the wire
-// allows is larger, so a larger count changes nothing a terminal shows but its cost.
+// proportion to some counts: REP (`CSI n b`) allocates n cells at once, and tab stops (I, Z)
+// and line insertion, deletion and scrolling (L, M, S, T) loop n times, so one
+// `CSI 999999999 b` from the shared program froze every page for a minute, and 10^7 inserted
+// lines for half of one. Each numeric parameter is read as min(value, MAX) and written back
+// in at most five digits (leading zeros dropped), as the CLI joiner reads them (PARAM_MAX in
+// beach_cli/join/sequences.py); a count that is the sequence's only parameter is held to what
+// the screen can show: cols x rows cells for REP, cols for tab stops and character insertion,
+// deletion and erasure, rows for the line operations. Beyond that a count changes nothing a
+// terminal shows but its cost.
 //
 // A byte-level state machine that keeps its state across frames, so a sequence cut anywhere
 // by the host's frames is clamped the same. A number is written once it ends (the frame may
@@ -16,11 +20,23 @@ const GROUND = 0;
 const ESCAPE = 1; // after ESC
 const CSI = 2; // in a control sequence's parameters and intermediates
 const C2 = 3; // after 0xC2: U+009B (C1 CSI) is C2 9B in UTF-8
+// Which dimension bounds a sole count, by final byte.
+const CELLS = 0x62; // b
+const COLUMNS = new Set([0x49, 0x5a, 0x40, 0x50, 0x58]); // I Z @ P X
+const LINES = new Set([0x4c, 0x4d, 0x53, 0x54]); // L M S T
 
 export class Clamp {
-  constructor() {
+  constructor(cols = 80, rows = 24) {
+    this.cols = cols;
+    this.rows = rows;
     this.state = GROUND;
     this.value = -1; // the current parameter's value; -1 before its first digit
+    this.sole = true; // nothing but digits since the sequence began
+  }
+
+  size(cols, rows) {
+    this.cols = cols;
+    this.rows = rows;
   }
 
   feed(data) {
@@ -46,6 +62,8 @@ export class Clamp {
           this.value = Math.min(Math.max(this.value, 0) * 10 + (b - 0x30), MAX);
           continue; // written when the number ends
         }
+        if (this.sole && this.value >= 0) this.value = Math.min(this.value, this._bound(b));
+        this.sole = false;
         n = this._number(out, n);
         if (b >= 0x40 && b <= 0x7e) this.state = GROUND; // the final byte
         else if (b === ESC) this.state = ESCAPE; // aborts the sequence, starts another
@@ -77,6 +95,15 @@ export class Clamp {
   _enter() {
     this.state = CSI;
     this.value = -1;
+    this.sole = true;
+  }
+
+  // What a sole count before final byte `b` can usefully be.
+  _bound(b) {
+    if (b === CELLS) return this.cols * this.rows;
+    if (COLUMNS.has(b)) return this.cols;
+    if (LINES.has(b)) return this.rows;
+    return MAX;
   }
 
   _number(out, n) {

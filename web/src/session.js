@@ -223,11 +223,13 @@ export class Session {
       this.hello = decodeHello(body);
       if (this.hello.features.includes("deflate")) this.inflater = new Inflater();
       this.term.resize(this.hello.cols, this.hello.rows);
+      this.clamp.size(this.hello.cols, this.hello.rows);
       this.helloWaiter();
     } else if (kind === Frame.OUTPUT || kind === Frame.SNAPSHOT) {
       if (kind === Frame.SNAPSHOT) {
         this.awaitingSnapshot = false;
-        this.clamp = new Clamp(); // a fresh screen: nothing of a cut sequence carries over
+        // A fresh screen: nothing of a cut sequence carries over.
+        this.clamp = new Clamp(this.term.cols, this.term.rows);
         if (this.inflater !== null) this.inflater = new Inflater();
       } else if (this.awaitingSnapshot) {
         return;
@@ -240,6 +242,7 @@ export class Session {
     } else if (kind === Frame.RESIZE) {
       const [cols, rows] = decodeResize(body);
       this.term.resize(cols, rows);
+      this.clamp.size(cols, rows);
     } else if (kind === Frame.EXIT) {
       const { code, signal } = decodeExit(body);
       const reason = exitReason(body); // the host ended the session itself (--max-duration...)
