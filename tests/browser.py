@@ -19,9 +19,11 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
@@ -54,6 +56,11 @@ FLAGS = [
     "--no-first-run",
 ]
 LAUNCH_TIMEOUT = 30.0  # seconds: the browser's start, even on a busy 2-core machine
+ASK_TIMEOUT = 5.0  # seconds for a page to run a trivial script (reading its state)
+# Playwright's own timeouts need the page to answer: a wait that began before the page's main
+# thread froze returns only when it thaws (an hour later, for some output). A call still
+# blocked this long past its own timeout kills the browser, which ends the call at once.
+WATCHDOG_GRACE = 5.0
 
 # The page's window.beach, as plain data (its terminal reduced to its size).
 BEACH_STATE = """() => {
@@ -102,9 +109,11 @@ CELLS = """() => {
 class Tab:
     """One page in its own browser context (a fresh profile's worth of state)."""
 
-    def __init__(self, page: Page, name: str) -> None:
+    def __init__(self, page: Page, name: str, kill: Callable[[], None] = lambda: None) -> None:
         self.page = page
         self.name = name
+        self._kill = kill  # the browser's, for a page that froze
+        self.froze: str | None = None  # what it was doing when the watchdog killed the browser
         self.events: list[str] = []
         self.errors: list[str] = []  # uncaught exceptions: a bug in the page, whatever the test
         self.load_seconds: float | None = None
@@ -153,8 +162,49 @@ class Tab:
             raise AssertionError(f"{url.split('#')[0]} answered {response.status}\n{self.log()}")
         self.load_seconds = time.monotonic() - started
 
+    @contextmanager
+    def watchdog(self, seconds: float, what: str) -> Iterator[None]:
+        """Kill the browser if the block is still running `seconds` + WATCHDOG_GRACE from now
+        (a frozen page); the block's playwright call then fails, and this says why."""
+
+        def bite() -> None:
+            self.froze = (
+                f"{what}: the page's main thread was frozen for {seconds + WATCHDOG_GRACE:.0f} s"
+            )
+            self._note(f"watchdog: {self.froze}; browser killed")
+            self._kill()
+
+        timer = threading.Timer(seconds + WATCHDOG_GRACE, bite)
+        timer.daemon = True
+        timer.start()
+        try:
+            yield
+        except PlaywrightError as e:
+            if self.froze is not None:
+                raise AssertionError(f"{self.name}: {self.froze}\n{self.log()}") from e
+            raise
+        finally:
+            timer.cancel()
+
     def js(self, expression: str, arg: Any = None) -> Any:
-        return self.page.evaluate(expression, arg)
+        with self.watchdog(ASK_TIMEOUT, "evaluate"):
+            return self.page.evaluate(expression, arg)
+
+    def ask(self, expression: str, arg: Any = None, timeout: float = ASK_TIMEOUT) -> Any:
+        """`js`, but bounded: page.evaluate waits as long as the page's main thread is busy (a
+        frozen page: forever), this gives up after `timeout` s with an AssertionError."""
+        # The answer comes back as a (never empty, so truthy) JSON string: a primitive travels
+        # with the handle, where reading an object's value would ask the page once more.
+        try:
+            with self.watchdog(timeout, "a script"):
+                handle = self.page.wait_for_function(
+                    f"(arg) => JSON.stringify([({expression})(arg)])",
+                    arg=arg,
+                    timeout=timeout * 1000,
+                )
+        except PlaywrightTimeout:
+            raise AssertionError(f"{self.name}: the page did not answer in {timeout} s") from None
+        return json.loads(handle.json_value())[0]
 
     def beach(self) -> dict[str, Any] | None:
         """The page's window.beach as plain data, or None before the page set it up."""
@@ -165,7 +215,8 @@ class Tab:
         something truthy; returns that. A timeout says what was awaited and what the page
         showed and said."""
         try:
-            handle = self.page.wait_for_function(predicate, arg=arg, timeout=timeout * 1000)
+            with self.watchdog(timeout, what):
+                handle = self.page.wait_for_function(predicate, arg=arg, timeout=timeout * 1000)
         except PlaywrightTimeout:
             raise AssertionError(
                 f"{self.name}: {what} within {timeout} s\n{self.report()}"
@@ -203,18 +254,19 @@ class Tab:
     def type(self, text: str, enter: bool = True) -> None:
         """Type as a person would, into the focused terminal."""
         self.js("() => window.beach.terminal.focus()")
-        self.page.keyboard.type(text)
-        if enter:
-            self.page.keyboard.press("Enter")
+        with self.watchdog(TIMEOUT, f"typing {text!r}"):  # each key waits for the page
+            self.page.keyboard.type(text)
+            if enter:
+                self.page.keyboard.press("Enter")
 
     def report(self) -> str:
-        try:
-            state: Any = self.beach()
-            lines = self.screen() if state and state.get("rows") else []
+        try:  # bounded: a report is most needed from a page that froze
+            state: Any = self.ask(BEACH_STATE)
+            lines = self.ask(SCREEN) if state and state.get("rows") else []
             while lines and not lines[-1]:
                 lines.pop()  # the blank rows below the text say nothing
             screen = "\n".join(f"  |{line}" for line in lines) or "  (blank)"
-        except PlaywrightError as e:
+        except (PlaywrightError, AssertionError) as e:
             state, screen = f"unreadable ({e})", "  (unreadable)"
         return f"window.beach: {json.dumps(state)}\nscreen:\n{screen}\n{self.log()}"
 
@@ -232,7 +284,11 @@ class Chromium:
         workdir.mkdir(parents=True, exist_ok=True)
         wrapper = workdir / "chromium-in-netns"
         # pipes and fds survive exec, so playwright's --remote-debugging-pipe still works
-        wrapper.write_text(f'#!/bin/sh\nexec ip netns exec {ns} {chromium} "$@"\n')
+        # ip netns exec execs (no fork): the pid written here is the browser's own.
+        self._pidfile = workdir / "chromium.pid"
+        wrapper.write_text(
+            f'#!/bin/sh\necho $$ > {self._pidfile}\nexec ip netns exec {ns} {chromium} "$@"\n'
+        )
         wrapper.chmod(0o755)
         home = workdir / "home"  # the browser writes nothing into the real home directory
         env = {
@@ -257,7 +313,7 @@ class Chromium:
         self, url: str | None = None, *, width: int = 1000, height: int = 700, name: str = ""
     ) -> Tab:
         context = self.browser.new_context(viewport={"width": width, "height": height})
-        tab = Tab(context.new_page(), name or f"tab {len(self.tabs) + 1} in {self.ns}")
+        tab = Tab(context.new_page(), name or f"tab {len(self.tabs) + 1} in {self.ns}", self.kill)
         self.tabs.append(tab)
         if url is not None:
             tab.goto(url)
@@ -265,6 +321,13 @@ class Chromium:
 
     def logs(self) -> str:
         return "\n".join(t.log() for t in self.tabs)
+
+    def kill(self) -> None:
+        """SIGKILL the browser (by the pid its wrapper wrote): for a page that froze."""
+        try:
+            os.kill(int(self._pidfile.read_text()), signal.SIGKILL)
+        except (OSError, ValueError):
+            pass  # gone already
 
     def close(self) -> None:
         try:
