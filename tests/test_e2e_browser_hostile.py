@@ -208,13 +208,6 @@ def test_closed_tab_and_the_link_opened_again_shows_the_current_screen(
     assert host.exit_code() == 4
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="page bug: Session._lost shows 'connection lost (...); reconnecting (attempt N)' and "
-    "in the same tick the rejoin's handshake overwrites it with 'connecting to the server' / "
-    "'waiting for the host': a person never sees that the link was lost",
-)
 def test_the_page_says_it_is_reconnecting(procs: Procs, tmp_path: Path, lan: Lan, web: Browsers):
     host, info = host_in(lan, procs, tmp_path)
     tab = web.launch(lan.web_ns).open(name="says reconnecting")
@@ -417,12 +410,6 @@ def test_server_error_with_markup_and_escapes_is_shown_as_text(
         assert host.exit_code() == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="page parity bug: for a code it does not know, the CLI says 'the server said: <text>' "
-    "(beach_cli/join/refusals.py); the page shows the server's words bare, as if beach said them",
-)
 def test_server_error_of_an_unknown_code_is_attributed_to_the_server(
     procs: Procs, tmp_path: Path, lan: Lan, web: Browsers
 ):
@@ -445,13 +432,6 @@ def test_server_error_of_an_unknown_code_is_attributed_to_the_server(
 
 
 GENERIC_REFUSAL = "the host refused this join attempt"
-PROTOTYPE_BUG = pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="page bug: handshake.js rejected() looks the code up with REJECT_REASONS[reason], "
-    "which finds Object.prototype's members: 'constructor' shows 'function Object() { [native "
-    "code] }', '__proto__' '[object Object]' (use Object.hasOwn, as signaling.js does)",
-)
 
 
 @pytest.mark.parametrize(
@@ -459,9 +439,9 @@ PROTOTYPE_BUG = pytest.mark.xfail(
     [
         pytest.param((HTML + ESCAPES)[:200], id="markup-and-escapes"),
         pytest.param("wrong token ", id="near-a-known-code"),
-        pytest.param("constructor", id="constructor", marks=PROTOTYPE_BUG),
-        pytest.param("__proto__", id="__proto__", marks=PROTOTYPE_BUG),
-        pytest.param("toString", id="toString", marks=PROTOTYPE_BUG),
+        pytest.param("constructor", id="constructor"),
+        pytest.param("__proto__", id="__proto__"),
+        pytest.param("toString", id="toString"),
     ],
 )
 def test_forged_reject_shows_only_its_generic_meaning(
@@ -860,39 +840,6 @@ def shows_while_responsive(tab: Tab, text: str, timeout: float) -> float:
             assert time.monotonic() < deadline, f"{text!r} never showed\n{tab.report()}"
 
 
-FREEZES = "freezes the page (its main thread) "
-CLAMP = (
-    "; the CLI clamps such counts before its terminal sees them (join/sequences.py, "
-    "join/wrap.py), the page hands them to xterm.js as they come. Fix: clamp counts in the "
-    "page's output path (session.js _show) to the screen's size"
-)
-REP_BUG = pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="page bug: xterm.js 6 draws REP (CSI n b) by allocating n cells at once "
-    "(InputHandler.repeatPrecedingCharacter: new Uint32Array(text.length * n)) and copying "
-    f"n times: CSI 999999999 b {FREEZES}for ~55 s and takes 4 GB" + CLAMP,
-)
-LOOP_BUG = pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="page bug: xterm.js 6 runs CHT/CBT/IL/DL/SU/SD (CSI n I/Z/L/M/S/T) as a loop of n "
-    f"steps: n = 999999999 {FREEZES}for ~80 s (tabs) to about an hour (lines: 10^7 takes "
-    "~35 s)" + CLAMP,
-)
-
-
-TITLE_REPLAY_BUG = pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="host bug (the CLI joiner gets the same): host/screen.py _Screen.trim cuts the "
-    "history (512 KiB) at the first newline after the cut, and the only newline after 2 MB of "
-    "titles is the last one: the late joiner's fresh screen is blank. Fix: never cut more "
-    "than the limit asks; fall back to the next escape sequence outside a string (OSC/DCS) "
-    "when the next newline is far",
-)
-
-
 def hostile_host(procs: Procs, tmp_path: Path, lan: Lan) -> tuple[Proc, dict]:
     """`beach host` of PROGRAM, 80x24, its terminal read fast (it is sent megabytes)."""
     pieces = tmp_path / "pieces"
@@ -938,14 +885,11 @@ def keeps_typing_and_ends(host: Proc, writer: Tab, *tabs: Tab) -> None:
     assert host.exit_code() == 0
 
 
-FREEZING = {"rep": REP_BUG, "rep-wrap": REP_BUG, "tabs": LOOP_BUG, "lines": LOOP_BUG}
+def pieces() -> list[str]:
+    return [*PIECES, "burst"]
 
 
-def pieces(bugs: dict[str, Any]) -> list[Any]:
-    return [pytest.param(name, marks=bugs.get(name, ())) for name in [*PIECES, "burst"]]
-
-
-@pytest.mark.parametrize("piece", pieces(FREEZING))
+@pytest.mark.parametrize("piece", pieces())
 def test_hostile_output_live_leaves_the_page_responsive(
     procs: Procs, tmp_path: Path, lan: Lan, web: Browsers, record_property, piece: str
 ):
@@ -979,7 +923,7 @@ def test_hostile_output_live_leaves_the_page_responsive(
     keeps_typing_and_ends(host, live)
 
 
-@pytest.mark.parametrize("piece", pieces({**FREEZING, "title": TITLE_REPLAY_BUG}))
+@pytest.mark.parametrize("piece", pieces())
 def test_hostile_output_replayed_to_a_page_opened_later(
     procs: Procs, tmp_path: Path, lan: Lan, web: Browsers, record_property, piece: str
 ):

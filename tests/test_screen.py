@@ -264,3 +264,13 @@ def test_history_cut_far_from_any_newline_still_keeps_the_screen() -> None:
     assert replayed.display[6].startswith("  and here"), replayed.display
     before_first_title = snapshot.split(b"\x1b]0;", 1)[0]
     assert b"of many" not in before_first_title  # cut at a title's start, never inside one
+
+
+def test_history_cut_inside_a_megabyte_title_never_shows_its_text() -> None:
+    """A cut inside one 1 MB window title (no boundary near it) moves on to the title's end:
+    the late joiner's screen never shows the title's text."""
+    titles = b"\x1b]0;" + b"t" * 1_000_000 + b"\x07\x1b]2;" + b"u" * 1_000_000 + b"\x1b\\"
+    hist = history(b"\x1b[H\x1b[2J", *in_pieces(titles, 65536), b"\x1b[2;1Htitle-done")
+    replayed = render(hist.snapshot())
+    assert replayed.display[1].rstrip() == "title-done", replayed.display[:3]
+    assert all(not line.strip() for y, line in enumerate(replayed.display) if y != 1)

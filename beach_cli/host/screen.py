@@ -86,20 +86,34 @@ class _Screen:
         # would copy the whole history per PTY read (measured: +57% on a host's `cat`).
         if len(self.data) <= (limit if now else 2 * limit):
             return
-        cut = len(self.data) - limit
-        # Start on a line boundary, else at an escape sequence or just after a string's BEL:
-        # never inside one. Looked for near the cut only: the next newline may be megabytes
-        # on (2 MB of titles, then one line), and cutting there would keep nothing to show.
+        cut = self._boundary(len(self.data) - limit)
+        self.absorb(bytes(self.data[:cut]))
+        del self.data[:cut]
+
+    def _boundary(self, cut: int) -> int:
+        """Where to start the kept history, at or after `cut`: a line's start, else an escape
+        sequence's or just after a string's BEL, never inside one. A line is looked for near
+        the cut only: the next newline may be megabytes on (2 MB of titles, then one line),
+        and cutting there would keep nothing to show. Failing all that nearby (inside a 1 MB
+        title), the first boundary of any kind further on."""
         end = cut + _BOUNDARY_WINDOW
         nl = self.data.find(b"\n", cut, end)
         if nl != -1:
-            cut = nl + 1
-        else:
-            esc, bel = self.data.find(b"\x1b", cut, end), self.data.find(b"\x07", cut, end)
-            starts = [i for i in (esc, bel + 1 if bel != -1 else -1) if i != -1]
-            cut = min(starts, default=cut)
-        self.absorb(bytes(self.data[:cut]))
-        del self.data[:cut]
+            return nl + 1
+        near = self._first(cut, end, b"\x1b", b"\x07")
+        if near is not None:
+            return near
+        far = self._first(cut, len(self.data), b"\x1b", b"\x07", b"\n")
+        return cut if far is None else far
+
+    def _first(self, start: int, end: int, *marks: bytes) -> int | None:
+        """The first boundary of `marks` in data[start:end]: at an ESC, after a BEL or LF."""
+        found = []
+        for mark in marks:
+            i = self.data.find(mark, start, end)
+            if i != -1:
+                found.append(i if mark == b"\x1b" else i + 1)
+        return min(found, default=None)
 
     def replay(self) -> bytes:
         return b"".join(self.modes.values()) + b"".join(self.sgr) + bytes(self.data)

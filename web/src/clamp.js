@@ -32,6 +32,7 @@ export class Clamp {
     this.state = GROUND;
     this.value = -1; // the current parameter's value; -1 before its first digit
     this.sole = true; // nothing but digits since the sequence began
+    this.mod = 0; // the number's remainder by cols
   }
 
   size(cols, rows) {
@@ -41,7 +42,7 @@ export class Clamp {
 
   feed(data) {
     if (this.state === GROUND && data.indexOf(ESC) < 0 && data.indexOf(0xc2) < 0) return data;
-    const out = new Uint8Array(data.length + 8); // + a held C2 and a held number
+    const out = new Uint8Array(data.length + 16); // + a held C2 and a held number
     let n = 0;
     let esc = -1; // where the next ESC and the next C2 are, found once each
     let c2 = -1;
@@ -60,9 +61,10 @@ export class Clamp {
       if (this.state === CSI) {
         if (b >= 0x30 && b <= 0x39) {
           this.value = Math.min(Math.max(this.value, 0) * 10 + (b - 0x30), MAX);
+          this.mod = (this.mod * 10 + (b - 0x30)) % this.cols; // exact, for REP's last column
           continue; // written when the number ends
         }
-        if (this.sole && this.value >= 0) this.value = Math.min(this.value, this._bound(b));
+        if (this.sole && this.value >= 0) this.value = this._bounded(b);
         this.sole = false;
         n = this._number(out, n);
         if (b >= 0x40 && b <= 0x7e) this.state = GROUND; // the final byte
@@ -95,22 +97,29 @@ export class Clamp {
   _enter() {
     this.state = CSI;
     this.value = -1;
+    this.mod = 0;
     this.sole = true;
   }
 
-  // What a sole count before final byte `b` can usefully be.
-  _bound(b) {
-    if (b === CELLS) return this.cols * this.rows;
-    if (COLUMNS.has(b)) return this.cols;
-    if (LINES.has(b)) return this.rows;
-    return MAX;
+  // A sole count before final byte `b`, as large as it can usefully be. REP past every cell
+  // still moves the cursor: it keeps the count's remainder by cols, so the last character
+  // lands on the same column, and n' = cols x rows + (n mod cols) <= n.
+  _bounded(b) {
+    if (b === CELLS) {
+      const cells = this.cols * this.rows;
+      return this.value <= cells ? this.value : cells + this.mod;
+    }
+    if (COLUMNS.has(b)) return Math.min(this.value, this.cols);
+    if (LINES.has(b)) return Math.min(this.value, this.rows);
+    return this.value;
   }
 
   _number(out, n) {
     let v = this.value;
     if (v < 0) return n;
     this.value = -1;
-    const width = v >= 10000 ? 5 : v >= 1000 ? 4 : v >= 100 ? 3 : v >= 10 ? 2 : 1;
+    let width = 1;
+    for (let p = 10; p <= v; p *= 10) width++;
     for (let k = n + width - 1; k >= n; k--) {
       out[k] = 0x30 + (v % 10);
       v = Math.floor(v / 10);
