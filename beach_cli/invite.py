@@ -36,7 +36,8 @@ def join_link(server_url: str, token: str, web_origin: str | None = None) -> str
 
 
 def is_link(text: str) -> bool:
-    return "://" in text and "#" in text
+    """Whether `beach join` was given a link (or meant one: a URL), not a bare token."""
+    return "://" in text
 
 
 def parse_link(text: str) -> tuple[str, str]:

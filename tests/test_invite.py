@@ -47,7 +47,8 @@ def test_a_page_hosted_elsewhere_carries_the_server_in_the_fragment() -> None:
 
 def test_a_bare_token_is_not_a_link() -> None:
     assert not is_link(TOKEN)
-    assert not is_link("ws://10.0.0.1:7777/ws")
+    # A URL is read as a link, and a URL that is not one says what a link looks like.
+    assert is_link("ws://10.0.0.1:7777/ws") and is_link("http://10.0.0.1:7777/j/")
 
 
 @pytest.mark.parametrize(
