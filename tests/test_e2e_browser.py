@@ -55,14 +55,16 @@ class World:
     net: Net
     host_ns: str
     web_ns: str
+    host_dev: str  # the two ends of the link between them
+    web_dev: str
 
 
 @pytest.fixture
 def world(net: Net) -> World:
     host_ns, web_ns = net.ns("host"), net.ns("web")
-    net.link(host_ns, f"{HOST_ADDR}/24", web_ns, f"{WEB_ADDR}/24")
+    host_dev, web_dev = net.link(host_ns, f"{HOST_ADDR}/24", web_ns, f"{WEB_ADDR}/24")
     net.default_route(web_ns, HOST_ADDR)  # Chromium gathers only on the default route's link
-    return World(net, host_ns, web_ns)
+    return World(net, host_ns, web_ns, host_dev, web_dev)
 
 
 def link_for(info: dict[str, Any], addr: str | None = None, view: bool = False) -> str:

@@ -13,6 +13,7 @@ show a reject's text, never count against the host's guesses what the server reo
 stay responsive.
 """
 
+# ruff: noqa: F811 (the tests take the fixtures imported from test_e2e_browser by name)
 from __future__ import annotations
 
 import asyncio
@@ -27,20 +28,19 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp import ClientError
 from aiohttp import web as aioweb
-from browser import SCREEN, Browsers, Tab, browsers
+from browser import SCREEN, Browsers, Tab
 from conftest import Proc, Procs, shell_ready, start_host, strip_ansi
 from loop_thread import LoopThread
-from netns import Net, network, sh
+from netns import Net, sh
 from oracle import render_cast
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
-from test_e2e_browser import (
+from test_e2e_browser import (  # noqa: F401 (net, web and world are fixtures)
     HOST_ADDR,
     WEB_ADDR,
     World,
@@ -48,10 +48,13 @@ from test_e2e_browser import (
     host_in,
     join,
     link_for,
+    net,
+    web,
+    world,
 )
-from test_security import EvilServer, kind
+from test_security import EvilServer, confirm_before_pake, kind
 
-from beach_cli.server.app import Client, SignalServer
+from beach_cli.server.app import Client
 from beach_cli.wire.keyplane import payload
 from beach_cli.wire.signaling import MAX_SERVER_MESSAGE_BYTES, server_message
 
@@ -60,32 +63,6 @@ pytestmark = [pytest.mark.e2e, pytest.mark.netns]
 LIVENESS = 4.0  # seconds of silence after which the page calls its link lost (web/src/links.js)
 OUTAGE_AFTER = 3.0  # seconds the network stays down after the page would have noticed
 ENDS_WITHIN = 10.0  # a page sent garbage says so within this long
-
-
-@dataclass
-class Lan(World):
-    host_dev: str
-    web_dev: str
-
-
-@pytest.fixture
-def net() -> Iterator[Net]:
-    with network("iptables") as n:
-        yield n
-
-
-@pytest.fixture
-def web(tmp_path: Path) -> Iterator[Browsers]:
-    with browsers(tmp_path / "browsers") as b:
-        yield b
-
-
-@pytest.fixture
-def lan(net: Net) -> Lan:
-    host_ns, web_ns = net.ns("host"), net.ns("web")
-    host_dev, web_dev = net.link(host_ns, f"{HOST_ADDR}/24", web_ns, f"{WEB_ADDR}/24")
-    net.default_route(web_ns, HOST_ADDR)  # Chromium gathers only on the default route's link
-    return Lan(net, host_ns, web_ns, host_dev, web_dev)
 
 
 def count(text: str, host_output: str) -> int:
@@ -109,7 +86,7 @@ def drop_incoming(ns: str, dev: str, action: str = "-I") -> None:
 
 @pytest.mark.parametrize("cut", ["both ways", "host to page only"])
 def test_network_drop_reconnects_and_keystrokes_arrive_once(
-    procs: Procs, tmp_path: Path, lan: Lan, web: Browsers, record_property, cut: str
+    procs: Procs, tmp_path: Path, world: World, web: Browsers, record_property, cut: str
 ):
     """The link goes silent for longer than the page's liveness timeout while the person types
     (before the page notices, and after). The page goes back to 'connecting', comes back by
@@ -118,8 +95,8 @@ def test_network_drop_reconnects_and_keystrokes_arrive_once(
 
     "host to page only": the page's keystrokes still reach the host (and run) but nothing comes
     back, not even their acknowledgement: the page must not send them again after the rejoin."""
-    host, info = host_in(lan, procs, tmp_path, cols=80, rows=24)
-    tab = web.launch(lan.web_ns).open(name=f"drop {cut}")
+    host, info = host_in(world, procs, tmp_path, cols=80, rows=24)
+    tab = web.launch(world.web_ns).open(name=f"drop {cut}")
     join(tab, link_for(info))
     tab.wait_text("$ ")
     tab.type("echo before-$((1+0))")
@@ -127,9 +104,9 @@ def test_network_drop_reconnects_and_keystrokes_arrive_once(
     tab.wait_text("before-1")
 
     if cut == "both ways":
-        lan.net.drop_all(lan.host_ns, lan.host_dev)  # the cable is cut: both ends unaware
+        world.net.drop_all(world.host_ns, world.host_dev)  # the cable is cut: both ends unaware
     else:
-        drop_incoming(lan.web_ns, lan.web_dev)
+        drop_incoming(world.web_ns, world.web_dev)
     cut_at = time.monotonic()
     tab.type("echo a-$((1+1))")  # the page still believes in its link
     if cut != "both ways":
@@ -142,9 +119,9 @@ def test_network_drop_reconnects_and_keystrokes_arrive_once(
     time.sleep(max(0.0, LIVENESS + OUTAGE_AFTER - (time.monotonic() - cut_at)))
     outage = time.monotonic() - cut_at
     if cut == "both ways":
-        lan.net.restore(lan.host_ns, lan.host_dev)
+        world.net.restore(world.host_ns, world.host_dev)
     else:
-        drop_incoming(lan.web_ns, lan.web_dev, "-D")
+        drop_incoming(world.web_ns, world.web_dev, "-D")
     restored_at = time.monotonic()
     tab.wait_state("connected", "ended", timeout=40)
     back = time.monotonic() - restored_at
@@ -172,11 +149,11 @@ def test_network_drop_reconnects_and_keystrokes_arrive_once(
 
 
 def test_closed_tab_and_the_link_opened_again_shows_the_current_screen(
-    procs: Procs, tmp_path: Path, lan: Lan, web: Browsers, record_property
+    procs: Procs, tmp_path: Path, world: World, web: Browsers, record_property
 ):
     cast = tmp_path / "session.cast"
-    host, info = host_in(lan, procs, tmp_path, "--record", str(cast), cols=80, rows=24)
-    chromium = web.launch(lan.web_ns)
+    host, info = host_in(world, procs, tmp_path, "--record", str(cast), cols=80, rows=24)
+    chromium = web.launch(world.web_ns)
     first = chromium.open(name="first tab")
     join(first, link_for(info))
     first.wait_text("$ ")
@@ -208,18 +185,20 @@ def test_closed_tab_and_the_link_opened_again_shows_the_current_screen(
     assert host.exit_code() == 4
 
 
-def test_the_page_says_it_is_reconnecting(procs: Procs, tmp_path: Path, lan: Lan, web: Browsers):
-    host, info = host_in(lan, procs, tmp_path)
-    tab = web.launch(lan.web_ns).open(name="says reconnecting")
+def test_the_page_says_it_is_reconnecting(
+    procs: Procs, tmp_path: Path, world: World, web: Browsers
+):
+    host, info = host_in(world, procs, tmp_path)
+    tab = web.launch(world.web_ns).open(name="says reconnecting")
     join(tab, link_for(info))
     tab.wait_text("$ ")
-    lan.net.drop_all(lan.host_ns, lan.host_dev)
+    world.net.drop_all(world.host_ns, world.host_dev)
     wait_lost(tab, LIVENESS + 6)
     # As a person sees it (sampled per animation frame), for as long as the network is down.
     tab.wait_for(
         "() => /reconnecting/.test(window.beach.status)", "the status said reconnecting", 3
     )
-    lan.net.restore(lan.host_ns, lan.host_dev)
+    world.net.restore(world.host_ns, world.host_dev)
     assert tab.wait_state("connected", "ended", timeout=40)["state"] == "connected"
     host.send("exit\r")
     assert host.exit_code() == 0
@@ -319,9 +298,9 @@ class NsServerThread(LoopThread):
 
 @contextmanager
 def page_server(
-    lan: Lan, tamper: Any = None, answer: Answer | None = None
+    world: World, tamper: Any = None, answer: Answer | None = None
 ) -> Iterator[NsServerThread]:
-    st = NsServerThread(PageServer(tamper, answer), lan.host_ns)
+    st = NsServerThread(PageServer(tamper, answer), world.host_ns)
     try:
         yield st
     finally:
@@ -329,10 +308,12 @@ def page_server(
 
 
 def hosted_by(
-    st: NsServerThread, lan: Lan, procs: Procs, tmp_path: Path, *extra: str, **kw: Any
+    st: NsServerThread, world: World, procs: Procs, tmp_path: Path, *extra: str, **kw: Any
 ) -> tuple[Proc, dict]:
     """`beach host` in the host namespace, registered with the hostile server `st`."""
-    host, info = start_host(procs, tmp_path, st.url, *extra, wrap=lan.net.exec(lan.host_ns), **kw)
+    host, info = start_host(
+        procs, tmp_path, st.url, *extra, wrap=world.net.exec(world.host_ns), **kw
+    )
     shell_ready(host)
     return host, info
 
@@ -379,7 +360,7 @@ def assert_shown_as_text(tab: Tab, session: str) -> dict[str, Any]:
 
 @pytest.mark.parametrize("when", ["join", "pake"])
 def test_server_error_with_markup_and_escapes_is_shown_as_text(
-    procs: Procs, tmp_path: Path, lan: Lan, web: Browsers, when: str
+    procs: Procs, tmp_path: Path, world: World, web: Browsers, when: str
 ):
     """The server's `error` (in answer to the join, or in place of the host's key exchange)
     holds markup and terminal escapes: the page ends, showing them as inert text."""
@@ -396,9 +377,9 @@ def test_server_error_with_markup_and_escapes_is_shown_as_text(
             return True
         return False
 
-    with page_server(lan, answer=answer) as st:
-        host, info = hosted_by(st, lan, procs, tmp_path)
-        tab = open_watched(web.launch(lan.web_ns), f"error at {when}")
+    with page_server(world, answer=answer) as st:
+        host, info = hosted_by(st, world, procs, tmp_path)
+        tab = open_watched(web.launch(world.web_ns), f"error at {when}")
         started = time.monotonic()
         tab.goto(link_for(info))
         state = tab.wait_state("ended", timeout=ENDS_WITHIN)
@@ -411,7 +392,7 @@ def test_server_error_with_markup_and_escapes_is_shown_as_text(
 
 
 def test_server_error_of_an_unknown_code_is_attributed_to_the_server(
-    procs: Procs, tmp_path: Path, lan: Lan, web: Browsers
+    procs: Procs, tmp_path: Path, world: World, web: Browsers
 ):
     def answer(srv: PageServer, client: Client, msg: dict[str, Any]) -> bool:
         if msg.get("type") == "join":
@@ -421,9 +402,9 @@ def test_server_error_of_an_unknown_code_is_attributed_to_the_server(
             return True
         return False
 
-    with page_server(lan, answer=answer) as st:
-        host, info = hosted_by(st, lan, procs, tmp_path)
-        tab = web.launch(lan.web_ns).open(name="unknown code")
+    with page_server(world, answer=answer) as st:
+        host, info = hosted_by(st, world, procs, tmp_path)
+        tab = web.launch(world.web_ns).open(name="unknown code")
         tab.goto(link_for(info))
         state = tab.wait_state("ended", timeout=ENDS_WITHIN)
         assert "the server said: update beach" in (state["error"] or ""), tab.report()
@@ -445,7 +426,7 @@ GENERIC_REFUSAL = "the host refused this join attempt"
     ],
 )
 def test_forged_reject_shows_only_its_generic_meaning(
-    procs: Procs, tmp_path: Path, lan: Lan, web: Browsers, reason: str
+    procs: Procs, tmp_path: Path, world: World, web: Browsers, reason: str
 ):
     """The server answers the page's key exchange with a `reject` of a code no version knows:
     the page says only that the host refused, never the reason's text."""
@@ -457,9 +438,9 @@ def test_forged_reject_shows_only_its_generic_meaning(
             return None  # the host never hears of this attempt
         return msg
 
-    with page_server(lan, tamper=forge) as st:
-        host, info = hosted_by(st, lan, procs, tmp_path)
-        tab = open_watched(web.launch(lan.web_ns), f"reject {reason[:12]!r}")
+    with page_server(world, tamper=forge) as st:
+        host, info = hosted_by(st, world, procs, tmp_path)
+        tab = open_watched(web.launch(world.web_ns), f"reject {reason[:12]!r}")
         tab.goto(link_for(info))
         state = tab.wait_state("ended", timeout=ENDS_WITHIN)
         assert_shown_as_text(tab, info["session"])
@@ -489,7 +470,7 @@ def malformed(sid: str) -> dict[str, str | bytes]:
 
 
 def test_malformed_server_messages_end_the_page_with_one_clear_line(
-    procs: Procs, tmp_path: Path, lan: Lan, web: Browsers, record_property
+    procs: Procs, tmp_path: Path, world: World, web: Browsers, record_property
 ):
     """The server answers the page's join with garbage of each kind, one tab each: every tab
     ends (error set) with one printable line about the server, within ENDS_WITHIN."""
@@ -505,9 +486,9 @@ def test_malformed_server_messages_end_the_page_with_one_clear_line(
             srv.raw(client, bad)
         return True
 
-    with page_server(lan, answer=answer) as st:
-        host, info = hosted_by(st, lan, procs, tmp_path)
-        chromium = web.launch(lan.web_ns)
+    with page_server(world, answer=answer) as st:
+        host, info = hosted_by(st, world, procs, tmp_path)
+        chromium = web.launch(world.web_ns)
         problems, seconds = [], {}
         for what, message in malformed(info["session"]).items():
             now["message"] = message
@@ -570,7 +551,7 @@ async def send_all(client: Client, messages: list[str]) -> int:
 
 
 def test_signal_flood_during_the_handshake_ends_the_page(
-    procs: Procs, tmp_path: Path, lan: Lan, web: Browsers, record_property
+    procs: Procs, tmp_path: Path, world: World, web: Browsers, record_property
 ):
     """Right behind the host's sealed offer the server sends 10,000 signals nobody asked for,
     while the page is busy answering the offer: the page ends (it queues at most 256, and a
@@ -594,9 +575,9 @@ def test_signal_flood_during_the_handshake_ends_the_page(
             return None
         return msg
 
-    with page_server(lan, tamper=flood) as st:
-        host, info = hosted_by(st, lan, procs, tmp_path)
-        tab = web.launch(lan.web_ns).open(name="flooded handshake")
+    with page_server(world, tamper=flood) as st:
+        host, info = hosted_by(st, world, procs, tmp_path)
+        tab = web.launch(world.web_ns).open(name="flooded handshake")
         tab.goto(link_for(info))
         before = heap_mb(tab)
         started = time.monotonic()
@@ -617,15 +598,15 @@ def test_signal_flood_during_the_handshake_ends_the_page(
 
 
 def test_signal_flood_on_the_server_relay_is_ignored(
-    procs: Procs, tmp_path: Path, lan: Lan, web: Browsers, record_property
+    procs: Procs, tmp_path: Path, world: World, web: Browsers, record_property
 ):
     """The page is connected through the server relay (no UDP); the server then sends it
     10,000 signals of 8 KiB each (80 MB) that mean nothing on a relayed link. The page drops
     each as it comes: still connected, still typing, its heap no larger."""
-    lan.net.block_udp(lan.web_ns)
-    with page_server(lan) as st:
-        host, info = hosted_by(st, lan, procs, tmp_path)
-        tab = web.launch(lan.web_ns).open(name="flooded relay")
+    world.net.block_udp(world.web_ns)
+    with page_server(world) as st:
+        host, info = hosted_by(st, world, procs, tmp_path)
+        tab = web.launch(world.web_ns).open(name="flooded relay")
         state = join(tab, link_for(info), timeout=40)
         assert state["path"] == "server relay", tab.report()
         tab.wait_text("$ ")
@@ -653,7 +634,7 @@ def test_signal_flood_on_the_server_relay_is_ignored(
 
 
 def test_reordered_handshake_is_a_security_error_and_costs_no_guess(
-    procs: Procs, tmp_path: Path, lan: Lan, web: Browsers, record_property
+    procs: Procs, tmp_path: Path, world: World, web: Browsers, record_property
 ):
     """The server holds the host's SPAKE2 message and delivers its key confirmation first (as
     test_hostile_output does to the CLI). The page ends with a security error that names the
@@ -662,28 +643,17 @@ def test_reordered_handshake_is_a_security_error_and_costs_no_guess(
     link would fail. It does not, and is not held."""
     log = tmp_path / "host.log"
 
-    def reorder(srv: EvilServer, client: Client, msg: dict[str, Any]) -> dict[str, Any] | None:
-        if client.peer_id is None and not srv.state.get("done"):
-            if kind(msg) == "pake":  # hold the host's SPAKE2 message...
-                srv.state["pake"] = msg
-                return None
-            if kind(msg) == "confirm":  # ...and deliver it after its confirmation
-                srv.state["done"] = True
-                SignalServer._on_signal(srv, client, msg)
-                return srv.state["pake"]
-        return msg
-
-    with page_server(lan, tamper=reorder) as st:
+    with page_server(world, tamper=confirm_before_pake) as st:
         host, info = hosted_by(
             st,
-            lan,
+            world,
             procs,
             tmp_path,
             "--guess-limit",
             "1",
             global_opts=("--log-file", str(log), "--log-level", "info"),
         )
-        chromium = web.launch(lan.web_ns)
+        chromium = web.launch(world.web_ns)
         tab = chromium.open(name="reordered")
         tab.goto(link_for(info))
         state = tab.wait_state("connected", "ended", timeout=ENDS_WITHIN)
@@ -840,7 +810,7 @@ def shows_while_responsive(tab: Tab, text: str, timeout: float) -> float:
             assert time.monotonic() < deadline, f"{text!r} never showed\n{tab.report()}"
 
 
-def hostile_host(procs: Procs, tmp_path: Path, lan: Lan) -> tuple[Proc, dict]:
+def hostile_host(procs: Procs, tmp_path: Path, world: World) -> tuple[Proc, dict]:
     """`beach host` of PROGRAM, 80x24, its terminal read fast (it is sent megabytes)."""
     pieces = tmp_path / "pieces"
     pieces.mkdir()
@@ -852,7 +822,7 @@ def hostile_host(procs: Procs, tmp_path: Path, lan: Lan) -> tuple[Proc, dict]:
         None,
         command=[sys.executable, "-c", PROGRAM, str(pieces)],
         global_opts=("--log-file", str(tmp_path / "host.log"), "--log-level", "info"),
-        wrap=lan.net.exec(lan.host_ns),
+        wrap=world.net.exec(world.host_ns),
         cols=PTY[0],
         rows=PTY[1],
         maxread=65536,
@@ -891,14 +861,14 @@ def pieces() -> list[str]:
 
 @pytest.mark.parametrize("piece", pieces())
 def test_hostile_output_live_leaves_the_page_responsive(
-    procs: Procs, tmp_path: Path, lan: Lan, web: Browsers, record_property, piece: str
+    procs: Procs, tmp_path: Path, world: World, web: Browsers, record_property, piece: str
 ):
     """The shared program prints a piece of hostile output to a page already connected: the
     page answers within RESPONSIVE all along, shows the right screen, keeps taking
     keystrokes, and ends normally on exit."""
     rows = expected_burst() if piece == "burst" else PIECES[piece][1]
-    host, info = hostile_host(procs, tmp_path, lan)
-    live = open_80x24(web.launch(lan.web_ns), link_for(info), f"{piece} live")
+    host, info = hostile_host(procs, tmp_path, world)
+    live = open_80x24(web.launch(world.web_ns), link_for(info), f"{piece} live")
     live.wait_text("ready")
 
     started = time.monotonic()
@@ -925,16 +895,16 @@ def test_hostile_output_live_leaves_the_page_responsive(
 
 @pytest.mark.parametrize("piece", pieces())
 def test_hostile_output_replayed_to_a_page_opened_later(
-    procs: Procs, tmp_path: Path, lan: Lan, web: Browsers, record_property, piece: str
+    procs: Procs, tmp_path: Path, world: World, web: Browsers, record_property, piece: str
 ):
     """The piece is printed before any page is there; a page opened afterwards gets it in the
     host's fresh screen (its output since the last clear, replayed): the same screen, the
     same responsiveness."""
     rows = expected_burst() if piece == "burst" else PIECES[piece][1]
-    host, info = hostile_host(procs, tmp_path, lan)
+    host, info = hostile_host(procs, tmp_path, world)
     host.send(f"{piece}\r")
     assert host.read_for(120, until="MARK-END"), "the host never got through the piece"
-    chromium = web.launch(lan.web_ns)
+    chromium = web.launch(world.web_ns)
     started = time.monotonic()
     late = open_80x24(chromium, link_for(info, view=True), f"{piece} late")
     slowest = shows_while_responsive(late, "MARK-END", 15)

@@ -28,11 +28,11 @@ import pyte
 import pytest
 from conftest import BEACH, Procs, shell_ready, start_host, start_join, strip_ansi
 from oracle import XtermScreen
-from test_security import EvilServer, ServerThread, evil, kind
+from test_security import EvilServer, ServerThread, confirm_before_pake, evil, kind
 
 from beach_cli.errors import ProtocolError
 from beach_cli.join.session import FRAME_INFLATE_MAX, INFLATE_PIECE, JoinOptions, JoinSession
-from beach_cli.server.app import Client, SignalServer
+from beach_cli.server.app import Client
 from beach_cli.wire import compression
 from beach_cli.wire.frames import FRAME_VERSION, MAX_CHUNK_BYTES, Frame, Hello, encode_hello
 from beach_cli.wire.keyplane import payload
@@ -341,18 +341,7 @@ def test_forged_reject_reason_is_shown_by_its_code_only(procs: Procs, tmp_path) 
 def test_confirm_before_pake_exits_10_and_counts_no_guess(procs: Procs, tmp_path) -> None:
     log = tmp_path / "host.log"
 
-    def reorder(srv: EvilServer, client: Client, msg: dict[str, Any]) -> dict[str, Any] | None:
-        if client.peer_id is None and not srv.state.get("done"):
-            if kind(msg) == "pake":  # hold the host's SPAKE2 message...
-                srv.state["pake"] = msg
-                return None
-            if kind(msg) == "confirm":  # ...and deliver it after its confirmation
-                srv.state["done"] = True
-                SignalServer._on_signal(srv, client, msg)  # the confirmation, unchanged
-                return srv.state["pake"]
-        return msg
-
-    st = ServerThread(EvilServer(reorder))
+    st = ServerThread(EvilServer(confirm_before_pake))
     try:
         host, info = start_host(
             procs,

@@ -78,6 +78,20 @@ def kind(msg: dict[str, Any]) -> str:
     return msg["data"].get("k", "")
 
 
+def confirm_before_pake(srv: EvilServer, client: Client, msg: dict[str, Any]) -> Any:
+    """A tamper hook: the host's key confirmation is delivered before its SPAKE2 message (held
+    back, then sent right behind it), once."""
+    if client.peer_id is None and not srv.state.get("done"):
+        if kind(msg) == "pake":  # hold the host's SPAKE2 message...
+            srv.state["pake"] = msg
+            return None
+        if kind(msg) == "confirm":  # ...and deliver it after its confirmation
+            srv.state["done"] = True
+            SignalServer._on_signal(srv, client, msg)  # the confirmation, unchanged
+            return srv.state["pake"]
+    return msg
+
+
 # -- (a) swapping the DTLS fingerprint: the attacker offers its own peer connection ------------
 
 
