@@ -75,7 +75,8 @@ class Viewport:
             return data
         if b"\x1b" not in data:
             return data
-        data, self._carry = split_cut(data)  # (however far back the cut sequence starts)
+        if self._wrap is None:  # (the wrap carries cut sequences itself: its output has none)
+            data, self._carry = split_cut(data)  # however far back the cut sequence starts
         rows = self.pty[1]
 
         def clamp(m: re.Match[bytes]) -> bytes:

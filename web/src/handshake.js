@@ -121,16 +121,22 @@ export class Handshake {
   // The host's next key-plane message; news from the server ends the attempt.
   async _signal() {
     for (;;) {
-      const msg = await this._recv();
-      if (msg.type === "host_left") {
-        throw new BeachError("host-gone", "the host left before we could connect");
-      }
-      if (msg.type === "error") throw serverError(msg);
-      if (msg.type !== "signal") continue;
-      const data = parsePayload(msg.data);
-      if (data.k === "reject") throw rejected(data.reason);
-      return data;
+      const data = this._payload(await this._recv());
+      if (data !== null) return data;
     }
+  }
+
+  // A server message during the handshake: the host's payload, or null for one that is not
+  // a signal; the host leaving, a server error or a reject end the attempt.
+  _payload(msg) {
+    if (msg.type === "host_left") {
+      throw new BeachError("host-gone", "the host left before we could connect");
+    }
+    if (msg.type === "error") throw serverError(msg);
+    if (msg.type !== "signal") return null;
+    const data = parsePayload(msg.data);
+    if (data.k === "reject") throw rejected(data.reason);
+    return data;
   }
 
   _sealed(data) {
@@ -294,15 +300,8 @@ export class Handshake {
         this.sig.unshift(msg);
         return;
       }
-      if (msg.type === "host_left") {
-        throw new BeachError("host-gone", "the host left before we could connect");
-      }
-      if (msg.type === "error") throw serverError(msg);
-      if (msg.type === "signal") {
-        const data = parsePayload(msg.data);
-        if (data.k === "reject") throw rejected(data.reason);
-        this._sealed(data);
-      }
+      const data = this._payload(msg);
+      if (data !== null) this._sealed(data);
     }
   }
 
