@@ -26,7 +26,7 @@ SPEC = Spec(
     columns=("join", "median", "min", "max", "runs"),
     labels=(
         "browser: open the link to first screen",
-        "  of which: page loaded (HTML, 131 KB gzipped script)",
+        "  of which: page loaded (HTML, script, stylesheet)",
         "beach join: start to first screen",
         "ratio browser / beach join (medians)",
     ),
