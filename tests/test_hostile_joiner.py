@@ -21,6 +21,7 @@ from test_security import EvilServer, evil
 from beach_cli import tasks
 from beach_cli.host import joiner as joiner_mod
 from beach_cli.host import stream as stream_mod
+from beach_cli.join.relayed import relay_through
 from beach_cli.keys import KeyExchange, Token, parse_token
 from beach_cli.link import base as link_mod
 from beach_cli.link import rtc
@@ -74,6 +75,7 @@ class CraftedJoiner:
         self.server = server
         self.token = token
         self.link: rtc.PeerLink | None = None
+        self.relay: RelayLink | None = None
         self.received: collections.Counter[Frame] = collections.Counter()
         self._changed = asyncio.Event()
 
@@ -94,9 +96,13 @@ class CraftedJoiner:
         if kind in (Frame.PING, Frame.PONG):
             self.received[kind] += 1
 
-    async def connect(self, timeout: float = 20.0) -> rtc.PeerLink:
+    async def connect(self, timeout: float = 20.0, then_relay: bool = False) -> rtc.PeerLink:
+        """With `then_relay`, once the channel has opened this joiner closes it and asks for the
+        relay, as one whose wait for the channel ran out at that very moment; it greets the host
+        over the relay (`self.relay`)."""
         sig = SignalingClient(self.server)
         await sig.connect(timeout)
+        relayed = False
         try:
             t = self.token
             kx = await confirmed_keys(sig, t, timeout)
@@ -117,8 +123,16 @@ class CraftedJoiner:
                         self.link = link
             # No heartbeat of our own (Link.wait_open would start one): we decide what we send.
             await asyncio.wait_for(self.link._open.wait(), timeout)
+            if then_relay:
+                await self.link.close()
+                self.relay = await relay_through(sig, kx, self._frame)  # it owns `sig` now
+                relayed = True
+                hello = Hello(FRAME_VERSION, self.token.role, 80, 24, ())
+                self.relay.send(encode_hello(hello))
+                return self.link
         finally:
-            await sig.close()
+            if not relayed:
+                await sig.close()
         channel = self.link.channel
         channel.on("message", self._raw)
         hello = Hello(FRAME_VERSION, self.token.role, 80, 24, ())
@@ -158,6 +172,8 @@ class CraftedJoiner:
     async def close(self) -> None:
         if self.link is not None:
             await self.link.close()
+        if self.relay is not None:
+            await self.relay.close()
 
 
 def rss_kib(pid: int) -> int:
@@ -243,6 +259,33 @@ def test_a_joiner_that_confirms_then_leaves_is_no_wrong_guess(
         assert host.exit_code() == 0
     text = log_file.read_text()
     assert "wrong token" not in text and "wrong read-write token" not in text, text
+
+
+@pytest.mark.e2e
+def test_a_switch_to_the_relay_after_the_channel_opened_is_followed(
+    procs: Procs, server: str, tmp_path, loop_thread: LoopThread
+) -> None:
+    """The joiner's wait for the channel can run out just as the host's side opens: the host
+    must follow the joiner to the relay, greet it there and stream, not wait for a HELLO on
+    the channel it closed (before: "the joiner never said hello" on both ends after 10 s)."""
+    log_file = tmp_path / "host.log"
+    host, info = start_host(
+        procs, tmp_path, server, global_opts=("--log-file", str(log_file), "--log-level", "info")
+    )
+    shell_ready(host)
+    joiner = CraftedJoiner(server, parse_token(info["join_token"]))
+    loop_thread.call(joiner.connect(then_relay=True))
+    try:
+        loop_thread.call(joiner.until(Frame.HELLO, 1, 5))
+        loop_thread.call(joiner.until(Frame.SNAPSHOT, 1, 5))
+        assert joiner.relay is not None and not joiner.relay.lost.is_set()
+    finally:
+        loop_thread.call(joiner.close())
+    host.send("exit\r")
+    assert host.exit_code() == 0
+    text = log_file.read_text()
+    assert "switches to the relay after the channel opened" in text, text
+    assert "never said hello" not in text, text
 
 
 # -- item: a view-only joiner that floods PINGs and reads nothing -------------------------------

@@ -96,9 +96,8 @@ class Handshake:
             if self.host.opts.approve and not resumed:  # a returning joiner was let in before
                 await self.approval(kx)
             async with asyncio.timeout(self.timeout):
-                link = await self.connect(kx)
-                await self.hello()
-            return link
+                await self.connect(kx)
+            return await self.hello(kx)
         except WrongToken:
             await self._reject(R_WRONG_TOKEN)
         except Refused as exc:
@@ -234,13 +233,42 @@ class Handshake:
         self._early_relay.clear()
         return relay
 
-    async def hello(self) -> None:
+    async def hello(self, kx: KeyExchange) -> Link:
         """Greetings over the channel: the joiner says its window size and the features it
-        speaks."""
+        speaks; the link it greeted on is returned. Until then the joiner may still switch to
+        the relay: its wait for the channel can end just as ours opens, and the joiner's choice
+        is the one both ends follow (its relayed HELLO waits in `_early_relay` meanwhile)."""
+        greeted = asyncio.ensure_future(self._greeted.wait())
         try:
-            await asyncio.wait_for(self._greeted.wait(), HELLO_TIMEOUT)
+            async with asyncio.timeout(HELLO_TIMEOUT):
+                while not greeted.done():
+                    getter = asyncio.ensure_future(self._inbound())
+                    try:
+                        await asyncio.wait({greeted, getter}, return_when=asyncio.FIRST_COMPLETED)
+                    finally:
+                        getter.cancel()  # a message not yet taken stays in the inbox
+                    if getter.done() and not getter.cancelled():
+                        await self._before_hello(kx, getter.result())
         except TimeoutError as exc:
             raise BeachError("the joiner never said hello") from exc
+        finally:
+            greeted.cancel()
+        assert self.link is not None
+        return self.link
+
+    async def _before_hello(self, kx: KeyExchange, data: dict[str, Any]) -> None:
+        """A signal after our side of the channel opened: the switch to the relay, or a late
+        candidate (nothing to do with it)."""
+        sealed = parse_payload(data)
+        if sealed["k"] == "reject":
+            raise BeachError("the joiner gave up")
+        msg = kx.open(sealed)
+        if msg["t"] == "relay" and not isinstance(self.link, RelayLink):
+            log.info("peer %s: switches to the relay after the channel opened", self.peer.id)
+            relay = await self._use_relay(kx)
+            await relay.wait_open(self.timeout)
+        elif msg["t"] != "candidate":
+            raise ProtocolError(f"{msg['t']} after the channel opened")
 
     # -- messages from the joiner, through the server ------------------------------------------
 
