@@ -23,6 +23,7 @@ const statusLine = document.getElementById("status");
 function show(text) {
   beach.status = text;
   statusLine.textContent = text; // text, never markup: the server's words may be in it
+  console.info(text); // the console keeps the history, for a bug report
 }
 
 // What the fragment says: the token, and the server when the page is hosted elsewhere.
