@@ -433,6 +433,28 @@ def _web_origin(ctx: click.Context, param: click.Parameter, value: str | None) -
     return value
 
 
+def _github_users(
+    ctx: click.Context, param: click.Parameter, value: tuple[str, ...]
+) -> tuple[str, ...]:
+    from .errors import KeysUnavailable
+    from .identity.names import check_account
+
+    try:
+        return tuple(check_account(name) for name in value)
+    except KeysUnavailable as exc:
+        raise click.BadParameter(exc.message) from None
+
+
+def _keys_url(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    from .errors import KeysUnavailable
+    from .identity.names import check_base
+
+    try:
+        return None if value is None else check_base(value)
+    except KeysUnavailable as exc:
+        raise click.BadParameter(exc.message) from None
+
+
 @cli.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
 @click.option(
     "--server",
@@ -489,6 +511,32 @@ def _web_origin(ctx: click.Context, param: click.Parameter, value: str | None) -
     callback=_web_origin,
     help="Print links to a copy of the join page hosted at this URL, not the server's own.",
 )
+@click.option(
+    "--authorized-keys",
+    "authorized_keys",
+    multiple=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    metavar="FILE",
+    help="Admit only joiners holding one of these SSH keys (OpenSSH authorized_keys format; "
+    "repeatable). The token is still needed.",
+)
+@click.option(
+    "--github-user",
+    "github_users",
+    multiple=True,
+    callback=_github_users,
+    metavar="NAME",
+    help="Admit only joiners holding one of the SSH keys NAME publishes on GitHub "
+    "(repeatable; with --authorized-keys, either).",
+)
+@click.option(
+    "--keys-url",
+    envvar="BEACH_KEYS_URL",
+    callback=_keys_url,
+    metavar="URL",
+    help="Where --github-user's keys are published, as URL/NAME.keys "
+    "(else BEACH_KEYS_URL, else https://github.com).",
+)
 @click.option("--approve", is_flag=True, help="Ask before letting each joiner in.")
 @click.option(
     "--record",
@@ -522,6 +570,9 @@ def host(
     guess_limit: int,
     record: Path | None,
     web_origin: str | None,
+    authorized_keys: tuple[Path, ...],
+    github_users: tuple[str, ...],
+    keys_url: str | None,
     **flags: Any,
 ) -> None:
     """Share your shell (or `-- CMD ARGS...`) and print how to join.
@@ -529,6 +580,7 @@ def host(
     Inside the shared shell, `beach continue` ends the session with exit code 0."""
     from .host.options import HEADLESS_SIZE, HostOptions
     from .host.session import HostSession
+    from .identity.names import DEFAULT_KEYS_URL
     from .terminal import LocalTerminal
 
     s = _settings(ctx, logging.ERROR, **flags)
@@ -569,6 +621,9 @@ def host(
         guess_limit=guess_limit,
         record=record,
         web_origin=web_origin,
+        authorized_keys=list(authorized_keys),
+        github_users=list(github_users),
+        keys_url=keys_url or DEFAULT_KEYS_URL,
     )
 
     async def main() -> int:
@@ -583,9 +638,18 @@ def host(
 @click.option("--server", help="Signaling server URL (not needed with a link).")
 @click.option("--ice-server", "ice_servers", multiple=True, help="STUN/TURN URL (repeatable).")
 @click.option("--timeout", "connect_timeout", type=float, help="Seconds to wait for a connection.")
+@click.option(
+    "-i",
+    "--identity",
+    "identity_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    metavar="FILE",
+    help="The SSH key to prove when the host admits only certain keys (a private key file, "
+    "or a .pub naming a key in your ssh-agent); else the ssh-agent's keys.",
+)
 @click.argument("token", metavar="LINK|TOKEN")
 @click.pass_context
-def join(ctx: click.Context, token: str, **flags: Any) -> None:
+def join(ctx: click.Context, token: str, identity_file: Path | None, **flags: Any) -> None:
     """Attach to a shared terminal: the link `beach host` printed, or its token with --server.
     Detach with Ctrl-] then d."""
     from .invite import BadLink, is_link, parse_link
@@ -610,7 +674,9 @@ def join(ctx: click.Context, token: str, **flags: Any) -> None:
         sys.exit(2)
 
     async def main() -> int:
-        opts = JoinOptions(token, s["server"], s["connect_timeout"], tuple(s["ice_servers"]))
+        opts = JoinOptions(
+            token, s["server"], s["connect_timeout"], tuple(s["ice_servers"]), identity_file
+        )
         return await join_and_report(opts, LocalTerminal())
 
     sys.exit(_run(main, ctx.obj["debug"]))

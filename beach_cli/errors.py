@@ -69,3 +69,15 @@ class TimeLimit(BeachError):
     """`beach host --max-duration`: the session's time ran out."""
 
     exit_code = 12
+
+
+class KeyRefused(BeachError):
+    """This session admits only named SSH keys, and ours is none of them (or we have none)."""
+
+    exit_code = 13
+
+
+class KeysUnavailable(BeachError):
+    """`beach host --authorized-keys/--github-user`: the allowed keys could not be read."""
+
+    exit_code = 14

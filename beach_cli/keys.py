@@ -138,6 +138,15 @@ class KeyExchange:
     def _mac(self, key: bytes, side: str) -> bytes:
         return hmac.new(key, side.encode() + b"|" + self._transcript, hashlib.sha256).digest()
 
+    def proof_binding(self) -> bytes:
+        """What an SSH key proof signs (identity/proof.py): this session, peer and role and
+        this very SPAKE2 transcript, so a proof made for one handshake fails in any other,
+        including a second one a dishonest server ran with the token."""
+        if not self._transcript:
+            raise ProtocolError("no key exchange to bind a proof to")
+        who = (self.session.encode(), self.peer.encode(), self.role.encode())
+        return hashlib.sha256(b"|".join((_PROTO, b"key-proof", *who, self._transcript))).digest()
+
     def confirmation(self) -> dict[str, Any]:
         return payload("confirm", mac=_b64(self._mac(self._my_mac_key, self.side)))
 

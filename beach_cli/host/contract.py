@@ -9,11 +9,14 @@ import cycle between them.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..resume import ResumeTable
 from .guesses import GuessGate
 from .options import HostOptions
+
+if TYPE_CHECKING:
+    from ..identity.allowed import AllowedKeys
 
 
 class PeerInfo(Protocol):
@@ -30,6 +33,8 @@ class PeerInfo(Protocol):
     @property
     def state(self) -> str: ...  # "handshake", "connecting", "live" or "closed"
     @property
+    def key(self) -> str | None: ...  # the SSH key it proved, when keys are asked
+    @property
     def relayed(self) -> bool: ...  # its frames go through the server
     @property
     def was_live(self) -> bool: ...  # it got as far as sharing the screen
@@ -44,6 +49,8 @@ class JoinerHost(Protocol):
     def opts(self) -> HostOptions: ...
     @property
     def session_id(self) -> str: ...
+    @property
+    def allowed_keys(self) -> AllowedKeys | None: ...  # --authorized-keys/--github-user
     @property
     def accepting(self) -> bool: ...  # False once the guess limit stopped new joiners
     @property
@@ -60,6 +67,7 @@ class JoinerHost(Protocol):
 
     # The host's say, and its news.
     def guess_wait(self, peer: PeerInfo, seconds: float) -> None: ...
+    def key_refused(self, peer: PeerInfo, why: str) -> None: ...
     async def approve(self, peer: PeerInfo) -> bool: ...
     def peer_live(self, peer: PeerInfo) -> None: ...
     def peer_gone(self, peer: PeerInfo) -> None: ...

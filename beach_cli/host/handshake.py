@@ -1,7 +1,9 @@
 """One joiner's way in, as named steps: authenticate (SPAKE2 behind the guess gate), identify
-(a returning joiner resumes), approval (the host's say, with --approve), connect (the sealed
-WebRTC offer and answer, or the switch to the server relay) and hello (the joiner's greeting
-on the channel). `Handshake.run` takes them in order and turns every failure into a reject.
+(a returning joiner resumes), prove (with --authorized-keys/--github-user: the joiner signs
+this handshake with an allowed SSH key), approval (the host's say, with --approve), connect
+(the sealed WebRTC offer and answer, or the switch to the server relay) and hello (the
+joiner's greeting on the channel). `Handshake.run` takes them in order and turns every
+failure into a reject.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..errors import BeachError, ConnectTimeout, ProtocolError, Refused, SecurityError, WrongToken
+from ..identity.proof import ProofRefused
 from ..keys import ROLES, KeyExchange
 from ..link.base import Link
 from ..link.relay import RelayLink
@@ -23,6 +26,8 @@ from ..wire.frames import Frame
 from ..wire.keyplane import (
     HOLD_MAX,
     R_DENIED,
+    R_KEY_REFUSED,
+    R_NO_KEY,
     R_NOT_ACCEPTING,
     R_PROTOCOL,
     R_SECURITY,
@@ -36,6 +41,7 @@ from .contract import JoinerHost, PeerInfo
 from .guesses import MAX_DELAY
 
 if TYPE_CHECKING:
+    from ..identity.allowed import AllowedKeys  # imported when keys are asked: it loads asyncssh
     from ..link.rtc import PeerLink  # imported when used: it loads aiortc
 
 log = logging.getLogger("beach.peer")
@@ -51,6 +57,10 @@ class JoinerLeft(BeachError):
     """The server says the joiner hung up before its handshake ended."""
 
 
+class NoKey(BeachError):
+    """The joiner says it holds none of the allowed SSH keys."""
+
+
 @dataclass
 class Admission:
     """What the handshake has learned of the joiner, for its stream."""
@@ -58,6 +68,7 @@ class Admission:
     role: str = "?"  # the role its token is for, proven by the key exchange
     resume_id: str | None = None  # its identity across reconnections
     record: ResumeRecord | None = None  # how much of its input reached the PTY
+    key: str | None = None  # the SSH key it proved (comment and fingerprint), if keys are asked
 
 
 class Handshake:
@@ -93,6 +104,8 @@ class Handshake:
         try:
             kx = await self.authenticate()  # its own deadlines: a guess delay is no timeout
             resumed = await asyncio.wait_for(self.identify(kx), self.timeout)
+            if self.host.allowed_keys is not None:  # every connection proves, a resumed one too
+                await asyncio.wait_for(self.prove(kx, self.host.allowed_keys), self.timeout)
             if self.host.opts.approve and not resumed:  # a returning joiner was let in before
                 await self.approval(kx)
             async with asyncio.timeout(self.timeout):
@@ -100,6 +113,11 @@ class Handshake:
             return await self.hello(kx)
         except WrongToken:
             await self._reject(R_WRONG_TOKEN)
+        except NoKey:  # it said so itself, and has gone
+            self.host.key_refused(self.peer, "has none of the allowed SSH keys")
+        except ProofRefused as exc:
+            self.host.key_refused(self.peer, f"proved {exc.message}")
+            await self._reject(R_KEY_REFUSED)
         except Refused as exc:
             await self._reject(exc.message if exc.message in REJECT_REASONS else R_NOT_ACCEPTING)
         except (TimeoutError, ConnectTimeout) as exc:
@@ -164,6 +182,21 @@ class Handshake:
         if resumed:
             log.info("peer %s: resumes an earlier connection", self.peer.id)
         return resumed
+
+    async def prove(self, kx: KeyExchange, allowed: AllowedKeys) -> None:
+        """Only holders of the allowed SSH keys may join: the joiner signs this handshake's
+        binding with one (its token alone is not enough). The hints let it find which of its
+        keys to use without the host naming any; a joiner with none says so (R_NO_KEY)."""
+        binding = kx.proof_binding()
+        await self.host.signal(
+            self.peer.id, kx.seal({"t": "prove", "hints": allowed.hints(binding)})
+        )
+        msg = kx.open(await self._next("sealed"))
+        if msg["t"] != "proof":
+            raise ProtocolError(f"expected a key proof, got {msg['t']}")
+        key = allowed.check(binding, msg["key"], msg["sig"])
+        self.admission.key = key.name
+        log.info("peer %s: proved key %s", self.peer.id, key.name)
 
     async def approval(self, kx: KeyExchange) -> None:
         """The host says whether this joiner may come in (it waits, told so, meanwhile)."""
@@ -313,6 +346,8 @@ class Handshake:
         if data["k"] == "reject":
             if data["reason"] == R_WRONG_TOKEN:
                 raise WrongToken("the joiner's token did not match")
+            if data["reason"] == R_NO_KEY:
+                raise NoKey("the joiner has no allowed key")
             raise BeachError("the joiner gave up")
         if data["k"] != kind:
             raise ProtocolError(f"expected {kind}, got {data['k']}")

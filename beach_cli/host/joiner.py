@@ -53,6 +53,10 @@ class Joiner:
         return self._admission.role
 
     @property
+    def key(self) -> str | None:
+        return self._admission.key
+
+    @property
     def state(self) -> str:
         """One of "handshake", "connecting" (its link is being made), "live", "closed"."""
         if self._state is not None:

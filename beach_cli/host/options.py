@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..identity.names import DEFAULT_KEYS_URL
 from ..keys import DEFAULT_SECRET_LENGTH
 from .guesses import DEFAULT_GUESS_LIMIT
 
@@ -35,3 +36,11 @@ class HostOptions:
     wait_for_joiner: float | None = None  # end (exit 11) if nobody joined within this long
     max_duration: float | None = None  # end (exit 12) after this long
     exit_when_last_leaves: bool = False  # end (exit 0) when the last joiner leaves
+    # Only holders of these SSH keys may join (identity/): files and GitHub accounts.
+    authorized_keys: list[Path] = field(default_factory=list)
+    github_users: list[str] = field(default_factory=list)
+    keys_url: str = DEFAULT_KEYS_URL  # where accounts publish keys, as URL/NAME.keys
+
+    @property
+    def keys_asked(self) -> bool:
+        return bool(self.authorized_keys or self.github_users)

@@ -18,7 +18,7 @@ import tempfile
 import textwrap
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.markup import escape
@@ -43,6 +43,9 @@ from .pty import PtyProcess
 from .recorder import Recorder
 from .registration import Registration
 from .screen import RESET, ScreenHistory
+
+if TYPE_CHECKING:
+    from ..identity.allowed import AllowedKeys
 
 log = logging.getLogger("beach.host")
 
@@ -81,6 +84,7 @@ class HostSession:
         self._notice_timer: asyncio.TimerHandle | None = None
         self._paused = False
         self.accepting = True
+        self.allowed_keys: AllowedKeys | None = None  # --authorized-keys/--github-user, at start
         self.resumes = ResumeTable()
         self.encoder = Encoder()
         self.recorder: Recorder | None = None
@@ -155,7 +159,21 @@ class HostSession:
             style = "bold green" if i == 0 else "green"
             # Never wrapped: a link cut across lines could not be clicked or copied whole.
             c.print(f"  {label} [{style}]{escape(text)}[/]", soft_wrap=True)
+        if self._admits():
+            c.print(f"  {escape(self._admits())}", style="yellow")
         c.print("  the shell starts below; exit it to end the session", style="dim")
+
+    def _admits(self) -> str:
+        """Who may join besides the token's holders, when keys are asked for."""
+        if self.allowed_keys is None:
+            return ""
+        o = self.opts
+        where = [str(p) for p in o.authorized_keys] + [f"github:{n}" for n in o.github_users]
+        n = len(self.allowed_keys)
+        return (
+            f"only holders of {'this SSH key' if n == 1 else f'these {n} SSH keys'} may join "
+            f"({', '.join(where)}); a browser cannot"
+        )
 
     def _headless_banner(self) -> None:
         """The join information, once, as plain lines on stdout (a CI log, a journal, a file):
@@ -169,6 +187,8 @@ class HostSession:
         )
         lines = [f"beach sharing session {self.session_id} (headless: {cols}x{rows} {follows})"]
         lines += [f"  {label} {text}" for label, text in self._how_to_join()]
+        if self._admits():
+            lines.append(f"  {self._admits()}")
         limits = []
         if o.wait_for_joiner is not None:
             limits.append(f"ends if nobody joins within {format_duration(o.wait_for_joiner)}")
@@ -198,6 +218,8 @@ class HostSession:
     async def run(self) -> Ending:
         """Share until the shell ends, or the session's lifetime does (host/lifetime.py): the
         host's exit line and code, or, for an ending that is an error, that error raised."""
+        if self.opts.keys_asked:  # before registering: a key that cannot be had ends us here
+            self.allowed_keys = await self._gather_keys()
         await self.registration.prepare()
         try:
             await self.registration.connect()
@@ -210,6 +232,15 @@ class HostSession:
         if ending.error is not None:
             raise ending.error(ending.line)
         return ending
+
+    async def _gather_keys(self) -> AllowedKeys:
+        # Imported only when asked for: asyncssh takes a quarter of a second to load.
+        from ..identity.sources import gather_allowed
+
+        o = self.opts
+        keys = await gather_allowed(o.authorized_keys, o.github_users, o.keys_url)
+        log.info("only holders of %d SSH keys may join", len(keys))
+        return keys
 
     def _window(self) -> tuple[int, int]:
         """The host's own window, or what stands in for it on a headless host."""
@@ -401,7 +432,8 @@ class HostSession:
         self.lifetime.joined()
         role = "read-write" if peer.role == "rw" else "view-only"
         path = ", via the server" if peer.relayed else ""
-        self.notify(f"{peer.label} joined ({role}{path})")
+        key = f", key {peer.key}" if peer.key else ""
+        self.notify(f"{peer.label} joined ({role}{path}{key})")
 
     def peer_gone(self, peer: PeerInfo) -> None:
         if self.peers.get(peer.id) is peer:
@@ -443,6 +475,12 @@ class HostSession:
         why = f"{gate.next_delay():.0f} s after the last of {gate.strikes} wrong {name} tokens"
         log.info("%s attempt from %s waits %.1f s (%s)", name, peer.label, seconds, why)
         self.notify(f"{name} join attempt from {peer.label} waits {seconds:.0f} s ({why})")
+
+    def key_refused(self, peer: PeerInfo, why: str) -> None:
+        """A joiner with the right token but no allowed key: not a wrong guess (its token was
+        proven), but the person hosting should know someone holds the token."""
+        log.warning("join attempt from %s refused: it %s", peer.label, why)
+        self.notify(f"refused {peer.label}: it {why}")
 
     async def approve(self, peer: PeerInfo) -> bool:
         role = ROLE_NAMES[peer.role]

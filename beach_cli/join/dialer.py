@@ -15,7 +15,7 @@ from ..link.base import Link
 from ..link.relay import RelayLink
 from ..rendezvous import SignalingClient
 from ..wire.frames import Frame
-from .handshake import Handshake
+from .handshake import Handshake, Prover
 from .refusals import rejected, server_error
 
 
@@ -30,6 +30,7 @@ class Dialer:
         timeout: float,
         rtc: Awaitable[Any],
         on_frame: Callable[[Frame, bytes], None],
+        prover: Prover | None = None,
     ) -> None:
         self.server = server
         self.token = token
@@ -37,6 +38,7 @@ class Dialer:
         self.timeout = timeout
         self._rtc = rtc
         self._on_frame = on_frame
+        self._prover = prover
         self.marks: dict[str, float] = {}
 
     async def dial(
@@ -56,6 +58,7 @@ class Dialer:
             ice_servers=self.ice_servers,
             on_frame=self._on_frame,
             marks=self.marks,
+            prover=self._prover,
         )
         relayed = False
         try:

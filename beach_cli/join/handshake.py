@@ -1,6 +1,6 @@
 """One join attempt as named steps, in the only order an honest server delivers them:
 
-    server -> introduce -> pake -> confirm -> offer [-> approval] -> open [-> relay]
+    server -> introduce -> pake -> confirm [-> prove] -> offer [-> approval] -> open [-> relay]
 
 `Handshake.step` is the current step. Each step waits for what only it may receive, under its
 own deadline (see `_limit`), and names the step after it; a wait that runs out says which
@@ -22,6 +22,7 @@ from ..errors import (
     BeachError,
     ConnectTimeout,
     HostGone,
+    KeyRefused,
     ProtocolError,
     SecurityError,
     ServerUnreachable,
@@ -33,7 +34,7 @@ from ..link.base import Link
 from ..link.ice import merge
 from ..rendezvous import SignalingClient
 from ..wire.frames import Frame
-from ..wire.keyplane import HOLD_MAX, R_WRONG_TOKEN, parse_payload, payload
+from ..wire.keyplane import HOLD_MAX, R_NO_KEY, R_WRONG_TOKEN, parse_payload, payload
 from .refusals import rejected, server_error
 from .relayed import relay_through
 
@@ -45,6 +46,10 @@ P2P_WAIT = 10.0
 P2P_WAIT_UNLIKELY = 3.0
 
 log = logging.getLogger("beach.dial")
+
+# Signs a handshake's proof binding with an allowed SSH key, given the host's hints: the sealed
+# {"t": "proof"} message (identity/signer.py), or KeyRefused.
+Prover = Callable[[bytes, list[str]], Awaitable[dict[str, Any]]]
 
 # What did not arrive when a step's wait runs out.
 _LATE = {
@@ -94,6 +99,7 @@ class Handshake:
         ice_servers: list[str],
         on_frame: Callable[[Frame, bytes], None],
         marks: dict[str, float],
+        prover: Prover | None = None,
     ) -> None:
         self.sig = sig
         self.token = token
@@ -104,6 +110,7 @@ class Handshake:
         self.ice_servers = ice_servers
         self.on_frame = on_frame
         self.marks = marks
+        self.prover = prover
         self.step = "server"
         self._steps: dict[str, Callable[[], Awaitable[str | None]]] = {
             "server": self._server,
@@ -111,6 +118,7 @@ class Handshake:
             "pake": self._pake,
             "confirm": self._confirm,
             "offer": self._offer,
+            "prove": self._prove,
             "approval": self._offer,  # the same wait for the offer, with a person deciding
             "open": self._open,
             "relay": self._relay,
@@ -121,6 +129,7 @@ class Handshake:
         self._offered: Any = None  # the server's ICE servers: fresh TURN credentials, if any
         self._early: dict[str, Any] | None = None  # a confirmation that overtook the pake
         self._host_sdp = ""  # the host's offer
+        self._hints: list[str] | None = None  # the host asks for an SSH key (see identity/)
         self._link: Any = None  # the peer-to-peer link being opened, then the open link
 
     def _limit(self, step: str) -> float | None:
@@ -128,7 +137,7 @@ class Handshake:
         own here: the link's opening timeout bounds it, and its end means the relay."""
         if step == "approval":
             return APPROVAL_WAIT
-        if step in ("open", "relay"):
+        if step in ("open", "relay", "prove"):  # "prove": the agent's own wait bounds it
             return None
         return self.timeout
 
@@ -279,6 +288,9 @@ class Handshake:
             if sealed["t"] == "offer":
                 self._host_sdp = sealed["sdp"]
                 return "open"
+            if sealed["t"] == "prove" and self.step == "offer" and self._hints is None:
+                self._hints = sealed["hints"]
+                return "prove"
             if sealed["t"] == "wait" and self.step == "offer":
                 self.status("waiting for the host to let you in")
                 return "approval"
@@ -321,6 +333,23 @@ class Handshake:
         log.info("no peer-to-peer path opened; relaying through the server")
         self.status("no direct path; relaying through the server")
         return "relay"
+
+    async def _prove(self) -> str:
+        """The host admits only certain SSH keys: sign this handshake with one of ours, or
+        tell the host we have none (either way our token was right: no wrong guess)."""
+        assert self._hints is not None
+        self.status("the host asks for an SSH key: signing")
+        try:
+            if self.prover is None:
+                raise KeyRefused("this session admits only certain SSH keys")
+            proof = await self.prover(self.kx.proof_binding(), self._hints)
+        except KeyRefused:
+            with contextlib.suppress(BeachError):
+                await self.sig.send("signal", to="host", data=payload("reject", reason=R_NO_KEY))
+            raise
+        await self.sig.send("signal", to="host", data=self.kx.seal(proof))
+        self.status("key proven; connecting peer-to-peer")
+        return "offer"
 
     def _p2p_wait(self, answer: str) -> float:
         """P2P_WAIT, or P2P_WAIT_UNLIKELY when the candidates show no direct path could open;

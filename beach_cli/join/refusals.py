@@ -8,6 +8,7 @@ from ..errors import (
     BeachError,
     ConnectTimeout,
     HostAway,
+    KeyRefused,
     RateLimited,
     Refused,
     SecurityError,
@@ -15,7 +16,14 @@ from ..errors import (
     WrongToken,
 )
 from ..text import printable
-from ..wire.keyplane import R_PROTOCOL, R_SECURITY, R_TIMEOUT, R_WRONG_TOKEN, REJECT_REASONS
+from ..wire.keyplane import (
+    R_KEY_REFUSED,
+    R_PROTOCOL,
+    R_SECURITY,
+    R_TIMEOUT,
+    R_WRONG_TOKEN,
+    REJECT_REASONS,
+)
 from ..wire.signaling import E_HOST_AWAY, E_RATE_LIMITED, E_TOO_MANY, E_UNKNOWN_SESSION
 
 
@@ -47,4 +55,6 @@ def rejected(reason: str) -> BeachError:
         return SecurityError(meaning)
     if reason == R_TIMEOUT:
         return ConnectTimeout(meaning)
+    if reason == R_KEY_REFUSED:
+        return KeyRefused(meaning)
     return Refused(meaning)

@@ -13,6 +13,7 @@ import zlib
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -99,6 +100,7 @@ class JoinOptions:
     server: str
     connect_timeout: float = 20.0
     ice_servers: tuple[str, ...] = ()
+    identity_file: Path | None = None  # -i FILE: the SSH key to prove, if the host asks one
 
 
 class JoinSession:
@@ -128,8 +130,19 @@ class JoinSession:
         self.inputs = InputLog()
         self.resume_id: str | None = None
         self.timings: dict[str, float] = {"start": time.monotonic()}
+        self._identity: Any = None  # identity.signer.Identity, from -i FILE
 
     # -- the session -------------------------------------------------------------------------
+
+    @staticmethod
+    def _signer() -> Any:
+        # Imported only when a key is asked for: asyncssh takes a quarter of a second to load.
+        return importlib.import_module("..identity.signer", __package__)
+
+    async def _prove(self, binding: bytes, hints: list[str]) -> dict[str, Any]:
+        signer = await asyncio.to_thread(self._signer)
+        proof: dict[str, Any] = await signer.prove(binding, hints, self._identity)
+        return proof
 
     async def run(self) -> int:
         # aiortc takes ~0.3 s to import: do it in a thread while we talk to the server.
@@ -143,7 +156,11 @@ class JoinSession:
             self.opts.connect_timeout,
             rtc,
             self._on_frame,
+            self._prove,
         )
+        if self.opts.identity_file is not None:  # read now: a passphrase is asked before we dial
+            signer = await asyncio.to_thread(self._signer)
+            self._identity = await asyncio.to_thread(signer.load_identity, self.opts.identity_file)
         self._done = asyncio.get_running_loop().create_future()
         try:
             with self.console.status("connecting to server", spinner="dots") as status:

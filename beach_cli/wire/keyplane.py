@@ -24,6 +24,8 @@ R_TIMEOUT = "timeout"  # host: a handshake step did not arrive in time
 R_SECURITY = "security"  # host: a sealed message failed to open or was replayed
 R_PROTOCOL = "protocol"  # host: a message out of order or malformed
 R_GAVE_UP = "gave up"  # joiner: stopped trying (no path, interrupted)
+R_NO_KEY = "no key"  # joiner: it holds none of the SSH keys the host allows
+R_KEY_REFUSED = "key refused"  # host: the joiner's key proof failed (not allowed, bad signature)
 REJECT_REASONS = {
     R_WRONG_TOKEN: "the join token is wrong or no longer valid",
     R_DENIED: "the host did not let you in",
@@ -32,6 +34,8 @@ REJECT_REASONS = {
     R_SECURITY: "the host refused a tampered or replayed message (is the server honest?)",
     R_PROTOCOL: "the host received a message out of order (is the server honest?)",
     R_GAVE_UP: "the joiner gave up",
+    R_NO_KEY: "the joiner has none of the SSH keys this session admits",
+    R_KEY_REFUSED: "the host refused your SSH key: this session admits only certain keys",
 }
 
 PAYLOADS: dict[str, Spec] = {
@@ -67,8 +71,14 @@ def parse_payload(data: Any) -> dict[str, Any]:
 # {"t": "wait"} (host -> joiner: the host is being asked to let you in), or
 # {"t": "join", "resume": str|None} (joiner -> host, first after the key is confirmed: the
 # resume id a previous connection was given, to carry on where it left off), or
-# {"t": "relay"} (joiner -> host: no peer-to-peer path; carry frames through the server).
-SEALED_TYPES = {"offer", "answer", "candidate", "wait", "join", "relay"}
+# {"t": "relay"} (joiner -> host: no peer-to-peer path; carry frames through the server), or
+# {"t": "prove", "hints": [str]} (host -> joiner: only holders of certain SSH keys may join;
+# each hint names one for this handshake only, see identity/proof.py), answered by
+# {"t": "proof", "key": str, "sig": str} (base64: the public key's blob and its signature).
+SEALED_TYPES = {"offer", "answer", "candidate", "wait", "join", "relay", "prove", "proof"}
+MAX_HINTS = 512  # identity.proof.MAX_ALLOWED
+MAX_HINT = 32  # characters of one hint
+MAX_PROOF_FIELD = 4096  # characters of base64 in a proof's key or signature
 
 
 def parse_sealed(plain: bytes) -> dict[str, Any]:
@@ -80,6 +90,17 @@ def parse_sealed(plain: bytes) -> dict[str, Any]:
         raise ProtocolError("sealed sdp missing")
     if kind == "join" and not (msg.get("resume") is None or is_resume_id(msg["resume"])):
         raise ProtocolError("malformed resume id")
+    if kind == "prove":
+        hints = msg.get("hints")
+        if not (isinstance(hints, list) and len(hints) <= MAX_HINTS):
+            raise ProtocolError("malformed key hints")
+        if not all(isinstance(h, str) and len(h) <= MAX_HINT for h in hints):
+            raise ProtocolError("malformed key hint")
+    if kind == "proof":
+        for name in ("key", "sig"):
+            value = msg.get(name)
+            if not (isinstance(value, str) and 0 < len(value) <= MAX_PROOF_FIELD):
+                raise ProtocolError(f"malformed key proof ({name})")
     if kind == "candidate":
         mid, index = msg.get("sdpMid"), msg.get("sdpMLineIndex")
         if not isinstance(msg.get("candidate"), str):

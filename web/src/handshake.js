@@ -5,7 +5,15 @@
 // Each step waits for what only it may receive, under its own deadline. Key-plane messages out
 // of their step are a security failure: only a dishonest server reorders them.
 
-import { BeachError, HOLD_MAX, KeyExchange, REJECT_REASONS, parsePayload } from "./keyplane.js";
+import {
+  BeachError,
+  HOLD_MAX,
+  KeyExchange,
+  R_NO_KEY,
+  REJECT_REASONS,
+  formatToken,
+  parsePayload,
+} from "./keyplane.js";
 import { RelayLink, RtcLink } from "./links.js";
 import { Signaling } from "./signaling.js";
 
@@ -231,6 +239,22 @@ export class Handshake {
       if (sealed.t === "offer") {
         this.hostSdp = sealed.sdp;
         return "open";
+      }
+      if (sealed.t === "prove") {
+        // Only holders of certain SSH keys may join, and a page has no ssh-agent: say so to
+        // the host (our token was right: no wrong guess) and tell the person what works.
+        try {
+          this._send({ k: "reject", reason: R_NO_KEY });
+        } catch {
+          // the server is gone: the host's wait for a proof ends on its own
+        }
+        const server = String(this.url).replace(/[^\x21-\x7e]/g, "?").slice(0, 200);
+        throw new BeachError(
+          "key-required",
+          "this session admits only people holding certain SSH keys, which a browser cannot " +
+            `use: join from a terminal with  beach join --server ${server} ` +
+            `${formatToken(this.token)}  (it signs with your ssh-agent, or -i KEYFILE)`,
+        );
       }
       if (sealed.t === "wait" && this.step === "offer") {
         this.status("waiting for the host to let you in", "waiting");

@@ -181,6 +181,8 @@ export const R_TIMEOUT = 'timeout';
 export const R_SECURITY = 'security';
 export const R_PROTOCOL = 'protocol';
 export const R_GAVE_UP = 'gave up';
+export const R_NO_KEY = 'no key';
+export const R_KEY_REFUSED = 'key refused';
 export const REJECT_REASONS = Object.freeze({
   [R_WRONG_TOKEN]: 'the join token is wrong or no longer valid',
   [R_DENIED]: 'the host did not let you in',
@@ -189,6 +191,8 @@ export const REJECT_REASONS = Object.freeze({
   [R_SECURITY]: 'the host refused a tampered or replayed message (is the server honest?)',
   [R_PROTOCOL]: 'the host received a message out of order (is the server honest?)',
   [R_GAVE_UP]: 'the joiner gave up',
+  [R_NO_KEY]: 'the joiner has none of the SSH keys this session admits',
+  [R_KEY_REFUSED]: 'the host refused your SSH key: this session admits only certain keys',
 });
 
 // Each payload's fields: name -> [type, required, max length of a str (0: no limit)].
@@ -249,7 +253,10 @@ export function payload(kind, fields = {}) {
   return data;
 }
 
-const SEALED_TYPES = new Set(['offer', 'answer', 'candidate', 'wait', 'join', 'relay']);
+const SEALED_TYPES = new Set(['offer', 'answer', 'candidate', 'wait', 'join', 'relay', 'prove', 'proof']);
+const MAX_HINTS = 512;
+const MAX_HINT = 32;
+const MAX_PROOF_FIELD = 4096;
 export const isResumeId = (v) => typeof v === 'string' && /^[0-9a-f]{32}$/.test(v);
 
 // Bad UTF-8 and a BOM are JSON errors for python's json.loads(bytes) too.
@@ -279,6 +286,21 @@ export function parseSealed(plain) {
   }
   if (kind === 'join' && !(msg.resume === undefined || msg.resume === null || isResumeId(msg.resume))) {
     throw protocolError('malformed resume id');
+  }
+  if (kind === 'prove') {
+    const hints = msg.hints;
+    if (!(Array.isArray(hints) && hints.length <= MAX_HINTS)) throw protocolError('malformed key hints');
+    if (!hints.every((h) => typeof h === 'string' && codePoints(h) <= MAX_HINT)) {
+      throw protocolError('malformed key hint');
+    }
+  }
+  if (kind === 'proof') {
+    for (const name of ['key', 'sig']) {
+      const value = msg[name];
+      if (!(typeof value === 'string' && value.length > 0 && codePoints(value) <= MAX_PROOF_FIELD)) {
+        throw protocolError(`malformed key proof (${name})`);
+      }
+    }
   }
   if (kind === 'candidate') {
     const mid = msg.sdpMid;

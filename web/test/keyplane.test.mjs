@@ -131,7 +131,8 @@ test('payloads are checked field by field', () => {
 
 test('reject reasons and the hold limit are those of wire/keyplane.py', () => {
   assert.equal(REJECT_REASONS['wrong token'], 'the join token is wrong or no longer valid');
-  assert.equal(Object.keys(REJECT_REASONS).length, 7);
+  assert.equal(REJECT_REASONS['no key'], 'the joiner has none of the SSH keys this session admits');
+  assert.equal(Object.keys(REJECT_REASONS).length, 9);
   assert.equal(HOLD_MAX, 180);
 });
 
@@ -147,6 +148,9 @@ test('sealed messages are checked as parse_sealed', () => {
     { t: 'join', resume: 'a'.repeat(32) },
     { t: 'join' },
     { t: 'relay' },
+    { t: 'prove', hints: [] },
+    { t: 'prove', hints: ['A'.repeat(32)] },
+    { t: 'proof', key: 'k', sig: 's' },
   ];
   for (const msg of ok) assert.deepEqual(parseSealed(utf8(JSON.stringify(msg))), msg);
   const bad = [
@@ -162,6 +166,14 @@ test('sealed messages are checked as parse_sealed', () => {
     ['{"t":"candidate","candidate":"c","sdpMid":1}', /malformed sealed candidate/],
     ['{"t":"candidate","candidate":"c","sdpMLineIndex":"0"}', /malformed sealed candidate/],
     ['{"t":"candidate","candidate":"c","sdpMLineIndex":true}', /malformed sealed candidate/],
+    ['{"t":"prove"}', /malformed key hints/],
+    ['{"t":"prove","hints":{}}', /malformed key hints/],
+    ['{"t":"prove","hints":' + JSON.stringify(Array(513).fill('h')) + '}', /malformed key hints/],
+    ['{"t":"prove","hints":[1]}', /malformed key hint/],
+    ['{"t":"prove","hints":["' + 'A'.repeat(33) + '"]}', /malformed key hint/],
+    ['{"t":"proof","key":"k"}', /malformed key proof \(sig\)/],
+    ['{"t":"proof","key":"","sig":"s"}', /malformed key proof \(key\)/],
+    ['{"t":"proof","key":"k","sig":"' + 's'.repeat(4097) + '"}', /malformed key proof \(sig\)/],
   ];
   for (const [text, pattern] of bad) fails(() => parseSealed(utf8(text)), 'protocol', pattern);
   fails(() => parseSealed(Uint8Array.from([0x7b, 0xff, 0x7d])), 'protocol', /not valid JSON/);
