@@ -14,6 +14,7 @@ terminal's buffer, never from the DOM.
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -25,7 +26,7 @@ from urllib.parse import urlsplit
 import pyte
 import pytest
 from browser import Browsers, Tab, browsers
-from conftest import BEACH, Proc, Procs, shell_ready, start_host
+from conftest import BEACH, Proc, Procs, need, shell_ready, start_host, wait_for_line
 from netns import Net, network
 from oracle import CAST_CATCH_UP, CAST_POLL, Window, render_cast, text_lines
 from recording_proxy import client_stream, connections
@@ -500,6 +501,39 @@ def test_wrong_secret_ends_with_a_clear_message(
     host.expect("still-42")
     host.send("exit\r")
     assert host.exit_code() == 0
+
+
+def test_a_session_that_asks_for_ssh_keys_tells_the_page_how_to_join(
+    procs: Procs, tmp_path: Path, world: World, web: Browsers
+):
+    """A host admitting only named SSH keys: the page (no ssh-agent) ends saying so and with
+    the command that works from a terminal; the host is told, and counts no wrong guess."""
+    keygen = need("ssh-keygen")
+    key = tmp_path / "alice"
+    subprocess.run([keygen, "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    log_file = tmp_path / "host.log"
+    host, info = host_in(
+        world,
+        procs,
+        tmp_path,
+        "--authorized-keys",
+        f"{key}.pub",
+        global_opts=("--log-file", str(log_file), "--log-level", "info"),
+    )
+    tab = web.launch(world.web_ns).open(name="keys asked")
+    tab.goto(link_for(info))
+    state = tab.wait_state("connected", "ended", timeout=15)
+    assert state["state"] == "ended", tab.report()
+    error = state["error"] or ""
+    assert "certain SSH keys" in error and "a browser cannot use" in error, tab.report()
+    # The very command the host printed for a terminal.
+    assert " ".join(info["join_command"]) in error, tab.report()
+    shown = tab.ask("() => document.getElementById('status').textContent")
+    assert "certain SSH keys" in shown
+    wait_for_line(log_file, "refused: it has none of the allowed SSH keys")
+    host.send("exit\r")
+    assert host.exit_code() == 0
+    assert "wrong" not in log_file.read_text()
 
 
 def test_the_secret_never_reaches_the_server(

@@ -41,6 +41,16 @@ function rejected(reason) {
   return new BeachError(Object.hasOwn(kinds, reason) ? kinds[reason] : "refused", meaning);
 }
 
+// rendezvous.short_url: the spelling the host prints in its commands.
+function shortUrl(url) {
+  try {
+    const u = new URL(url);
+    return u.protocol === "ws:" && u.pathname === "/ws" && !u.search ? u.host : url;
+  } catch {
+    return String(url);
+  }
+}
+
 // The server's words, printable only (a page shows them as text, never as markup).
 function serverError(msg) {
   const text = String(msg.message).replace(/[^\x20-\x7e]/g, "?").slice(0, 200);
@@ -248,7 +258,7 @@ export class Handshake {
         } catch {
           // the server is gone: the host's wait for a proof ends on its own
         }
-        const server = String(this.url).replace(/[^\x21-\x7e]/g, "?").slice(0, 200);
+        const server = shortUrl(this.url).replace(/[^\x21-\x7e]/g, "?").slice(0, 200);
         throw new BeachError(
           "key-required",
           "this session admits only people holding certain SSH keys, which a browser cannot " +
