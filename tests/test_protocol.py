@@ -530,6 +530,8 @@ SEALED_SAMPLES: list[Fields] = [
     {"t": "join", "resume": None},
     {"t": "join", "resume": "0123456789abcdef" * 2},
     {"t": "relay"},
+    {"t": "prove", "hints": ["AAAAAAAAAAAAAAAA"]},
+    {"t": "proof", "key": "AAAAC3NzaC1lZDI1NTE5", "sig": "AAAAC3NzaC1lZDI1NTE5"},
 ]
 
 
