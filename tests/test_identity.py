@@ -633,3 +633,27 @@ def test_forged_proofs_are_refused_and_the_host_goes_on(
     text = log_file.read_text()
     assert text.count("refused: it proved") == len(forgeries), text
     assert "wrong" not in text, text
+
+
+@pytest.mark.e2e
+def test_approve_names_the_key_the_joiner_proved(
+    procs: Procs, server: str, tmp_path: Path, keys: dict[str, Key], agent: Agent
+) -> None:
+    """With --approve, the question names the proven key (beach's word, not the server's)."""
+    alice = keys["alice@laptop"]
+    allowed = allowed_file(tmp_path, alice)
+    host, info = start_host(
+        procs, tmp_path, server, "--approve", "--authorized-keys", str(allowed), cols=200
+    )
+    shell_ready(host)
+    agent.add(alice)
+    joiner = join_with(procs, info, agent)
+    joiner.expect("waiting for the host to let you in")
+    question = f"read-write joiner with key alice@laptop {alice.fingerprint} wants to join"
+    host.expect(re.escape(question))
+    host.send("y")
+    shell_ready(joiner)
+    joiner.send("\x1dd")
+    assert joiner.exit_code() == 0
+    host.send("exit\r")
+    assert host.exit_code() == 0

@@ -485,8 +485,10 @@ class HostSession:
     async def approve(self, peer: PeerInfo) -> bool:
         role = ROLE_NAMES[peer.role]
         # The role is proven by the key exchange; the peer's id and address come from the server.
+        # The key it proved is beach's own word (checked against the host's list), not the server's.
+        key = f" with key {peer.key}" if peer.key else ""
         ok = await self.prompt.ask(
-            f"{role} joiner wants to join. Let in?",
+            f"{role} joiner{key} wants to join. Let in?",
             f"peer {peer.id}" + (f" at {peer.addr}" if peer.addr else ""),
             APPROVAL_TIMEOUT,
         )
