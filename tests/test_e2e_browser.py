@@ -450,6 +450,28 @@ def test_exit_status_ends_the_page(procs: Procs, tmp_path: Path, world: World, w
     assert host.exit_code() == 3
 
 
+def test_closing_the_tab_tells_the_host_at_once(
+    procs: Procs, tmp_path: Path, world: World, web: Browsers
+):
+    """A closed tab hangs up as it goes (pagehide): the host hears the channel close, rather
+    than waiting out a silent peer, and --exit-when-last-leaves ends the session."""
+    log_file = tmp_path / "host.log"
+    host, info = host_in(
+        world,
+        procs,
+        tmp_path,
+        "--exit-when-last-leaves",
+        global_opts=("--log-file", str(log_file), "--log-level", "info"),
+    )
+    tab = web.launch(world.web_ns).open(name="closed")
+    join(tab, link_for(info))
+    tab.wait_text("$ ")
+    tab.page.close(run_before_unload=True)
+    assert host.exit_code() == 0
+    text = log_file.read_text()
+    assert "channel closed" in text and "no sign of life" not in text, text
+
+
 def test_approval_keeps_the_page_waiting_until_the_host_says_yes(
     procs: Procs, tmp_path: Path, world: World, web: Browsers
 ):

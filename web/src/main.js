@@ -92,6 +92,7 @@ async function main() {
       },
     },
   });
+  window.addEventListener("pagehide", () => session.leave());
   let resizing = null;
   window.addEventListener("resize", () => {
     clearTimeout(resizing);

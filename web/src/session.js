@@ -190,6 +190,12 @@ export class Session {
     }
   }
 
+  // The page is going away (tab closed, navigated off): hang up now, so the host hears the
+  // channel close instead of waiting out a silent peer.
+  leave() {
+    if (this.link !== null) this.link.close();
+  }
+
   _finish(code, line) {
     if (this.finished) return;
     this.finished = true;
