@@ -1,13 +1,12 @@
 """`python -m beach_cli.ci`: what action.yml's share step runs, one option per input of the
 action (booleans and durations as the action's inputs spell them: text).
 
-Every problem is one `::error::` line in the log and exit code 2, before beach host starts:
+A bad input is one `::error::` line in the log and exit code 2, before beach host starts:
 the step's log is where the person who set it up looks.
 """
 
 from __future__ import annotations
 
-import asyncio
 import os
 import re
 import subprocess
@@ -182,4 +181,4 @@ def main() -> None:
         sys.exit(130)
     if not isinstance(result, ShareOptions):  # --help
         sys.exit(0)
-    sys.exit(asyncio.run(share(result, log)))
+    sys.exit(share(result, log))

@@ -112,9 +112,9 @@ def notice(info: JoinInfo, limits: Limits) -> tuple[str, str]:
     """The annotation's title and message (the job's log and its run page show both)."""
     title = f"beach: this job's shell is shared (session {info.session})"
     lines = [
-        f"Open to join: {info.join_link}",
-        f"or from a terminal: {info.join_command}",
-        f"Watch only: {info.view_link}",
+        f"Join: {info.join_link}",
+        f"From a terminal: {info.join_command}",
+        f"Watch (view-only): {info.view_link}",
         limits.who(),
         f"{limits.sentence()} In the shared shell, `beach continue` ends it and the job goes on.",
     ]

@@ -74,11 +74,14 @@ def host_argv(opts: ShareOptions, info_file: Path) -> list[str]:
     return argv
 
 
-async def share(opts: ShareOptions, log: StepLog) -> int:
+def share(opts: ShareOptions, log: StepLog) -> int:
     """Share until beach host ends; the step's exit code."""
-    workdir = tempfile.mkdtemp(prefix="beach-ci-", dir=os.environ.get("RUNNER_TEMP") or None)
+    runner_temp = os.environ.get("RUNNER_TEMP", "")  # the runner empties it after the job
+    workdir = tempfile.mkdtemp(
+        prefix="beach-ci-", dir=runner_temp if os.path.isdir(runner_temp) else None
+    )
     try:
-        return await _Share(opts, log, Path(workdir) / "info.json").run()
+        return asyncio.run(_Share(opts, log, Path(workdir) / "info.json").run())
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
@@ -95,10 +98,14 @@ class _Share:
         self.failure: str | None = None  # why we ended it, when we did
         self._banner = "before"  # before | in | after: the banner is held back
         self._stopping = False
+        self._stop_asked = False
         self._timers: list[asyncio.TimerHandle] = []
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
+        signals = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+        for sig in signals:  # before the child exists: it must never outlive us unasked
+            loop.add_signal_handler(sig, self._stop, None)
         self.proc = proc = await asyncio.create_subprocess_exec(
             *host_argv(self.opts, self.info_file),
             stdin=subprocess.DEVNULL,
@@ -109,9 +116,8 @@ class _Share:
             limit=LINE_BYTES,
         )
         assert proc.stdout is not None and proc.stderr is not None
-        signals = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-        for sig in signals:
-            loop.add_signal_handler(sig, self._stop, None)
+        if self._stop_asked:
+            self._stop(None)
         pumps = [
             asyncio.create_task(self._pump(proc.stdout, self._stdout_line)),
             asyncio.create_task(self._pump(proc.stderr, self._stderr_line)),
@@ -173,7 +179,10 @@ class _Share:
         if failure is not None and self.failure is None:
             self.failure = failure
         proc = self.proc
-        if self._stopping or proc is None or proc.returncode is not None:
+        if proc is None:  # a signal while it is being started: stopped once it is
+            self._stop_asked = True
+            return
+        if self._stopping or proc.returncode is not None:
             return
         self._stopping = True
         with contextlib.suppress(ProcessLookupError):
