@@ -1,3 +1,4 @@
+# ruff: noqa: F811 (keys and keys_site are test_identity's fixtures)
 """The CI recipe: action.yml and the step it runs (`python -m beach_cli.ci`), with a real
 `beach serve`, the real step starting a real `beach host`, real `beach join`s, and the step's
 GITHUB_OUTPUT and GITHUB_STEP_SUMMARY pointed at files here.
@@ -10,8 +11,6 @@ that could forge a command or an output there fails here.
 
 from __future__ import annotations
 
-import functools
-import http.server
 import io
 import os
 import re
@@ -19,7 +18,6 @@ import shlex
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -28,10 +26,11 @@ from pathlib import Path
 import pexpect
 import pytest
 import yaml
-from conftest import BEACH, SHELL, TIMEOUT, Procs, beach_env, need, shell_ready
+from conftest import BEACH, SHELL, TIMEOUT, Procs, beach_env, shell_ready
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pexpect import fdpexpect
+from test_identity import Agent, Key, keys, keys_site  # noqa: F401 (fixtures)
 
 from beach_cli.ci import command as ci_command
 from beach_cli.ci import report, share, workflow
@@ -535,56 +534,65 @@ def _state(pid: int) -> str:
         return "zombie"
 
 
-def _host_takes_github_user() -> bool:
-    done = subprocess.run(
-        [BEACH, "host", "--help"],
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=beach_env(),
-    )
-    return "--github-user" in done.stdout
+@pytest.mark.e2e
+def test_limited_to_the_actor_only_a_key_of_that_github_account_gets_in(
+    procs: Procs,
+    server: str,
+    step,
+    tmp_path: Path,
+    keys: dict[str, Key],
+    keys_site: tuple[str, Path],
+) -> None:
+    """The default: beach host --github-user $GITHUB_ACTOR, its keys from a local stand-in for
+    github.com. A joiner with the token and no such key is refused (exit 13) and the step goes
+    on waiting; the actor's key gets in, from the command in the step's outputs."""
+    url, site = keys_site
+    (site / "octocat.keys").write_text(" ".join(keys["alice@laptop"].line.split()[:2]) + "\n")
+    s = step("--server", server, BEACH_KEYS_URL=url)  # GITHUB_ACTOR=octocat
+    notice = s.notice()
+    assert "Only octocat can join, from a terminal, with an SSH key" in notice.data
+    out = s.outputs
+    assert out["github_user"] == "octocat"
+    assert "Only octocat can join" in s.summary
+
+    stranger = Agent(tmp_path / "stranger.sock")
+    actor = Agent(tmp_path / "actor.sock")
+    try:
+        stranger.add(keys["mallory"])
+        refused = procs.start(
+            [BEACH, *shlex.split(out["join_command"])[1:]], SSH_AUTH_SOCK=str(stranger.sock)
+        )
+        refused.expect("this session admits only certain SSH keys")
+        assert refused.exit_code() == 13
+        s.expect(r"refused [^\n]*none of the allowed SSH keys")
+        actor.add(keys["alice@laptop"])
+        joiner = procs.start([BEACH, "join", out["join_link"]], SSH_AUTH_SOCK=str(actor.sock))
+        shell_ready(joiner)
+        s.expect(re.escape(f"key github:octocat {keys['alice@laptop'].fingerprint}"))
+        joiner.send("echo the-actor-$((6*7))\r")
+        joiner.expect("the-actor-42")
+        joiner.send("beach continue\r")
+        assert s.exit_code() == 0
+        assert joiner.exit_code() == 0
+    finally:
+        stranger.close()
+        actor.close()
+    assert [c.name for c in runner_commands(s.log)] == ["notice"], s.log
+    assert s.outputs["outcome"] == "ended"
 
 
 @pytest.mark.e2e
-def test_limit_access_to_actor_never_opens_a_session_that_is_not_limited(
-    server: str, step, tmp_path: Path
+def test_an_actor_whose_keys_cannot_be_had_fails_the_step_before_any_session(
+    server: str, step, keys_site: tuple[str, Path]
 ) -> None:
-    """An older beach host would take --github-user for the command to share, after opening the
-    session to anyone: the step refuses instead. With a beach host that limits access, the
-    session is up and says who may join (keys from a local stand-in for github.com)."""
-    if not _host_takes_github_user():
-        s = step("--server", server)  # limit-access-to-actor: true; GITHUB_ACTOR=octocat
-        assert s.exit_code() == 2
-        (error,) = runner_commands(s.log)
-        assert "this beach cannot limit who joins" in error.data, s.log
-        assert s.outputs == {} and s.summary == ""
-        return
-    key = tmp_path / "id_ed25519"
-    subprocess.run(
-        [need("ssh-keygen"), "-q", "-t", "ed25519", "-N", "", "-C", "octocat", "-f", str(key)],
-        check=True,
-        timeout=30,
-    )
-    keys = tmp_path / "keys"
-    keys.mkdir()
-    (keys / "octocat.keys").write_text(Path(f"{key}.pub").read_text())
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(keys))
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        keys_url = f"http://127.0.0.1:{httpd.server_address[1]}"
-        s = step("--server", server, BEACH_KEYS_URL=keys_url)
-        notice = s.notice()
-        assert "Only octocat can join" in notice.data
-        assert s.outputs["github_user"] == "octocat"
-        s.proc.send_signal(signal.SIGTERM)
-        assert s.exit_code() == 143
-    finally:
-        httpd.shutdown()
-        thread.join(timeout=10)
+    url, _ = keys_site  # no octocat.keys there: the account has no keys (or does not exist)
+    s = step("--server", server, BEACH_KEYS_URL=url)
+    assert s.exit_code() == 14
+    commands = runner_commands(s.log)
+    assert [c.name for c in commands] == ["error"], s.log
+    assert "octocat" in commands[0].data
+    assert s.outputs == {"exit_code": "14", "outcome": "failed"}
+    assert s.summary == ""  # there never was a session
 
 
 # -- hostile values --------------------------------------------------------------------------------

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -70,28 +69,7 @@ def _github_user(limit: bool, actor: str | None) -> str | None:
             "name with SSH keys (a bot has none); set limit-access-to-actor: false to let "
             "anyone with the link in"
         )
-    if not _host_limits_access():
-        raise ActionInputError(
-            "limit-access-to-actor: this beach cannot limit who joins (its beach host has no "
-            "--github-user): use a newer beach, or set limit-access-to-actor: false"
-        )
     return actor
-
-
-def _host_limits_access() -> bool:
-    """Whether this beach's `beach host` takes --github-user. An older one would take it for
-    the command to share, after opening the session to anyone with the link: never that."""
-    try:
-        done = subprocess.run(
-            [sys.executable, "-m", "beach_cli", "host", "--help"],
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return done.returncode == 0 and "--github-user" in done.stdout
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
