@@ -682,6 +682,91 @@ def join(ctx: click.Context, token: str, identity_file: Path | None, **flags: An
     sys.exit(_run(main, ctx.obj["debug"]))
 
 
+@cli.command(name="ssh")
+@click.option("-p", "ssh_port", metavar="PORT", help="ssh: port to connect to.")
+@click.option("-i", "identities", multiple=True, metavar="FILE", help="ssh: identity file.")
+@click.option(
+    "-o", "ssh_opts", multiple=True, metavar="OPTION", help="ssh: -o OPTION (repeatable)."
+)
+@click.option("-J", "jump", metavar="DEST", help="ssh: connect through this jump host.")
+@click.option("-l", "login", metavar="USER", help="ssh: user to log in as.")
+@click.option("-F", "ssh_config", metavar="FILE", help="ssh: configuration file.")
+@click.option(
+    "--remote-beach",
+    default="beach",
+    show_default=True,
+    metavar="PATH",
+    help="beach on the remote, if it is not on the remote's PATH.",
+)
+@click.option(
+    "--host-arg",
+    "host_args",
+    multiple=True,
+    metavar="ARG",
+    help="One more word for the remote `beach host` (repeatable), e.g. "
+    "--host-arg=--max-duration=1h.",
+)
+@click.option(
+    "--server",
+    help="Signaling server URL for both ends (else BEACH_SERVER, else one embedded in the "
+    "remote host, reached through the ssh connection).",
+)
+@click.option("--ice-server", "ice_servers", multiple=True, help="STUN/TURN URL (repeatable).")
+@click.option(
+    "--start-timeout",
+    type=click.FloatRange(1),
+    default=60.0,
+    show_default=True,
+    help="Seconds for ssh to log in and the remote host to start.",
+)
+@click.option("--timeout", "connect_timeout", type=float, help="Seconds to wait for the join.")
+@click.argument("destination", metavar="[USER@]HOST")
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+@click.pass_context
+def ssh(
+    ctx: click.Context,
+    destination: str,
+    command: tuple[str, ...],
+    ssh_port: str | None,
+    identities: tuple[str, ...],
+    ssh_opts: tuple[str, ...],
+    jump: str | None,
+    login: str | None,
+    ssh_config: str | None,
+    remote_beach: str,
+    host_args: tuple[str, ...],
+    start_timeout: float,
+    **flags: Any,
+) -> None:
+    """Share a remote machine's shell (or `-- CMD ARGS...`) over ssh and join it here: ssh
+    starts `beach host` there and carries only the bootstrap. Ends when you leave (exit the
+    shell, or Ctrl-] d)."""
+    from .sshshare.share import SshShareOptions, reserved_host_arg, share
+    from .terminal import LocalTerminal
+
+    s = _settings(ctx, logging.ERROR, **flags)
+    for arg in host_args:
+        if (name := reserved_host_arg(arg)) is not None:
+            raise click.UsageError(f"--host-arg {name}: beach ssh sets that itself")
+    options: list[str] = [*(["-F", ssh_config] if ssh_config else [])]
+    options += [*(["-l", login] if login else []), *(["-p", ssh_port] if ssh_port else [])]
+    options += [w for f in identities for w in ("-i", f)]
+    options += [*(["-J", jump] if jump else []), *(w for o in ssh_opts for w in ("-o", o))]
+    opts = SshShareOptions(
+        destination=destination,
+        ssh_options=options,
+        remote_beach=remote_beach,
+        server=s["server"],
+        ice_servers=s["ice_servers"],
+        remote_ice_servers=list(flags["ice_servers"]),
+        host_args=list(host_args),
+        command=list(command),
+        start_timeout=start_timeout,
+        connect_timeout=s["connect_timeout"],
+    )
+    sys.exit(_run(lambda: share(opts, LocalTerminal()), ctx.obj["debug"]))
+
+
 @cli.command(name="continue")
 def continue_() -> None:
     """Inside a shared shell: end the session and let what started `beach host` go on (a CI

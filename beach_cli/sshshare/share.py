@@ -1,0 +1,169 @@
+"""`beach ssh`: start `beach host --headless` on the remote over ssh, take its join
+information, and join it here in-process, as `beach join` does. ssh carries the bootstrap, the
+lifeline and (with no server configured) the tunnel to the remote's embedded server; the
+session itself runs peer to peer on the data channel.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import ConnectTimeout, HostGone
+from ..join.session import JoinOptions, join_and_report
+from ..tasks import stop
+from ..terminal import LocalTerminal, eprint
+from ..text import printable
+from .errors import NoRemoteBeach, RemoteHostFailed, SshFailed
+from .info import BadInfo, RemoteInfo, read_info
+from .remote import NO_BEACH, remote_command
+from .ssh import SshChild, forward, ssh_argv
+
+SSH_FAILED = 255  # ssh's own exit status when it fails (no connection, no login)
+EXIT_WAIT = 5.0  # for ssh to exit once its stdout has ended without the information
+# ssh ended during the session: the remote host is ending too, and its EXIT may be on its way
+# to the joiner. This long for the join to end by itself before it is ended.
+SSH_LOST_GRACE = 5.0
+
+# `beach host` options that `beach ssh` sets itself (or that need a terminal the remote lacks).
+RESERVED_HOST_OPTIONS = (
+    "--advertise",
+    "--approve",
+    "--bind",
+    "--headless",
+    "--help",
+    "--info-file",
+    "--port",
+    "--server",
+    "-h",
+)
+
+
+@dataclass
+class SshShareOptions:
+    destination: str  # [user@]host, as ssh takes it
+    ssh_options: list[str] = field(default_factory=list)  # passed to ssh as they are
+    remote_beach: str = "beach"
+    server: str | None = None  # None: the remote embeds one, reached through the tunnel
+    ice_servers: list[str] = field(default_factory=list)  # the joiner's
+    remote_ice_servers: list[str] = field(default_factory=list)  # given to the remote host
+    host_args: list[str] = field(default_factory=list)  # more `beach host` options
+    command: list[str] = field(default_factory=list)  # the remote's program; its shell if none
+    start_timeout: float = 60.0  # ssh (a password typed included) and the host's start
+    connect_timeout: float = 20.0  # the join, as `beach join --timeout`
+
+
+def reserved_host_arg(arg: str) -> str | None:
+    """The option of `beach host` that `arg` would set and `beach ssh` owns, if any."""
+    name = arg.split("=", 1)[0]
+    if arg == "--" or name in RESERVED_HOST_OPTIONS:
+        return name
+    return None
+
+
+def host_args(opts: SshShareOptions) -> list[str]:
+    """The remote `beach host`'s options: the session ends when its joiner leaves; a server
+    of ours, else an embedded one on the remote's loopback only (a port of its choosing)."""
+    args = ["--exit-when-last-leaves"]
+    if opts.server is not None:
+        args += ["--server", opts.server]
+    else:
+        args += ["--bind", "127.0.0.1", "--port", "0"]
+    for url in opts.remote_ice_servers:
+        args += ["--ice-server", url]
+    return [*args, *opts.host_args]
+
+
+async def share(opts: SshShareOptions, terminal: LocalTerminal) -> int:
+    """The whole of `beach ssh`: the join's exit code, or an error raised."""
+    where = printable(opts.destination, 100)
+    control_dir = None if opts.server is not None else tempfile.mkdtemp(prefix="beach-ssh-")
+    control = Path(control_dir, "control") if control_dir else None
+    term = os.environ.get("TERM", "")
+    command = remote_command(opts.remote_beach, host_args(opts), opts.command, term)
+    ssh = SshChild(ssh_argv(opts.destination, opts.ssh_options, control, command))
+    try:
+        eprint(f"beach: starting `beach host` on {where} over ssh")
+        await ssh.start()
+        info = await _bootstrap(ssh, opts, where)
+        server = opts.server
+        if server is None:
+            assert control is not None
+            if not 0 < info.port < 65536:
+                raise RemoteHostFailed(
+                    f"{where}'s beach host gave no usable join information: its server has no port"
+                )
+            server = f"ws://127.0.0.1:{await forward(control, info.port)}/ws"
+        eprint(f"beach: joining session {info.session} on {where}")
+        join = JoinOptions(info.token, server, opts.connect_timeout, tuple(opts.ice_servers))
+        return await _join_while_connected(ssh, join, terminal, where)
+    finally:
+        await ssh.close()
+        if control_dir is not None:
+            shutil.rmtree(control_dir, ignore_errors=True)
+
+
+async def _bootstrap(ssh: SshChild, opts: SshShareOptions, where: str) -> RemoteInfo:
+    """The remote host's join information, or why there is none, as one line."""
+    try:
+        info = await asyncio.wait_for(read_info(ssh.readline), opts.start_timeout)
+    except TimeoutError as exc:
+        why = f" (last from ssh: {ssh.last_error()})" if ssh.last_error() else ""
+        raise ConnectTimeout(
+            f"no join information from {where} within {opts.start_timeout:.0f} s "
+            f"(--start-timeout){why}"
+        ) from exc
+    except BadInfo as exc:
+        raise RemoteHostFailed(
+            f"{where}'s beach host gave no usable join information: {exc.message}"
+        ) from exc
+    ssh.drain_stdout()
+    if info is not None:
+        return info
+    # stdout ended without it: ssh, the remote shell or the remote host failed. Which one
+    # is in ssh's exit status; the why in the last line it or the host wrote to stderr.
+    try:
+        code = await asyncio.wait_for(ssh.wait(), EXIT_WAIT)
+    except TimeoutError:
+        code = None
+    last = ssh.last_error()
+    if code == SSH_FAILED:
+        raise SshFailed(f"ssh to {where} failed: {last or 'exit 255'}")
+    if code == NO_BEACH:
+        raise NoRemoteBeach(
+            f"no `{printable(opts.remote_beach, 100)}` on {where}'s PATH; install it there or "
+            "give --remote-beach PATH"
+        )
+    status = f"exit {code}" if code is not None else "no exit status"
+    raise RemoteHostFailed(
+        f"beach host on {where} ended ({status}) before giving its join information"
+        + (f": {last}" if last else "")
+    )
+
+
+async def _join_while_connected(
+    ssh: SshChild, opts: JoinOptions, terminal: LocalTerminal, where: str
+) -> int:
+    """`beach join`'s session, for as long as the ssh connection lives: without it the remote
+    host is ending (its lifeline is gone) and, with an embedded server, so is the tunnel."""
+    join = asyncio.create_task(join_and_report(opts, terminal))
+    gone = asyncio.create_task(ssh.wait())
+    try:
+        await asyncio.wait({join, gone}, return_when=asyncio.FIRST_COMPLETED)
+        if not join.done():
+            done, _ = await asyncio.wait({join}, timeout=SSH_LOST_GRACE)
+            if not done:
+                await stop(join)  # the joiner restores the terminal on its way out
+                last = ssh.last_error()
+                raise HostGone(
+                    f"the ssh connection to {where} ended (ssh exit {gone.result()}"
+                    + (f": {last})" if last else ")")
+                )
+        return join.result()
+    finally:
+        await stop(join)
+        await stop(gone)
