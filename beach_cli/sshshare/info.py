@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 
 from ..errors import BeachError
 from ..keys import parse_token
+from ..rendezvous import normalize_url
 from ..text import printable
 from .remote import BEGIN, END
 
@@ -30,7 +31,10 @@ class BadInfo(BeachError):
 class RemoteInfo:
     session: str
     token: str  # the read-write join token
-    port: int  # the port of the remote's embedded server (on its loopback), or 0 if none
+    server: str  # the server's URL as the remote host dials it
+    # The port of the remote's embedded server on the remote's loopback, to be forwarded
+    # here; None if the server is elsewhere (a server of the remote's own configuration).
+    loopback_port: int | None
 
 
 async def read_info(readline: Callable[[], Awaitable[bytes]]) -> RemoteInfo | None:
@@ -77,7 +81,12 @@ def parse_info(body: bytes) -> RemoteInfo:
     if token.role != "rw" or token.session != fields["session"].strip().lower():
         raise BadInfo("its join token is not the session's read-write token")
     try:
-        port = urlsplit(fields["server"]).port or 0
-    except ValueError as exc:
-        raise BadInfo("its server address has no usable port") from exc
-    return RemoteInfo(token.session, str(token), port)
+        url = normalize_url(fields["server"])
+        parts = urlsplit(url)
+        port = parts.port
+    except (BeachError, ValueError) as exc:
+        raise BadInfo("its server address is not one") from exc
+    loopback = parts.hostname in ("127.0.0.1", "::1", "localhost")
+    if loopback and port is None:
+        raise BadInfo("its server address has no port")
+    return RemoteInfo(token.session, str(token), url, port if loopback else None)

@@ -38,8 +38,9 @@ _LINES = (
     "(cat <&3; kill -TERM $$) >/dev/null 2>&1 &",
     "w=$!",
     "exec 3<&-",
-    # The host prints its banner after writing the info file: on its first line, send the file.
-    f'{{ IFS= read -r l && echo "{BEGIN}" && cat "$d/info.json" && echo "{END}"; '
+    # The host prints its banner after writing the info file: on its first line, send the file
+    # (and a newline: END is on a line of its own even after a file that does not end in one).
+    f'{{ IFS= read -r l && echo "{BEGIN}" && cat "$d/info.json" && echo && echo "{END}"; '
     'cat >/dev/null; } <"$d/out" &',
     "r=$!",
     # `wait` returns early when the trap runs: then once more, for the host's own end.
@@ -47,7 +48,9 @@ _LINES = (
     "s=$?",
     "if kill -0 $h 2>/dev/null; then wait $h; s=$?; fi",
     "wait $r",
-    "kill $w 2>/dev/null",
+    # (stderr closed first: sh would report the watcher's end, and hide the host's last word)
+    "exec 2>/dev/null",
+    "kill $w",
     'rm -rf "$d"',
     "exit $s",
 )

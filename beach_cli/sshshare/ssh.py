@@ -20,7 +20,11 @@ log = logging.getLogger("beach.ssh")
 SSH = "ssh"
 LINE_LIMIT = 64 * 1024  # the longest line read from ssh's stdout (info.py's lines)
 STDERR_TAIL = 20  # lines of ssh's stderr kept for an error message
+BEACH = "beach: "  # how the remote beach's own lines on stderr begin
+# ssh's lines that say nothing about a failure (StrictHostKeyChecking=accept-new and the like)
+NOT_NEWS = ("Warning: Permanently added",)
 CLOSE_WAIT = 10.0  # after our end of the lifeline closes: the remote host's own shutdown
+FAILED_CLOSE_WAIT = 1.0  # the same when nothing worked: a remote that may not even be beach
 KILL_WAIT = 3.0
 FORWARD_TIMEOUT = 15.0
 FORWARD_TRIES = 3
@@ -48,7 +52,8 @@ class SshChild:
     def __init__(self, argv: list[str]) -> None:
         self.argv = argv
         self.proc: asyncio.subprocess.Process | None = None
-        self.stderr_tail: deque[str] = deque(maxlen=STDERR_TAIL)
+        self.stderr_tail: deque[tuple[int, str]] = deque(maxlen=STDERR_TAIL)  # (number, line)
+        self.said = 0  # lines on stderr so far
         self._tasks: list[asyncio.Task[None]] = []
         self._draining = False
 
@@ -89,15 +94,23 @@ class SshChild:
             *lines, partial = (partial + chunk).split(b"\n")
             partial = partial[-LINE_LIMIT:]
             for raw in lines:
-                line = printable(raw.decode(errors="replace").strip(), 300)
-                if line:
-                    log.info("ssh: %s", line)
-                    self.stderr_tail.append(line)
-        if partial.strip():
-            self.stderr_tail.append(printable(partial.decode(errors="replace").strip(), 300))
+                self._keep(raw)
+        self._keep(partial)
 
-    def last_error(self) -> str:
-        return self.stderr_tail[-1] if self.stderr_tail else ""
+    def _keep(self, raw: bytes) -> None:
+        line = printable(raw.decode(errors="replace").strip(), 300)
+        if line:
+            log.info("ssh: %s", line)
+            self.said += 1
+            if not line.startswith(NOT_NEWS):
+                self.stderr_tail.append((self.said, line))
+
+    def last_error(self, since: int = 0, beach_only: bool = False) -> str:
+        """The last line on stderr (after the first `since`) that the remote beach wrote (its
+        exit line, an error: without its "beach: "), else ssh's own last line."""
+        lines = [line for n, line in self.stderr_tail if n > since]
+        ours = [line.removeprefix(BEACH) for line in lines if line.startswith(BEACH)]
+        return ours[-1] if ours else "" if beach_only or not lines else lines[-1]
 
     async def wait(self) -> int:
         """ssh's exit status (its stdout and stderr read to their end too)."""
@@ -106,25 +119,27 @@ class SshChild:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         return code
 
-    async def close(self) -> None:
-        """Close our end of the lifeline and let the remote end its host; then make sure."""
+    async def close(self, grace: float = CLOSE_WAIT) -> None:
+        """Close our end of the lifeline and give the remote `grace` seconds to end its host
+        and ssh to exit; then end ssh (the remote then sees the connection close: the same)."""
         proc = self.proc
         if proc is None:
             return
         if proc.stdin is not None:
             proc.stdin.close()
         self.drain_stdout()
-        done = await self._wait_for(CLOSE_WAIT)
+        done = await self.ended_within(grace)
         for sig in ("terminate", "kill"):
             if done:
                 break
             with contextlib.suppress(ProcessLookupError):
                 getattr(proc, sig)()
-            done = await self._wait_for(KILL_WAIT)
+            done = await self.ended_within(KILL_WAIT)
         for task in self._tasks:
             await stop(task)
 
-    async def _wait_for(self, seconds: float) -> bool:
+    async def ended_within(self, seconds: float) -> bool:
+        """Whether ssh exits within `seconds` (it is left running either way)."""
         waiter = asyncio.ensure_future(self.wait())
         done, _ = await asyncio.wait({waiter}, timeout=seconds)
         if not done:
