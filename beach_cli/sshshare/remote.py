@@ -28,21 +28,27 @@ _LINES = (
     'd=$(mktemp -d "${TMPDIR:-/tmp}/beach-ssh.XXXXXX") || exit 1',
     'mkfifo "$d/out" || { rm -rf "$d"; exit 1; }',
     '[ -z "$t" ] || export TERM="$t"',
-    # ssh's stdin moves to fd 3, for the watcher alone; everything else reads /dev/null.
-    "exec 3<&0 </dev/null",
-    '"$b" host --headless --info-file "$d/info.json" "$@" >"$d/out" 3<&- &',
+    # ssh's stdin moves to fd 3, for the watcher alone; everything else reads /dev/null. The
+    # FIFO's ends are opened here, before anything starts, so that no open waits for the other
+    # side: fd 4 holds it both ways while 5 (the reader's) and 6 (the host's) open. Then the
+    # host's is its only writer, and the reader sees its end however early the host ends.
+    'exec 3<&0 </dev/null 4<>"$d/out" 5<"$d/out" 6>"$d/out" 4>&-',
+    '"$b" host --headless --info-file "$d/info.json" "$@" >&6 3<&- 5<&- 6>&- &',
     "h=$!",
+    "exec 6>&-",
     # The watcher: when ssh's stdin ends, TERM to this shell, whose trap ends the host. (A
     # background job's stdin is /dev/null in sh, hence fd 3; `$$` is this shell's pid.)
     'trap "kill $h 2>/dev/null" TERM',
-    "(cat <&3; kill -TERM $$) >/dev/null 2>&1 &",
+    "(cat <&3; kill -TERM $$) >/dev/null 2>&1 5<&- &",
     "w=$!",
     "exec 3<&-",
-    # The host prints its banner after writing the info file: on its first line, send the file
-    # (and a newline: END is on a line of its own even after a file that does not end in one).
-    f'{{ IFS= read -r l && echo "{BEGIN}" && cat "$d/info.json" && echo && echo "{END}"; '
-    'cat >/dev/null; } <"$d/out" &',
+    # The host prints its banner after writing the info file: on its first line, send a copy
+    # (whole, or nothing if the host has already ended and removed it), then a newline: END is
+    # on a line of its own even after a file that does not end in one.
+    f'{{ IFS= read -r l && cp "$d/info.json" "$d/sent" && echo "{BEGIN}" && cat "$d/sent" '
+    f'&& echo && echo "{END}"; cat >/dev/null; }} <&5 &',
     "r=$!",
+    "exec 5<&-",
     # `wait` returns early when the trap runs: then once more, for the host's own end.
     "wait $h",
     "s=$?",
