@@ -684,7 +684,13 @@ def join(ctx: click.Context, token: str, identity_file: Path | None, **flags: An
 
 @cli.command(name="ssh")
 @click.option("-p", "ssh_port", metavar="PORT", help="ssh: port to connect to.")
-@click.option("-i", "identities", multiple=True, metavar="FILE", help="ssh: identity file.")
+@click.option(
+    "-i",
+    "identities",
+    multiple=True,
+    metavar="FILE",
+    help="ssh: identity file (the first also proves you to a host with --authorized-keys).",
+)
 @click.option(
     "-o", "ssh_opts", multiple=True, metavar="OPTION", help="ssh: -o OPTION (repeatable)."
 )
@@ -711,7 +717,9 @@ def join(ctx: click.Context, token: str, identity_file: Path | None, **flags: An
     help="Signaling server URL for both ends (else BEACH_SERVER, else one embedded in the "
     "remote host, reached through the ssh connection).",
 )
-@click.option("--ice-server", "ice_servers", multiple=True, help="STUN/TURN URL (repeatable).")
+@click.option(
+    "--ice-server", "ice_servers", multiple=True, help="STUN/TURN URL for both ends (repeatable)."
+)
 @click.option(
     "--start-timeout",
     type=click.FloatRange(1),
@@ -761,6 +769,7 @@ def ssh(
         remote_ice_servers=list(flags["ice_servers"]),
         host_args=list(host_args),
         command=list(command),
+        identity_file=Path(identities[0]) if identities else None,
         start_timeout=start_timeout,
         connect_timeout=s["connect_timeout"],
     )

@@ -317,7 +317,7 @@ def test_a_remote_without_beach_is_one_clear_line_and_remote_beach_finds_it(
     )
     assert check.returncode == 1, f"the remote's login shell finds a beach anyway: {check}"
     p = start_around(remote, procs)
-    assert end_around(p) == 15
+    assert end_around(p) == 16
     assert beach_lines(p)[1:] == [
         f"beach: no `beach` on root@{THERE_ADDR}'s PATH; install it there or give "
         "--remote-beach PATH"
@@ -335,7 +335,7 @@ def test_ssh_failures_say_ssh_s_own_last_line(procs: Procs, remote: Remote, tmp_
     remote.start_sshd(beach_path(), [authorized(remote.key)])
     stranger = keygen(tmp_path / "stranger_key", "beach-test-stranger")
     p = start_around(remote, procs, key=stranger)
-    assert end_around(p) == 14
+    assert end_around(p) == 15
     assert beach_lines(p)[1:] == [
         f"beach: ssh to root@{THERE_ADDR} failed: root@{THERE_ADDR}: Permission denied (publickey)."
     ]
@@ -343,7 +343,7 @@ def test_ssh_failures_say_ssh_s_own_last_line(procs: Procs, remote: Remote, tmp_
     argv = remote.args()
     argv[argv.index(str(SSH_PORT))] = "2223"
     p = procs.start(argv, TMPDIR=str(remote.local_tmp))
-    assert p.exit_code() == 14
+    assert p.exit_code() == 15
     assert beach_lines(p)[1:] == [
         f"beach: ssh to root@{THERE_ADDR} failed: ssh: connect to host {THERE_ADDR} port 2223: "
         "Connection refused"
@@ -359,7 +359,7 @@ def test_a_remote_host_that_ends_early_says_why(
     information came through) or as the reason there was none (the host was gone first)."""
     remote.start_sshd(beach_path(), [authorized(remote.key)])
     p = start_around(remote, procs, "--host-arg=--max-duration=forever")
-    assert end_around(p) == 16
+    assert end_around(p) == 17
     said = beach_lines(p)[1:]
     assert len(said) == 1 and said[0].startswith(
         f"beach: beach host on root@{THERE_ADDR} ended (exit 2) before giving its join "
@@ -373,9 +373,29 @@ def test_a_remote_host_that_ends_early_says_why(
     why = f"cannot record to {tmp_path}/no/such/dir/x.cast: No such file or directory"
     assert len(said) == 1, said
     assert said[0].endswith(f"(root@{THERE_ADDR}: {why})") or (
-        code == 16 and said[0].endswith(f"before giving its join information: {why}")
+        code == 17 and said[0].endswith(f"before giving its join information: {why}")
     ), said
     assert code != 0
+    all_gone(remote, tmp_path)
+
+
+def test_a_host_admitting_only_your_key_is_joined_with_ssh_s_key(
+    procs: Procs, remote: Remote, tmp_path: Path
+) -> None:
+    """--host-arg=--authorized-keys: the joiner proves ssh's -i key (a file, no agent). A host
+    that admits another key refuses it: exit 13, and the remote host is ended all the same."""
+    remote.start_sshd(beach_path(), [authorized(remote.key)])
+    ours = f"--host-arg=--authorized-keys={remote.key}.pub"
+    p = remote.start(procs, ours, "--", "sh", "-c", "echo key-$((1+1)); read x")
+    p.expect("key-2", timeout=SESSION_TIMEOUT)
+    p.send("\r")
+    assert p.exit_code() == 0
+    all_gone(remote, tmp_path)
+
+    stranger = keygen(tmp_path / "stranger_key", "beach-test-stranger")
+    p = start_around(remote, procs, f"--host-arg=--authorized-keys={stranger}.pub")
+    assert end_around(p, timeout=SESSION_TIMEOUT) == 13
+    assert "this session admits only certain SSH keys" in beach_lines(p)[-1]
     all_gone(remote, tmp_path)
 
 
@@ -416,7 +436,7 @@ HOSTILE_REMOTES = {
 
 
 def check_one_clear_line(p: Proc, code: int) -> None:
-    assert code == 16, p.transcript.getvalue()[-2000:]
+    assert code == 17, p.transcript.getvalue()[-2000:]
     said = beach_lines(p)
     assert len(said) == 2, said
     assert said[1].startswith(f"beach: beach host on root@{THERE_ADDR} "), said

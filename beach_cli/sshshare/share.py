@@ -32,6 +32,7 @@ CONTROL_BASE_MAX = 56  # + "/beach-ssh-XXXXXXXX/control" + ssh's ".XXXXXXXXXXXXX
 HOST_END_WAIT = 10.0  # after the session: for the remote host to end by itself, and ssh
 ENDED_WAIT = 2.0  # after a failed join: for ssh to end, if the remote host has ended
 
+KEY_OPTIONS = ("--authorized-keys", "--github-user")
 # `beach host` options that `beach ssh` sets itself (or that need a terminal the remote lacks).
 RESERVED_HOST_OPTIONS = (
     "--advertise",
@@ -56,6 +57,9 @@ class SshShareOptions:
     remote_ice_servers: list[str] = field(default_factory=list)  # given to the remote host
     host_args: list[str] = field(default_factory=list)  # more `beach host` options
     command: list[str] = field(default_factory=list)  # the remote's program; its shell if none
+    # ssh's -i FILE: with --host-arg=--authorized-keys/--github-user, the key the joiner proves
+    # too (else the ssh-agent's keys, as `beach join` without -i).
+    identity_file: Path | None = None
     start_timeout: float = 60.0  # ssh (a password typed included) and the host's start
     connect_timeout: float = 20.0  # the join, as `beach join --timeout`
 
@@ -105,7 +109,13 @@ async def share(opts: SshShareOptions, terminal: LocalTerminal) -> int:
         else:  # the remote has a server of its own configuration (its BEACH_SERVER, ...)
             server = info.server
         eprint(f"beach: joining session {info.session} on {where}")
-        join = JoinOptions(info.token, server, opts.connect_timeout, tuple(opts.ice_servers))
+        join = JoinOptions(
+            info.token,
+            server,
+            opts.connect_timeout,
+            tuple(opts.ice_servers),
+            opts.identity_file if _asks_for_keys(opts.host_args) else None,
+        )
         code = await _join_while_connected(ssh, join, terminal, where)
         # The remote host ends by itself now (its shell ended, or its last joiner left): let
         # it finish its own shutdown before our end of the lifeline closes.
@@ -116,6 +126,12 @@ async def share(opts: SshShareOptions, terminal: LocalTerminal) -> int:
         await ssh.close(grace)
         if control_dir is not None:
             shutil.rmtree(control_dir, ignore_errors=True)
+
+
+def _asks_for_keys(args: list[str]) -> bool:
+    """Whether the remote host admits only certain SSH keys: only then is a key file read
+    (it may ask for its passphrase, which ssh may just have asked for too)."""
+    return any(a.split("=", 1)[0] in KEY_OPTIONS for a in args)
 
 
 def _control_dir() -> str:
