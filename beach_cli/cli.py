@@ -67,6 +67,11 @@ def _run(main: Callable[[], Awaitable[int]], debug: bool) -> int:
             nonlocal terminated
             terminated = True
             task.cancel()
+            # Once: a second signal must not cut short the shutdown the first began, nor kill
+            # the process after the loop has gone (it would leave files behind).
+            for sig in (signal.SIGTERM, signal.SIGHUP):
+                loop.remove_signal_handler(sig)
+                signal.signal(sig, signal.SIG_IGN)
 
         for sig in (signal.SIGTERM, signal.SIGHUP):
             loop.add_signal_handler(sig, on_signal)

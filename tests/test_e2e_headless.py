@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import json
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -287,6 +288,25 @@ def test_the_person_inside_lets_the_job_continue(procs: Procs, headless, how: st
     lines = host.stderr.strip().splitlines()
     assert lines[-1] == "beach: continued from the shared shell (beach continue); session ended"
     assert not path.parent.exists()  # its directory goes with the session
+
+
+def test_a_second_sigterm_does_not_cut_the_shutdown_short(procs: Procs, headless) -> None:
+    """SIGTERM twice in a row (a supervisor, a CI runner's cancel): the host still hangs up on
+    its joiners and removes its info file and continue directory, and exits 143 once."""
+    host = headless()
+    link, _ = host.links()
+    joiner = join(procs, link)
+    shell_ready(joiner)
+    joiner.send('echo "file=$BEACH_CONTINUE_FILE."\r')
+    joiner.expect(r"file=(/\S+/continue)\.")
+    path = Path(joiner.child.match.group(1))
+    host.proc.send_signal(signal.SIGTERM)
+    joiner.expect("the host")  # hung up on: the host is in its shutdown now...
+    if host.alive():
+        host.proc.send_signal(signal.SIGTERM)  # ...which a second signal must not cut short
+    assert host.exit_code() == 143
+    assert not host.info_path.exists() and not path.parent.exists()
+    assert host.stderr.strip().splitlines()[-1] == "beach: terminated"
 
 
 def test_beach_continue_outside_a_session_is_one_line() -> None:

@@ -308,6 +308,16 @@ class HostSession:
         task.add_done_callback(self._tasks.discard)
 
     async def _shutdown(self) -> None:
+        try:
+            await self._hang_up()
+        finally:  # even if cut short: no file of ours left behind
+            if self.opts.info_file is not None:
+                with contextlib.suppress(OSError):
+                    self.opts.info_file.unlink()
+            if self._continue_dir is not None:
+                shutil.rmtree(self._continue_dir, ignore_errors=True)
+
+    async def _hang_up(self) -> None:
         self.lifetime.close()
         for task in list(self._tasks):
             task.cancel()
@@ -328,11 +338,6 @@ class HostSession:
         await self.term.drain(1.0)
         self.term.restore()
         await self.registration.close()
-        if self.opts.info_file is not None:
-            with contextlib.suppress(OSError):
-                self.opts.info_file.unlink()
-        if self._continue_dir is not None:
-            shutil.rmtree(self._continue_dir, ignore_errors=True)
 
     async def _finish_peers(self, status: ExitStatus) -> None:
         live = [p for p in self.peers.values() if p.state == "live"]
