@@ -59,6 +59,8 @@ class SshServer:
         authorized.write_bytes(Path(f"{self.user_key}.pub").read_bytes())
         authorized.chmod(0o600)
         self.port = _free_port()
+        home = self.dir / "home"
+        home.mkdir(exist_ok=True)
         config = self.dir / "sshd_config"
         config.write_text(
             "\n".join(
@@ -78,6 +80,9 @@ class SshServer:
                     "PrintLastLog no",
                     "UseDNS no",
                     "LogLevel ERROR",
+                    # An empty home: the user's shell start-up files (root's may run pyenv,
+                    # which can wait a minute on a lock) are not what is measured.
+                    f"SetEnv HOME={home}",
                     "",
                 ]
             )

@@ -578,3 +578,48 @@ async def test_stopping_a_slow_task_lets_the_callers_cancellation_through() -> N
     assert task.cancelled()
     # A task that ends with its own cancellation or an error is stopped quietly.
     await tasks.stop(asyncio.create_task(asyncio.sleep(3600)))
+
+
+LOSE_FIRST_MESSAGE = """
+# sitecustomize for a `beach join` under test: aiortc loses the joiner's first HELLO.
+import aiortc.rtcdatachannel as channel_module
+
+_send = channel_module.RTCDataChannel.send
+_lost = []
+
+
+def send(self, data):
+    if not _lost and data[:1] == bytes([HELLO]):  # the first HELLO goes nowhere
+        _lost.append(data)
+        return None
+    return _send(self, data)
+
+
+channel_module.RTCDataChannel.send = send
+"""
+
+
+@pytest.mark.e2e
+def test_a_hello_lost_as_the_channel_opens_is_said_again(
+    procs: Procs, server: str, tmp_path
+) -> None:
+    """aiortc now and then loses a message sent the moment a data channel opens; `beach join`
+    says HELLO again while unanswered, and the host, which takes only the first, greets it."""
+    inject = tmp_path / "inject"
+    inject.mkdir()
+    code = LOSE_FIRST_MESSAGE.replace("HELLO]", f"{int(Frame.HELLO)}]")
+    (inject / "sitecustomize.py").write_text(code)
+    log_file = tmp_path / "host.log"
+    host, info = start_host(
+        procs, tmp_path, server, global_opts=("--log-file", str(log_file), "--log-level", "info")
+    )
+    shell_ready(host)
+    joiner = start_join(procs, info, PYTHONPATH=str(inject))
+    shell_ready(joiner)
+    joiner.send("echo greeted-$((6*7))\r")
+    host.expect("greeted-42")
+    assert "greeted 1.0 s after the channel opened" in log_file.read_text()
+    joiner.send("\x1dd")
+    assert joiner.exit_code() == 0
+    host.send("exit\r")
+    assert host.exit_code() == 0

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -49,6 +50,7 @@ log = logging.getLogger("beach.peer")
 # Per step, at least (the host's --timeout / BEACH_CONNECT_TIMEOUT if longer).
 HANDSHAKE_TIMEOUT = 30.0
 HELLO_TIMEOUT = 10.0
+LATE_HELLO = 0.8  # s: a greeting later than this is logged
 INBOX_LIMIT = 64
 _LEFT: dict[str, Any] = {"k": "left"}  # in the inbox: the joiner hung up (compared by identity)
 
@@ -272,6 +274,7 @@ class Handshake:
         the relay: its wait for the channel can end just as ours opens, and the joiner's choice
         is the one both ends follow (its relayed HELLO waits in `_early_relay` meanwhile)."""
         greeted = asyncio.ensure_future(self._greeted.wait())
+        started = time.monotonic()
         try:
             async with asyncio.timeout(HELLO_TIMEOUT):
                 while not greeted.done():
@@ -286,6 +289,9 @@ class Handshake:
             raise BeachError("the joiner never said hello") from exc
         finally:
             greeted.cancel()
+        took = time.monotonic() - started
+        if took > LATE_HELLO:  # a HELLO lost as the channel opened, said again (join/session.py)
+            log.info("peer %s: greeted %.1f s after the channel opened", self.peer.id, took)
         assert self.link is not None
         return self.link
 

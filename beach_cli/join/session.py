@@ -58,6 +58,7 @@ log = logging.getLogger("beach.join")
 DETACH_PREFIX = 0x1D  # Ctrl-]
 DETACH_KEYS = (ord("d"), ord("."))
 HELLO_TIMEOUT = 10.0
+HELLO_AGAIN = 1.0  # s before HELLO is said again (then 2, 4...), within HELLO_TIMEOUT
 INPUT_CHUNK = 32 * 1024
 # More than this waiting for a slow local terminal: drop it and ask for a fresh screen.
 LOCAL_BACKLOG = 8 * 1024 * 1024
@@ -196,11 +197,19 @@ class JoinSession:
         self._hello_event.clear()
         cols, rows = self.term.size()
         features = (compression.FEATURE,)
-        self.link.send(encode_hello(Hello(FRAME_VERSION, self.token.role, cols, rows, features)))
-        try:
-            await asyncio.wait_for(self._hello_event.wait(), HELLO_TIMEOUT)
-        except TimeoutError as exc:
-            raise HostGone("the host did not greet us") from exc
+        hello = encode_hello(Hello(FRAME_VERSION, self.token.role, cols, rows, features))
+        # Said again while unanswered: a message sent the moment a fresh data channel opens is
+        # now and then never delivered by aiortc (aiortc#1194), and a host takes only the first.
+        deadline = time.monotonic() + HELLO_TIMEOUT
+        wait = HELLO_AGAIN
+        while not self._hello_event.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise HostGone("the host did not greet us")
+            self.link.send(hello)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._hello_event.wait(), min(wait, left))
+            wait *= 2
         assert self._hello is not None
         self.resume_id = self._hello.resume
         start, missing = self.inputs.since(self._hello.applied)

@@ -20,6 +20,7 @@ import { Handshake } from "./handshake.js";
 import { BeachError } from "./keyplane.js";
 
 const HELLO_TIMEOUT = 10; // s
+const HELLO_AGAIN = 1; // s before HELLO is said again (then 2, 4...), within HELLO_TIMEOUT
 const INPUT_CHUNK = 32 * 1024;
 const INPUT_LOG_LIMIT = 1024 * 1024; // unacknowledged keystrokes kept for a reconnect
 const RECONNECT_FOR = 120; // s
@@ -126,14 +127,24 @@ export class Session {
       this.helloWaiter = resolve;
     });
     const [cols, rows] = this._window();
-    link.send(encodeHello({ version: FRAME_VERSION, role: this.token.role, cols, rows, features: ["deflate"] }));
-    let timer;
+    const hello = encodeHello({ version: FRAME_VERSION, role: this.token.role, cols, rows, features: ["deflate"] });
+    // Said again while unanswered (after 1 s, then 2, 4...): a message sent the moment a fresh
+    // data channel opens is now and then never delivered by the host's aiortc, and a host
+    // takes only the first HELLO.
+    let timer, again;
+    let wait = HELLO_AGAIN * 1000;
+    const say = () => {
+      link.send(hello);
+      again = setTimeout(say, wait);
+      wait *= 2;
+    };
     const late = new Promise((_, reject) => {
       timer = setTimeout(
         () => reject(new BeachError("host-gone", "the host did not greet us")),
         HELLO_TIMEOUT * 1000,
       );
     });
+    say();
     try {
       await Promise.race([greeted, late]);
     } catch (exc) {
@@ -141,6 +152,7 @@ export class Session {
       throw exc;
     } finally {
       clearTimeout(timer);
+      clearTimeout(again);
     }
     this.resumeId = this.hello.resume;
     this.inputs.ack(this.hello.applied);
