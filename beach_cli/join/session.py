@@ -198,8 +198,9 @@ class JoinSession:
         cols, rows = self.term.size()
         features = (compression.FEATURE,)
         hello = encode_hello(Hello(FRAME_VERSION, self.token.role, cols, rows, features))
-        # Said again while unanswered: a message sent the moment a fresh data channel opens is
-        # now and then never delivered by aiortc (aiortc#1194), and a host takes only the first.
+        # Said again while unanswered: a message sent the moment a fresh data channel opens
+        # now and then never reaches the host (seen in CI; aiortc#1194 reports the same), and a
+        # host takes only the first.
         deadline = time.monotonic() + HELLO_TIMEOUT
         wait = HELLO_AGAIN
         while not self._hello_event.is_set():

@@ -129,8 +129,8 @@ export class Session {
     const [cols, rows] = this._window();
     const hello = encodeHello({ version: FRAME_VERSION, role: this.token.role, cols, rows, features: ["deflate"] });
     // Said again while unanswered (after 1 s, then 2, 4...): a message sent the moment a fresh
-    // data channel opens is now and then never delivered by the host's aiortc, and a host
-    // takes only the first HELLO.
+    // data channel opens now and then never reaches the host (seen in CI; aiortc#1194 reports
+    // the same), and a host takes only the first HELLO.
     let timer, again;
     let wait = HELLO_AGAIN * 1000;
     const say = () => {
