@@ -542,6 +542,9 @@ def _keys_url(ctx: click.Context, param: click.Parameter, value: str | None) -> 
     help="Where --github-user's keys are published, as URL/NAME.keys "
     "(else BEACH_KEYS_URL, else https://github.com).",
 )
+@click.option(
+    "--qr", is_flag=True, help="Also print the read-write link as a QR code, to join from a phone."
+)
 @click.option("--approve", is_flag=True, help="Ask before letting each joiner in.")
 @click.option(
     "--record",
@@ -578,6 +581,7 @@ def host(
     authorized_keys: tuple[Path, ...],
     github_users: tuple[str, ...],
     keys_url: str | None,
+    qr: bool,
     **flags: Any,
 ) -> None:
     """Share your shell (or `-- CMD ARGS...`) and print how to join.
@@ -629,6 +633,7 @@ def host(
         authorized_keys=list(authorized_keys),
         github_users=list(github_users),
         keys_url=keys_url or DEFAULT_KEYS_URL,
+        qr=qr,
     )
 
     async def main() -> int:
@@ -779,6 +784,23 @@ def ssh(
         connect_timeout=s["connect_timeout"],
     )
     sys.exit(_run(lambda: share(opts, LocalTerminal()), ctx.obj["debug"]))
+
+
+@cli.command()
+@click.argument("shell", type=click.Choice(["bash", "zsh", "fish"]))
+def completion(shell: str) -> None:
+    """Print the completion script for SHELL (commands, options, choices, files).
+
+    \b
+    bash:  eval "$(beach completion bash)"    in ~/.bashrc
+    zsh:   eval "$(beach completion zsh)"     in ~/.zshrc
+    fish:  beach completion fish > ~/.config/fish/completions/beach.fish"""
+    from click.shell_completion import get_completion_class
+
+    complete = get_completion_class(shell)
+    assert complete is not None  # the three click knows
+    # The script calls `beach` back with _BEACH_COMPLETE set; click's main answers it.
+    click.echo(complete(cli, {}, "beach", "_BEACH_COMPLETE").source())
 
 
 @cli.command(name="continue")

@@ -26,6 +26,7 @@ from rich.markup import escape
 from ..durations import format_duration
 from ..invite import join_link
 from ..keys import ROLES, Token
+from ..qr import qr_lines
 from ..rendezvous import short_url
 from ..resume import ResumeTable
 from ..terminal import LocalTerminal
@@ -161,6 +162,9 @@ class HostSession:
             c.print(f"  {label} [{style}]{escape(text)}[/]", soft_wrap=True)
         if self._admits():
             c.print(f"  {escape(self._admits())}", style="yellow")
+        if self.opts.qr:  # before raw mode: plain newlines; escapes of our own, not rich's
+            c.file.write("".join(f"  {line}\n" for line in qr_lines(self.join_link("rw"))))
+            c.file.flush()
         c.print("  the shell starts below; exit it to end the session", style="dim")
 
     def _admits(self) -> str:
@@ -189,6 +193,8 @@ class HostSession:
         lines += [f"  {label} {text}" for label, text in self._how_to_join()]
         if self._admits():
             lines.append(f"  {self._admits()}")
+        if o.qr:  # no colour in a log: light modules drawn, for a dark background
+            lines += [f"  {line}" for line in qr_lines(self.join_link("rw"), colour=False)]
         limits = []
         if o.wait_for_joiner is not None:
             limits.append(f"ends if nobody joins within {format_duration(o.wait_for_joiner)}")
