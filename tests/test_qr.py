@@ -78,5 +78,5 @@ def test_a_headless_host_prints_the_code_in_its_log(server: str, tmp_path: Path)
     )
     assert done.returncode == 0, done.stderr
     assert "\x1b" not in done.stdout  # a log gets no escape sequences
-    link = next(line.split()[-1] for line in done.stdout.splitlines() if "read-write" in line)
+    link = next(line.split()[-1] for line in done.stdout.splitlines() if "open to join" in line)
     assert decode(qr_block(done.stdout), tmp_path) == link
