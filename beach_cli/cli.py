@@ -676,11 +676,21 @@ def join(ctx: click.Context, token: str, identity_file: Path | None, **flags: An
         if flags.get("server") is None:  # the link's server, unless --server says otherwise
             s["server"] = linked
     if not s["server"]:
+        from .recent import last_server
+        from .rendezvous import short_url
+
         click.echo(
             "beach: no server given: join with the link `beach host` printed "
             "(http://HOST:PORT/j/#TOKEN), or give the token with --server URL or BEACH_SERVER",
             err=True,
         )
+        last = last_server()
+        if last is not None:
+            click.echo(
+                f"beach: your last join went through {short_url(last)}: "
+                f"beach join --server {short_url(last)} {token}",
+                err=True,
+            )
         sys.exit(2)
 
     async def main() -> int:

@@ -241,11 +241,31 @@ def test_the_printed_link_joins_from_a_terminal(procs: Procs, tmp_path) -> None:
     assert host.exit_code() == 5
 
 
-def test_a_bad_link_is_one_clear_line(procs: Procs) -> None:
+def test_a_bad_link_is_one_clear_line(procs: Procs, tmp_path) -> None:
     joiner = procs.start([BEACH, "join", "http://127.0.0.1:9/other/#abcdef-ghjkmn"])
     joiner.expect("is not a beach link")
     assert joiner.exit_code() == 2
     assert "Traceback" not in joiner.transcript.getvalue()
-    bare = procs.start([BEACH, "join", "abcdef-ghjkmn"])  # (the tests set no BEACH_SERVER)
+    # (the tests set no BEACH_SERVER; a state directory of this test's: no join yet)
+    bare = procs.start([BEACH, "join", "abcdef-ghjkmn"], XDG_STATE_HOME=str(tmp_path))
     bare.expect("join with the link")
     assert bare.exit_code() == 2
+    assert "last join" not in bare.transcript.getvalue()
+
+
+def test_a_bare_token_suggests_the_server_of_the_last_join(
+    procs: Procs, server: str, tmp_path
+) -> None:
+    host, info = start_host(procs, tmp_path, server)
+    shell_ready(host)
+    state = {"XDG_STATE_HOME": str(tmp_path / "state")}
+    joiner = procs.start([BEACH, "join", info["join_link"]], **state)
+    shell_ready(joiner)
+    joiner.send("\x1dd")
+    assert joiner.exit_code() == 0
+    bare = procs.start([BEACH, "join", info["join_token"]], **state)
+    short = server.removeprefix("ws://").removesuffix("/ws")
+    bare.expect(f"your last join went through {short}: beach join --server {short} ")
+    assert bare.exit_code() == 2
+    host.send("exit\r")
+    assert host.exit_code() == 0

@@ -31,6 +31,7 @@ from ..errors import (
 )
 from ..keys import parse_token
 from ..link.base import Link
+from ..recent import remember_server
 from ..resume import InputLog
 from ..terminal import LocalTerminal, eprint
 from ..text import printable
@@ -167,6 +168,7 @@ class JoinSession:
             with self.console.status("connecting to server", spinner="dots") as status:
                 self.link = await dialer.dial(status.update, None)
                 self.timings.update(dialer.marks)
+            remember_server(self.opts.server)  # for a bare token next time (recent.py)
             await self._greet()
             self._enter_terminal()
             while True:
