@@ -13,6 +13,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pexpect
 import pytest
@@ -272,15 +273,21 @@ def test_exit_when_last_leaves(procs: Procs, headless) -> None:
     assert lines[-1] == "beach: the last joiner left (--exit-when-last-leaves); session ended"
 
 
-@pytest.mark.parametrize("how", ["beach continue", 'touch "$BEACH_CONTINUE_FILE"'])
-def test_the_person_inside_lets_the_job_continue(procs: Procs, headless, how: str) -> None:
-    host = headless("--max-duration", "10m")
+def join_and_find_the_continue_file(procs: Procs, host: Headless) -> tuple[Any, Path]:
+    """A read-write joiner in, and the path of the session's continue file, as the shared
+    shell sees it."""
     link, _ = host.links()
     joiner = join(procs, link)
     shell_ready(joiner)
     joiner.send('echo "file=$BEACH_CONTINUE_FILE."\r')
     joiner.expect(r"file=(/\S+/continue)\.")
-    path = Path(joiner.child.match.group(1))
+    return joiner, Path(joiner.child.match.group(1))
+
+
+@pytest.mark.parametrize("how", ["beach continue", 'touch "$BEACH_CONTINUE_FILE"'])
+def test_the_person_inside_lets_the_job_continue(procs: Procs, headless, how: str) -> None:
+    host = headless("--max-duration", "10m")
+    joiner, path = join_and_find_the_continue_file(procs, host)
     joiner.send(f"{how}\r")
     assert host.exit_code() == 0
     joiner.expect(r"session ended by the host: continued from the shared shell \(beach continue\)")
@@ -294,12 +301,7 @@ def test_a_second_sigterm_does_not_cut_the_shutdown_short(procs: Procs, headless
     """SIGTERM twice in a row (a supervisor, a CI runner's cancel): the host still hangs up on
     its joiners and removes its info file and continue directory, and exits 143 once."""
     host = headless()
-    link, _ = host.links()
-    joiner = join(procs, link)
-    shell_ready(joiner)
-    joiner.send('echo "file=$BEACH_CONTINUE_FILE."\r')
-    joiner.expect(r"file=(/\S+/continue)\.")
-    path = Path(joiner.child.match.group(1))
+    joiner, path = join_and_find_the_continue_file(procs, host)
     host.proc.send_signal(signal.SIGTERM)
     joiner.expect("the host")  # hung up on: the host is in its shutdown now...
     if host.alive():
