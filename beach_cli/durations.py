@@ -70,6 +70,21 @@ def format_duration(seconds: float) -> str:
     return out or "0s"
 
 
+def session_limits(
+    wait_for_joiner: float | None, max_duration: float | None, exit_when_last_leaves: bool
+) -> list[str]:
+    """How a session's limits read after "the session ends ...": in the headless banner and
+    in a CI job's summary, the same words."""
+    limits = []
+    if wait_for_joiner is not None:
+        limits.append(f"if nobody joins within {format_duration(wait_for_joiner)}")
+    if max_duration is not None:
+        limits.append(f"after {format_duration(max_duration)} in any case")
+    if exit_when_last_leaves:
+        limits.append("when the last joiner leaves")
+    return limits
+
+
 class OneLineBadParameter(click.BadParameter):
     """A bad option value as one line (`beach: Invalid value for ...`) and exit code 2, instead
     of click's usage block: the line is all a script's log needs."""

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..durations import format_duration
+from ..durations import format_duration, session_limits
 from ..errors import BeachError
 from ..text import printable
 
@@ -39,13 +39,7 @@ class Limits:
     github_user: str | None
 
     def sentence(self) -> str:
-        parts = []
-        if self.wait_for_joiner is not None:
-            parts.append(f"if nobody joins within {format_duration(self.wait_for_joiner)}")
-        if self.max_duration is not None:
-            parts.append(f"after {format_duration(self.max_duration)} in any case")
-        if self.exit_when_last_leaves:
-            parts.append("when the last joiner leaves")
+        parts = session_limits(self.wait_for_joiner, self.max_duration, self.exit_when_last_leaves)
         if not parts:
             return "The session ends when its shell does (or the step's timeout-minutes)."
         return "The session ends " + ", ".join(parts) + "."

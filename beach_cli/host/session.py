@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Console
 from rich.markup import escape
 
-from ..durations import format_duration
+from ..durations import session_limits
 from ..invite import join_link
 from ..keys import ROLES, Token
 from ..qr import qr_lines
@@ -160,8 +160,8 @@ class HostSession:
             style = "bold green" if i == 0 else "green"
             # Never wrapped: a link cut across lines could not be clicked or copied whole.
             c.print(f"  {label} [{style}]{escape(text)}[/]", soft_wrap=True)
-        if self._admits():
-            c.print(f"  {escape(self._admits())}", style="yellow")
+        if admits := self._admits():
+            c.print(f"  {escape(admits)}", style="yellow")
         if self.opts.qr:  # before raw mode: plain newlines; escapes of our own, not rich's
             c.file.write("".join(f"  {line}\n" for line in qr_lines(self.join_link("rw"))))
             c.file.flush()
@@ -191,19 +191,13 @@ class HostSession:
         )
         lines = [f"beach sharing session {self.session_id} (headless: {cols}x{rows} {follows})"]
         lines += [f"  {label} {text}" for label, text in self._how_to_join()]
-        if self._admits():
-            lines.append(f"  {self._admits()}")
+        if admits := self._admits():
+            lines.append(f"  {admits}")
         if o.qr:  # no colour in a log: light modules drawn, for a dark background
             lines += [f"  {line}" for line in qr_lines(self.join_link("rw"), colour=False)]
-        limits = []
-        if o.wait_for_joiner is not None:
-            limits.append(f"ends if nobody joins within {format_duration(o.wait_for_joiner)}")
-        if o.max_duration is not None:
-            limits.append(f"ends after {format_duration(o.max_duration)} in any case")
-        if o.exit_when_last_leaves:
-            limits.append("ends when the last joiner leaves")
+        limits = session_limits(o.wait_for_joiner, o.max_duration, o.exit_when_last_leaves)
         if limits:
-            lines.append(f"  the session {', '.join(limits)}")
+            lines.append(f"  the session ends {', '.join(limits)}")
         lines.append(
             "  inside the shared shell, `beach continue` (or creating $BEACH_CONTINUE_FILE) "
             "ends the session with exit code 0"
