@@ -135,8 +135,10 @@ class LocalTerminal:
                 self._on_drain()
 
     async def drain(self, timeout: float = 2.0) -> None:
+        # asyncio.timeout: wait_for (Python 3.11) can swallow a cancellation of the caller.
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._drained.wait(), timeout)
+            async with asyncio.timeout(timeout):
+                await self._drained.wait()
 
     def set_title(self, text: str) -> None:
         """The window title (OSC 2), with anything that could end the sequence early removed."""

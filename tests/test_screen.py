@@ -274,3 +274,36 @@ def test_history_cut_inside_a_megabyte_title_never_shows_its_text() -> None:
     replayed = render(hist.snapshot())
     assert replayed.display[1].rstrip() == "title-done", replayed.display[:3]
     assert all(not line.strip() for y, line in enumerate(replayed.display) if y != 1)
+
+
+def test_a_snapshot_for_a_joiner_skipping_ahead_keeps_little_history_and_the_same_screen() -> None:
+    # Colours and a scroll region set long before; then a long run of coloured lines.
+    setup = b"\x1b[?25l\x1b[1;31m"
+    body = b"".join(b"\x1b[32mfile %06d\x1b[0m \x1b[1mlink\x1b[0m\r\n" % i for i in range(20_000))
+    tail = b"\x1b[33mprompt$ "
+    hist = history(setup, *in_pieces(body, 4096), tail)
+    whole, recent = hist.snapshot(), hist.snapshot(recent=8192)
+    assert len(recent) < 8192 + 1024 < len(whole)
+    direct = render(setup + body + tail)
+    for snap in (whole, recent):
+        replayed = render(snap)
+        assert replayed.display == direct.display
+        assert cursor(replayed) == cursor(direct)
+        assert replayed.cursor.attrs.fg == direct.cursor.attrs.fg  # the colour in effect
+    assert b"\x1b[?25l" in recent  # a lasting mode from before the cut
+    assert hist.snapshot() == whole  # taking a short one changed nothing
+
+
+def test_a_short_snapshot_is_the_whole_one_when_there_is_little_history() -> None:
+    hist = history(b"\x1b[2J\x1b[H", lines(10))
+    assert hist.snapshot(recent=64 * 1024) == hist.snapshot()
+
+
+def test_a_short_snapshot_replays_the_alternate_screen_whole() -> None:
+    full_screen = b"\x1b[?1049h\x1b[H\x1b[2J" + b"".join(
+        b"\x1b[%d;1Hrow %02d" % (r, r) for r in range(1, ROWS + 1)
+    )
+    hist = history(lines(5_000), full_screen)
+    direct = render(lines(5_000) + full_screen)
+    replayed = render(hist.snapshot(recent=1024))
+    assert replayed.display == direct.display

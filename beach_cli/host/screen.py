@@ -118,6 +118,18 @@ class _Screen:
     def replay(self) -> bytes:
         return b"".join(self.modes.values()) + b"".join(self.sgr) + bytes(self.data)
 
+    def replay_recent(self, limit: int) -> bytes:
+        """replay() of about the last `limit` bytes, cut where trim() would cut, the rest
+        leaving only its lasting state; this screen is left as it is."""
+        if len(self.data) <= limit:
+            return self.replay()
+        cut = self._boundary(len(self.data) - limit)
+        part = _Screen()
+        part.sgr, part.modes = list(self.sgr), dict(self.modes)
+        part.absorb(bytes(self.data[:cut]))
+        part.data = self.data[cut:]
+        return part.replay()
+
 
 # How far past the cut trim() looks for a boundary to start the kept history at.
 _BOUNDARY_WINDOW = 64 * 1024
@@ -173,11 +185,16 @@ class ScreenHistory:
         screen.data += data
         screen.trim(self.limit)
 
-    def snapshot(self, clear_scrollback: bool = True) -> bytes:
-        """Bytes that redraw the current screen on a terminal in any state."""
+    def snapshot(self, clear_scrollback: bool = True, recent: int | None = None) -> bytes:
+        """Bytes that redraw the current screen on a terminal in any state. With `recent`, the
+        main screen's history is cut to about that many bytes: what a joiner skipping ahead on
+        a slow path needs is the screen, not the scrollback. (Output since the last wipe that
+        is longer than that is line after line, whose last lines are the screen; the
+        alternate screen is always replayed whole.)"""
         self._main.trim(self.limit, now=True)
         self._alt.trim(self.limit, now=True)
-        out = RESET + (CLEAR_SCROLLBACK if clear_scrollback else b"") + self._main.replay()
+        main = self._main.replay() if recent is None else self._main.replay_recent(recent)
+        out = RESET + (CLEAR_SCROLLBACK if clear_scrollback else b"") + main
         if self.alt_active:
             out += self._alt_enter + self._alt.replay()
         return out + self._carry

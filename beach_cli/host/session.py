@@ -386,10 +386,10 @@ class HostSession:
             self._paused = False
             self.pty.resume_reading()
 
-    def snapshot(self, clear_scrollback: bool = True) -> bytes:
+    def snapshot(self, clear_scrollback: bool = True, recent: int | None = None) -> bytes:
         if self.screen is None:
             return RESET
-        return self.screen.snapshot(clear_scrollback)
+        return self.screen.snapshot(clear_scrollback, recent)
 
     @property
     def alt_active(self) -> bool:

@@ -2,8 +2,10 @@
 fresh screen) and a bounded sender of the shared terminal's output to it.
 
 Each joiner has its own sender and output buffer, so a slow or hostile joiner can never stall
-the PTY, the host's terminal or the other joiners. A joiner that falls more than BACKLOG_LIMIT
-behind is not fed the backlog: its buffer is dropped and it gets a fresh snapshot.
+the PTY, the host's terminal or the other joiners. A joiner whose output waiting here would take
+its path longer than PROMPT (plus a round trip) to deliver, or that falls more than
+BACKLOG_LIMIT behind, is not fed the backlog: its buffer is dropped and it gets a fresh snapshot.
+So a slow link never carries output the screen has already overwritten.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from collections import deque
 
 from ..bucket import TokenBucket
 from ..errors import ProtocolError
-from ..link.base import HIGH_WATER, Link
+from ..link.base import Link
 from ..link.chunks import chunked
 from ..wire import compression
 from ..wire.frames import (
@@ -40,6 +42,11 @@ from .handshake import Admission
 log = logging.getLogger("beach.peer")
 
 BACKLOG_LIMIT = 4 * 1024 * 1024
+PROMPT = 0.25  # s: output its path would take longer than this (and a round trip) to deliver
+MIN_SKIP = 16 * 1024  # bytes: less is never worth a fresh screen, whatever the pace
+# A joiner skipping ahead gets the screen with this much history, not all of it (a slow path
+# would spend longer on the scrollback than the skip saved).
+SKIP_HISTORY = 32 * 1024
 FEATURES = (compression.FEATURE,)
 COALESCE_AFTER = 0.005  # a send within this long means output is streaming...
 COALESCE_WAIT = 0.001  # ...so wait this long for more before the next frame
@@ -67,6 +74,9 @@ class Stream:
         self._closed = False
         self._queue: deque[tuple[bytes, int]] = deque()  # (unit, raw length) not yet sent
         self._behind = 0  # raw bytes they stand for
+        self._queued = 0  # bytes they take on the wire
+        self._skips = 0  # fresh screens sent because the path could not keep up
+        self._skipping = False  # the resync due is one of those
         self._last_send = 0.0
         self._ack_timer: asyncio.TimerHandle | None = None
         self._resync = False
@@ -168,19 +178,19 @@ class Stream:
         """One PTY read for this joiner: a deflate unit, or the raw bytes (no `deflate`)."""
         if self._sender is None or self._exit is not None:
             return
+        link = self.link
         if self._behind + raw_len > BACKLOG_LIMIT:
             log.info(
                 "peer %s: more than %d bytes behind, sending a fresh screen", self.id, BACKLOG_LIMIT
             )
-            self.request_resync()
+            self._skip()
             return
-        link = self.link
         if (
             not self._queue
             and not self._resync
             and raw_len < COALESCE_MIN
             and link is not None
-            and link.buffered <= HIGH_WATER
+            and link.buffered <= link.high_water
         ):
             # An echo or a prompt with nothing queued before it: out at once, without the hop
             # through the sender task (that hop is a measurable part of keystroke latency).
@@ -188,11 +198,44 @@ class Stream:
             return
         self._queue.append((unit, raw_len))
         self._behind += raw_len
+        self._queued += len(unit)
+        if link is not None and not self._resync and self._too_late(link):
+            self._skip()
+            return
         self._wake.set()
 
+    def _too_late(self, link: Link) -> bool:
+        """The output waiting here would reach the joiner later than PROMPT after a round trip
+        (judged only once the path's pace is known, and never for a fresh screen's worth)."""
+        seconds = link.pace.seconds_for(self._queued)
+        if seconds is None or self._queued < MIN_SKIP:
+            return False
+        allowed = PROMPT + (link.pace.rtt or 0.0)
+        if seconds <= allowed:
+            return False
+        self._skips += 1
+        # Said once, then at debug: on a slow path under bulk output this happens often.
+        log.log(
+            logging.INFO if self._skips == 1 else logging.DEBUG,
+            "peer %s: %.1f s behind on a path taking %.0f kB/s (round trip %.0f ms), "
+            "sending a fresh screen",
+            self.id,
+            seconds,
+            (link.pace.rate or 0) / 1000,
+            (link.pace.rtt or 0) * 1000,
+        )
+        return True
+
+    def _skip(self) -> None:
+        """Drop what the joiner is behind by: a fresh screen (with little history) instead."""
+        self.request_resync()
+        self._skipping = True
+
     def request_resync(self) -> None:
+        self._skipping = False
         self._queue.clear()
         self._behind = 0
+        self._queued = 0
         self._resync = True
         self._wake.set()
 
@@ -217,6 +260,8 @@ class Stream:
                 await asyncio.sleep(COALESCE_WAIT)
             while (self._queue or self._resync) and not link.lost.is_set():
                 await link.writable()
+                if not self._resync and self._too_late(link):
+                    self._skip()
                 if self._resync:
                     self._send_snapshot(link)
                 else:
@@ -229,7 +274,9 @@ class Stream:
         self._resync = False
         self._queue.clear()
         self._behind = 0
-        snap = self.host.snapshot()
+        self._queued = 0
+        snap = self.host.snapshot(recent=SKIP_HISTORY if self._skipping else None)
+        self._skipping = False
         self._send_body(
             link, Frame.SNAPSHOT, compression.standalone(snap) if self.deflate else snap
         )
@@ -243,6 +290,7 @@ class Stream:
             unit, raw_len = self._queue.popleft()
             body += unit
             self._behind -= raw_len
+        self._queued -= len(body)
         self._send_body(link, Frame.OUTPUT, bytes(body))
 
     # -- the end ---------------------------------------------------------------------------------

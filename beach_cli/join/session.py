@@ -210,8 +210,11 @@ class JoinSession:
             if left <= 0:
                 raise HostGone("the host did not greet us")
             self.link.send(hello)
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancellation
+            # (Ctrl-C, SIGTERM) that comes just as the HELLO does, and we would not stop.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._hello_event.wait(), min(wait, left))
+                async with asyncio.timeout(min(wait, left)):
+                    await self._hello_event.wait()
             wait *= 2
         assert self._hello is not None
         self.resume_id = self._hello.resume
@@ -266,7 +269,8 @@ class JoinSession:
                 )
             self._banner(f"reconnecting (attempt {attempt}: {last})")
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(self._done), delay)
+                async with asyncio.timeout(delay):  # not wait_for: see _greet
+                    await asyncio.shield(self._done)
 
     async def _rejoin(self, dial: asyncio.Future[Link]) -> str | None:
         """Take a finished reconnect attempt's link and greet the host: None if that worked,

@@ -12,6 +12,7 @@ stops taking what we send (HARD_CAP unsent, or nothing taken for STALL_TIMEOUT) 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -19,15 +20,23 @@ from collections.abc import Callable
 from .. import tasks
 from ..errors import ConnectTimeout, ProtocolError
 from ..wire.frames import Frame, decode_frame, encode_frame
+from .pace import Pace
 
 log = logging.getLogger("beach.link")
 
 PING_INTERVAL = 1.0
 # Any frame counts as a sign of life; silence this long means the peer is gone.
 PEER_TIMEOUT = 4.0
-# Backpressure: stop queueing above HIGH, resume once drained below LOW.
-HIGH_WATER = 1024 * 1024
-LOW_WATER = 256 * 1024
+# Backpressure: stop queueing above the high-water mark, resume once drained below a quarter of
+# it. The mark follows the path's pace: about CHANNEL_SECONDS of what it delivers, so that what
+# a slow path cannot carry soon waits with the sender, which can still skip it (host/stream.py),
+# rather than inside the path, where it can only be delivered late.
+HIGH_WATER = 1024 * 1024  # the most, on a fast path
+MIN_HIGH_WATER = 64 * 1024
+FIRST_HIGH_WATER = MIN_HIGH_WATER  # until the pace is known
+CHANNEL_SECONDS = 0.1
+MEASURE_EVERY = 0.1  # s: how often a sender waiting for the path samples its pace
+LOW_WATER = 256 * 1024  # PINGs and PONGs only behind less than this
 # Everything waits for `writable` or is coalesced, so nothing should ever reach this: a link
 # holding this much unsent is not being read, and is dropped rather than grown.
 HARD_CAP = 8 * 1024 * 1024
@@ -55,6 +64,8 @@ class Link:
         self._sent = 0  # bytes handed to `_transmit`
         self._progress_seen: object = None
         self._stalled_since = time.monotonic()
+        self.pace = Pace()
+        self._low_water = 0  # the drain threshold last given to the path
 
     # -- to be provided by each path -------------------------------------------------------------
 
@@ -79,6 +90,30 @@ class Link:
     def _outstanding(self) -> bool:
         """We have sent something the peer has not taken yet."""
         return self.buffered > 0
+
+    def _set_low_water(self, nbytes: int) -> None:
+        """Call `_drained` once the path holds no more than `nbytes` (each path knows how)."""
+        raise NotImplementedError
+
+    # -- pace ------------------------------------------------------------------------------------
+
+    @property
+    def high_water(self) -> int:
+        """How much the path itself may hold for the peer (see CHANNEL_SECONDS)."""
+        rate = self.pace.rate
+        if rate is None:
+            return FIRST_HIGH_WATER
+        return int(min(HIGH_WATER, max(MIN_HIGH_WATER, rate * CHANNEL_SECONDS)))
+
+    def _measure(self) -> int:
+        """Sample the pace; the high-water mark that follows from it."""
+        buffered = self.buffered
+        self.pace.sample(time.monotonic(), self._sent - buffered, buffered)
+        high = self.high_water
+        if high // 4 != self._low_water:
+            self._low_water = high // 4
+            self._set_low_water(self._low_water)
+        return high
 
     # -- shared ------------------------------------------------------------------------------
 
@@ -112,7 +147,10 @@ class Link:
             if len(body) == PING_BYTES and self.buffered <= LOW_WATER and not self._control:
                 self.send(encode_frame(Frame.PONG, body))
         elif kind == Frame.PONG:
-            pass  # a sign of life, counted above; nothing else to learn from it
+            # A sign of life, counted above, and a round trip if it answers a PING of ours.
+            if len(body) == PING_BYTES:
+                sent = int.from_bytes(body, "big")
+                self.pace.round_trip((time.monotonic_ns() - sent) / 1e9)
         else:
             self._on_frame(kind, body)
 
@@ -130,7 +168,7 @@ class Link:
         if self.buffered > HARD_CAP:
             self.mark_lost(f"not reading ({self.buffered} bytes unsent)")
             return False
-        if self.buffered > HIGH_WATER:
+        if self.buffered > self._measure():
             self._writable.clear()
         return True
 
@@ -140,27 +178,31 @@ class Link:
         an older one (each kind says everything there is to say). False if the link is gone."""
         if self.lost.is_set():
             return False
-        if self._control or self.buffered > HIGH_WATER:
+        if self._control or self.buffered > self.high_water:
             self._control.pop(frame[0], None)  # the latest goes last, after older kinds
             self._control[frame[0]] = frame
             return True
         return self.send(frame)
 
     def _flush_control(self) -> None:
-        while self._control and self.buffered <= HIGH_WATER and not self.lost.is_set():
+        while self._control and self.buffered <= self.high_water and not self.lost.is_set():
             kind = next(iter(self._control))
             self.send(self._control.pop(kind))
 
     def _drained(self) -> None:
+        high = self._measure()
         self._flush_control()
-        if self.buffered <= HIGH_WATER:
+        if self.buffered <= high:
             self._writable.set()
 
     async def writable(self) -> None:
-        """Wait until the link has drained below the low-water mark (or is lost)."""
-        if self.buffered > HIGH_WATER and not self.lost.is_set():
+        """Wait until the link has drained below the low-water mark (or is lost), measuring
+        its pace meanwhile: a slow path's is known within a moment of a burst."""
+        while self.buffered > self._measure() and not self.lost.is_set():
             self._writable.clear()
-            await self._writable.wait()
+            with contextlib.suppress(TimeoutError):  # not wait_for: it can swallow a cancel
+                async with asyncio.timeout(MEASURE_EVERY):
+                    await self._writable.wait()
 
     async def _heartbeat_loop(self) -> None:
         while not self.lost.is_set():
@@ -172,6 +214,7 @@ class Link:
                 return
             except TimeoutError:
                 pass
+            self._measure()
             self._flush_control()
             now = time.monotonic()
             if now - self._last_heard > PEER_TIMEOUT:

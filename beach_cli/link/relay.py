@@ -48,6 +48,7 @@ class RelayLink(Link):
         self._queue: deque[str] = deque()
         self._queued = 0  # characters in _queue (Link caps it, as for a data channel)
         self._taken = 0  # messages handed to the server
+        self._drain_below = LOW_WATER
         self._wake = asyncio.Event()
         self._writer = asyncio.create_task(self._write_loop())
         self.on_shutdown: list[Callable[[], Awaitable[None]]] = []
@@ -59,6 +60,9 @@ class RelayLink(Link):
             self._queue.append(text)
             self._queued += len(text)
         self._wake.set()
+
+    def _set_low_water(self, nbytes: int) -> None:
+        self._drain_below = nbytes
 
     @property
     def usable(self) -> bool:
@@ -84,7 +88,7 @@ class RelayLink(Link):
                 except BeachError as exc:
                     self.mark_lost(f"relay failed: {exc.message}")
                     return
-                if self._queued <= LOW_WATER:
+                if self._queued <= self._drain_below:
                     self._drained()
 
     def deliver(self, text: str) -> None:

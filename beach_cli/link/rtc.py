@@ -17,7 +17,7 @@ from aiortc.sdp import candidate_from_sdp
 
 from ..errors import ProtocolError
 from ..wire.frames import Frame
-from .base import LOW_WATER, Link
+from .base import Link
 
 log = logging.getLogger("beach.rtc")
 
@@ -137,7 +137,7 @@ class PeerLink(Link):
 
     def _attach(self, channel: Any) -> None:
         self.channel = channel
-        channel.bufferedAmountLowThreshold = LOW_WATER
+        channel.bufferedAmountLowThreshold = self.high_water // 4
         channel.on("open", self._opened)
         channel.on("close", lambda: self.mark_lost("channel closed"))
         channel.on("bufferedamountlow", self._drained)
@@ -147,6 +147,10 @@ class PeerLink(Link):
 
     def _transmit(self, frame: bytes) -> None:
         self.channel.send(frame)
+
+    def _set_low_water(self, nbytes: int) -> None:
+        if self.channel is not None:
+            self.channel.bufferedAmountLowThreshold = nbytes
 
     @property
     def usable(self) -> bool:
