@@ -166,8 +166,10 @@ class KeyExchange:
     def _aad(self, sender: str, kind: bytes) -> bytes:
         return b"|".join((_PROTO, self.session.encode(), self.peer.encode(), sender.encode(), kind))
 
-    def _seal_bytes(self, plain: bytes, kind: bytes) -> tuple[int, bytes]:
-        if not self.confirmed or self._send_key is None:
+    def _seal_bytes(
+        self, plain: bytes, kind: bytes, unconfirmed: bool = False
+    ) -> tuple[int, bytes]:
+        if not (self.confirmed or unconfirmed) or self._send_key is None:
             raise SecurityError("nothing may be sealed before the key is confirmed")
         seq = self._send_seq
         self._send_seq += 1
@@ -190,9 +192,13 @@ class KeyExchange:
         self._recv_seq = seq
         return plain
 
-    def seal(self, message: dict[str, Any]) -> dict[str, Any]:
+    def seal(self, message: dict[str, Any], unconfirmed: bool = False) -> dict[str, Any]:
+        """`unconfirmed`: sealed under the derived key before the peer has confirmed it (the
+        host's early offer). Only a peer holding the same key can open it, and a peer that
+        guessed the secret can test that one guess against the confirmation already, so this
+        tells it nothing more; nothing sealed is ever *opened* before confirmation."""
         plain = json.dumps(message, separators=(",", ":")).encode()
-        seq, cipher = self._seal_bytes(plain, b"msg")
+        seq, cipher = self._seal_bytes(plain, b"msg", unconfirmed)
         return payload("sealed", n=seq, c=_b64(cipher))
 
     def open(self, data: dict[str, Any]) -> dict[str, Any]:

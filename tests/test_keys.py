@@ -331,6 +331,34 @@ def test_seal_before_confirmation_is_refused() -> None:
         joiner.seal(ANSWER)
 
 
+def test_an_early_offer_is_sealed_unconfirmed_and_opened_only_once_confirmed() -> None:
+    host = KeyExchange("host", SESSION, PEER, "rw", SECRET)
+    joiner = KeyExchange("joiner", SESSION, PEER, "rw", SECRET)
+    exchange(host, joiner)
+    early = host.seal(OFFER, unconfirmed=True)  # the host's offer, ahead of the confirmations
+    with pytest.raises(SecurityError):
+        joiner.open(early)  # opening still waits for the key to be confirmed
+    confirm(host, joiner)
+    assert joiner.open(early) == OFFER
+
+
+def test_an_early_offer_to_a_wrong_token_cannot_be_opened() -> None:
+    host = KeyExchange("host", SESSION, PEER, "rw", SECRET)
+    guesser = KeyExchange("joiner", SESSION, PEER, "rw", "wrong0")
+    exchange(host, guesser)
+    early = host.seal(OFFER, unconfirmed=True)
+    with pytest.raises(WrongToken):
+        guesser.verify(host.confirmation())
+    guesser.confirmed = True  # even a guesser that ignores the failed confirmation
+    with pytest.raises(SecurityError):
+        guesser.open(early)
+
+
+def test_unconfirmed_sealing_still_needs_the_exchange() -> None:
+    with pytest.raises(SecurityError):
+        KeyExchange("host", SESSION, PEER, "rw", SECRET).seal(OFFER, unconfirmed=True)
+
+
 def test_open_before_confirmation_is_refused() -> None:
     host = KeyExchange("host", SESSION, PEER, "rw", SECRET)
     joiner = KeyExchange("joiner", SESSION, PEER, "rw", SECRET)

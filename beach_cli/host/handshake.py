@@ -4,6 +4,12 @@ this handshake with an allowed SSH key), approval (the host's say, with --approv
 (the sealed WebRTC offer and answer, or the switch to the server relay) and hello (the
 joiner's greeting on the channel). `Handshake.run` takes them in order and turns every
 failure into a reject.
+
+With nothing to decide between the key and the offer (no SSH key to prove, nobody to ask),
+the sealed offer is made while SPAKE2 computes and goes out right behind the host's key
+confirmation, before the joiner's: the joiner answers in the same flight as its confirmation,
+a round trip sooner. Only the holder of the key can open the offer, and a joiner whose
+confirmation fails has its peer connection closed unanswered.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from .. import tasks
 from ..errors import BeachError, ConnectTimeout, ProtocolError, Refused, SecurityError, WrongToken
 from ..identity.proof import ProofRefused
 from ..keys import ROLES, KeyExchange
@@ -97,7 +104,13 @@ class Handshake:
         self._inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue(INBOX_LIMIT)
         self._waiting = False  # for its role's turn or the host's approval: nothing to read
         self._early_relay: list[str] = []
+        self._offered: PeerLink | None = None  # offered with the key exchange (see above)
+        self._offering: asyncio.Task[str] | None = None  # its offer being made
         self.timeout = max(HANDSHAKE_TIMEOUT, host.opts.connect_timeout)
+
+    @property
+    def offers_early(self) -> bool:
+        return self.host.allowed_keys is None and not self.host.opts.approve
 
     async def run(self) -> Link | None:
         """The steps in order: the link to stream over, or None if the joiner was turned away
@@ -133,7 +146,16 @@ class Handshake:
         except BeachError as exc:  # a message out of order or malformed
             log.info("peer %s: %s", self.peer.id, exc)
             await self._reject(R_PROTOCOL)
+        finally:
+            await self._drop_early_offer()
         return None
+
+    async def _drop_early_offer(self) -> None:
+        """An offer made with the key exchange that the handshake never got to use."""
+        await tasks.stop(self._offering)
+        if self._offered is not None and self._offered is not self.link:
+            await self._offered.close()
+        self._offering = None
 
     # -- the steps -------------------------------------------------------------------------------
 
@@ -157,11 +179,15 @@ class Handshake:
                 # The secret is read after the wait: a rotation meanwhile counts.
                 secret = self.host.secret(role)
                 kx = KeyExchange("host", self.host.session_id, self.peer.id, role, secret)
+                if self.offers_early:  # made while SPAKE2 computes
+                    self._offering = asyncio.create_task(self._make_offer())
                 ours = await asyncio.to_thread(kx.start)
                 await asyncio.to_thread(kx.finish, theirs)
                 turn.spent = True
                 await self.host.signal(self.peer.id, ours)
                 await self.host.signal(self.peer.id, kx.confirmation())
+                if self._offering is not None:
+                    await self._send_offer(kx, await self._offering, unconfirmed=True)
                 kx.verify(await self._next("confirm"))
                 turn.verified = True
         return kx
@@ -211,13 +237,12 @@ class Handshake:
     async def connect(self, kx: KeyExchange) -> Link:
         """WebRTC, every message sealed (the DTLS fingerprint in the SDP is authentic), until
         the channel opens; or, if the joiner finds no peer-to-peer path, the relay."""
-        from ..link.rtc import PeerLink
-
-        rtc = PeerLink(self._ice_servers, self._on_frame, name=f"peer {self.peer.id}")
+        if self._offered is None:
+            await self._send_offer(kx, await self._make_offer())
+        rtc = self._offered
+        assert rtc is not None
         link: Link = rtc
         self.link = link
-        offer = await rtc.make_offer()
-        await self.host.signal(self.peer.id, kx.seal({"t": "offer", "sdp": offer}))
         opened = asyncio.ensure_future(rtc.wait_open(self.timeout))
         getter: asyncio.Future[dict[str, Any]] | None = None
         try:
@@ -237,6 +262,16 @@ class Handshake:
             if getter is not None:
                 getter.cancel()
         return link
+
+    async def _make_offer(self) -> str:
+        from ..link.rtc import PeerLink
+
+        self._offered = PeerLink(self._ice_servers, self._on_frame, name=f"peer {self.peer.id}")
+        return await self._offered.make_offer()
+
+    async def _send_offer(self, kx: KeyExchange, sdp: str, unconfirmed: bool = False) -> None:
+        offer = kx.seal({"t": "offer", "sdp": sdp}, unconfirmed=unconfirmed)
+        await self.host.signal(self.peer.id, offer)
 
     async def _while_connecting(
         self, kx: KeyExchange, rtc: PeerLink, data: dict[str, Any]
