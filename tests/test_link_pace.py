@@ -101,7 +101,7 @@ def test_a_pong_answering_our_ping_gives_the_round_trip_and_a_forged_one_does_no
 def test_the_high_water_mark_follows_the_pace_within_bounds() -> None:
     path = _Path()
     assert path.high_water == base.FIRST_HIGH_WATER
-    path.pace.rate = 250_000.0  # 2 Mbit/s: a tenth of a second is less than the floor
+    path.pace.rate = 100_000.0  # 0.8 Mbit/s: a tenth of a second is less than the floor
     assert path.high_water == base.MIN_HIGH_WATER
     path.pace.rate = 5_000_000.0
     assert path.high_water == 500_000
@@ -113,9 +113,20 @@ def test_the_high_water_mark_follows_the_pace_within_bounds() -> None:
 
 def test_a_slow_path_stops_taking_output_sooner() -> None:
     path = _Path()
-    path.pace.rate = 250_000.0
+    path.pace.rate = 100_000.0
     for _ in range(1_000):
         path.send(encode_frame(Frame.OUTPUT, bytes(4096)))
         if not path._writable.is_set():  # the sender would wait for `writable` now
             break
     assert base.MIN_HIGH_WATER < path.buffered < base.MIN_HIGH_WATER + 8192
+
+
+def test_a_slow_path_is_handed_smaller_frames() -> None:
+    path = _Path()
+    assert path.frame_size(65536) == 65536  # pace unknown
+    path.pace.rate = 250_000.0  # 2 Mbit/s: 50 ms of it
+    assert path.frame_size(65536) == 12_500
+    path.pace.rate = 1_000.0
+    assert path.frame_size(65536) == base.MIN_FRAME
+    path.pace.rate = 1e9
+    assert path.frame_size(65536) == 65536

@@ -246,7 +246,7 @@ class Stream:
     def _send_body(self, link: Link, kind: Frame, body: bytes) -> None:
         """One or more frames: a unit larger than a frame continues in OUTPUT frames (the
         joiner's inflater takes the stream in any pieces)."""
-        for frame in chunked(kind, body, MAX_CHUNK_BYTES):
+        for frame in chunked(kind, body, link.frame_size(MAX_CHUNK_BYTES)):
             link.send(frame)
         self._last_send = time.monotonic()
 
@@ -282,11 +282,19 @@ class Stream:
         )
 
     def _send_queued(self, link: Link) -> None:
-        """Units concatenate into one valid stream: as many as fit go in one frame."""
+        """Units concatenate into one valid stream: as many as fit go in one frame. A unit
+        larger than a frame goes a frame at a time, the rest waiting its turn, so that a skip
+        can still drop it (the joiner's inflater resets on the SNAPSHOT that follows)."""
+        most = link.frame_size(MAX_CHUNK_BYTES)
         unit, raw_len = self._queue.popleft()
+        if len(unit) > most:
+            self._queue.appendleft((unit[most:], raw_len))
+            self._queued -= most
+            self._send_body(link, Frame.OUTPUT, unit[:most])
+            return
         body = bytearray(unit)
         self._behind -= raw_len
-        while self._queue and len(body) + len(self._queue[0][0]) <= MAX_CHUNK_BYTES:
+        while self._queue and len(body) + len(self._queue[0][0]) <= most:
             unit, raw_len = self._queue.popleft()
             body += unit
             self._behind -= raw_len

@@ -32,9 +32,13 @@ PEER_TIMEOUT = 4.0
 # a slow path cannot carry soon waits with the sender, which can still skip it (host/stream.py),
 # rather than inside the path, where it can only be delivered late.
 HIGH_WATER = 1024 * 1024  # the most, on a fast path
-MIN_HIGH_WATER = 64 * 1024
-FIRST_HIGH_WATER = MIN_HIGH_WATER  # until the pace is known
+MIN_HIGH_WATER = 16 * 1024
+FIRST_HIGH_WATER = 64 * 1024  # until the pace is known
 CHANNEL_SECONDS = 0.1
+# A path takes a message whole: on a slow one, smaller frames let output wait with the sender
+# (a 64 KiB frame is a quarter of a second at 2 Mbit/s).
+FRAME_SECONDS = 0.05
+MIN_FRAME = 4 * 1024
 MEASURE_EVERY = 0.1  # s: how often a sender waiting for the path samples its pace
 LOW_WATER = 256 * 1024  # PINGs and PONGs only behind less than this
 # Everything waits for `writable` or is coalesced, so nothing should ever reach this: a link
@@ -104,6 +108,13 @@ class Link:
         if rate is None:
             return FIRST_HIGH_WATER
         return int(min(HIGH_WATER, max(MIN_HIGH_WATER, rate * CHANNEL_SECONDS)))
+
+    def frame_size(self, most: int) -> int:
+        """The largest frame of output worth handing the path at once (at most `most`)."""
+        rate = self.pace.rate
+        if rate is None:
+            return most
+        return int(min(most, max(MIN_FRAME, rate * FRAME_SECONDS)))
 
     def _measure(self) -> int:
         """Sample the pace; the high-water mark that follows from it."""
