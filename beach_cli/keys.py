@@ -80,15 +80,16 @@ class KeyExchange:
     """
 
     def __init__(self, side: Side, session: str, peer: str, role: Role, secret: str) -> None:
+        """`peer` may be "" for a joiner that sends its SPAKE2 message with its join, before
+        the server has named it: see `introduced`."""
         self.side = side
         self.session = session
         self.peer = peer
         self.role = role
         password = f"{role}:{secret}".encode()
-        id_a = b"|".join((_PROTO, b"joiner", session.encode(), peer.encode(), role.encode()))
         id_b = b"|".join((_PROTO, b"host", session.encode()))
         cls = SPAKE2_A if side == "joiner" else SPAKE2_B
-        self._spake = cls(password, idA=id_a, idB=id_b)
+        self._spake = cls(password, idA=self._id_a(), idB=id_b)
         self._outbound: bytes | None = None
         self._transcript = b""
         self._send_key: ChaCha20Poly1305 | None = None
@@ -98,6 +99,20 @@ class KeyExchange:
         self._send_seq = 0
         self._recv_seq = -1
         self.confirmed = False
+
+    def _id_a(self) -> bytes:
+        who = (self.session.encode(), self.peer.encode(), self.role.encode())
+        return b"|".join((_PROTO, b"joiner", *who))
+
+    def introduced(self, peer: str) -> None:
+        """The joiner's peer id, from the server, after its SPAKE2 message went out. SPAKE2's
+        message does not depend on the identities (they enter only the final key hash, in
+        `finish`), so a joiner can send it with its join, a round trip sooner; the key is
+        bound to the peer id all the same."""
+        if self.side != "joiner" or self.peer or not peer:
+            raise ProtocolError("a peer id is learnt once, by a joiner")
+        self.peer = peer
+        self._spake.idA = self._id_a()
 
     # -- SPAKE2 ---------------------------------------------------------------------------
 
@@ -114,6 +129,8 @@ class KeyExchange:
         msg = parse_payload(data)
         if msg["k"] != "pake" or self._outbound is None:
             raise ProtocolError("expected a key exchange message")
+        if not self.peer:
+            raise ProtocolError("no peer id to bind the key to")
         inbound = _unb64(msg["m"])
         try:
             shared = self._spake.finish(inbound)

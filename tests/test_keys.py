@@ -331,6 +331,43 @@ def test_seal_before_confirmation_is_refused() -> None:
         joiner.seal(ANSWER)
 
 
+def test_a_joiner_may_start_before_the_server_names_it() -> None:
+    joiner = KeyExchange("joiner", SESSION, "", "rw", SECRET)
+    ours = joiner.start()  # sent with the join, before the server said who we are
+    joiner.introduced(PEER)
+    host = KeyExchange("host", SESSION, PEER, "rw", SECRET)
+    theirs = host.start()
+    host.finish(ours)
+    joiner.finish(theirs)
+    confirm(host, joiner)  # the same key as a joiner that knew its peer id from the start
+    assert joiner.open(host.seal(OFFER)) == OFFER
+
+
+def test_a_joiner_started_early_is_bound_to_the_peer_id_it_is_given() -> None:
+    joiner = KeyExchange("joiner", SESSION, "", "rw", SECRET)
+    ours = joiner.start()
+    joiner.introduced("0ther9ee")  # the server named us one thing and told the host another
+    host = KeyExchange("host", SESSION, PEER, "rw", SECRET)
+    theirs = host.start()
+    host.finish(ours)
+    joiner.finish(theirs)
+    with pytest.raises(WrongToken):
+        joiner.verify(host.confirmation())
+
+
+def test_a_peer_id_is_learnt_once_and_needed_for_the_key() -> None:
+    joiner = KeyExchange("joiner", SESSION, "", "rw", SECRET)
+    host = KeyExchange("host", SESSION, PEER, "rw", SECRET)
+    joiner.start()
+    with pytest.raises(ProtocolError):
+        joiner.finish(host.start())
+    joiner.introduced(PEER)
+    with pytest.raises(ProtocolError):
+        joiner.introduced(PEER)
+    with pytest.raises(ProtocolError):
+        host.introduced(PEER)
+
+
 def test_an_early_offer_is_sealed_unconfirmed_and_opened_only_once_confirmed() -> None:
     host = KeyExchange("host", SESSION, PEER, "rw", SECRET)
     joiner = KeyExchange("joiner", SESSION, PEER, "rw", SECRET)

@@ -130,6 +130,33 @@ def handshake(
     return host
 
 
+def test_a_page_that_starts_before_the_server_names_it_gets_the_same_key(js: NodeJoiner) -> None:
+    # The page sends its SPAKE2 message with its join and learns its peer id afterwards.
+    js.call("new", session=SESSION, peer="", role="rw", secret=SECRET)
+    joiner_pake = js.call("start")
+    js.call("introduced", peer=PEER)
+    host = KeyExchange("host", SESSION, PEER, "rw", SECRET)
+    host_pake = host.start()
+    host.finish(joiner_pake)
+    js.call("finish", data=host_pake)
+    assert js.call("verify", data=host.confirmation()) is True
+    host.verify(js.call("confirmation"))
+    assert host.open(js.call("seal", message={"t": "join", "resume": None}))["t"] == "join"
+
+
+def test_a_page_started_early_is_bound_to_the_peer_id_it_is_given(js: NodeJoiner) -> None:
+    js.call("new", session=SESSION, peer="", role="rw", secret=SECRET)
+    joiner_pake = js.call("start")
+    js.call("introduced", peer="0ther9ee")  # not the peer id the host was told
+    host = KeyExchange("host", SESSION, PEER, "rw", SECRET)
+    host_pake = host.start()
+    host.finish(joiner_pake)
+    js.call("finish", data=host_pake)
+    with pytest.raises(JsError) as caught:
+        js.call("verify", data=host.confirmation())
+    assert caught.value.kind == "wrong-token"
+
+
 def confirmed(js: NodeJoiner) -> KeyExchange:
     host = handshake(js)
     assert js.call("verify", data=host.confirmation()) is True

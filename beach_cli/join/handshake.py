@@ -220,9 +220,15 @@ class Handshake:
         return "introduce"
 
     async def _introduce(self) -> str:
-        """The server introduces us to the host; we open the key exchange."""
+        """The server introduces us to the host. Our SPAKE2 message goes right behind the
+        join, before the server has named us (the message does not depend on our peer id:
+        KeyExchange.introduced), a round trip sooner; the server handles messages in order,
+        so it reaches the host as soon as we are its joiner."""
         t = self.token
+        self._kx = KeyExchange("joiner", t.session, "", t.role, t.secret)
+        ours = await asyncio.to_thread(self._kx.start)
         await self.sig.send("join", session=t.session)
+        await self.sig.send("signal", to="host", data=ours)
         try:
             msg = await self.sig.recv(self._left())
         except TimeoutError:
@@ -232,8 +238,7 @@ class Handshake:
         if msg["type"] != "joined":
             raise ProtocolError(f"unexpected answer from the server: {msg['type']}")
         self._offered = msg.get("ice_servers", self.sig.ice_servers)
-        self._kx = KeyExchange("joiner", t.session, msg["peer"], t.role, t.secret)
-        await self.sig.send("signal", to="host", data=await asyncio.to_thread(self._kx.start))
+        self.kx.introduced(msg["peer"])
         return "pake"
 
     async def _pake(self) -> str:

@@ -173,17 +173,21 @@ export class Handshake {
     return "introduce";
   }
 
+  // Our SPAKE2 message goes right behind the join, before the server has named us (it does
+  // not depend on our peer id: KeyExchange.introduced), a round trip sooner.
   async _introduce() {
-    this.sig.send("join", { session: this.token.session });
+    const t = this.token;
+    this.kx = new KeyExchange(t.session, "", t.role, t.secret);
+    const ours = this.kx.start();
+    this.sig.send("join", { session: t.session });
+    this._send(ours);
     const msg = await this._recv();
     if (msg.type === "error") throw serverError(msg);
     if (msg.type !== "joined") {
       throw new BeachError("protocol", `unexpected answer from the server: ${msg.type}`);
     }
     this.offered = msg.ice_servers || this.sig.iceServers;
-    const t = this.token;
-    this.kx = new KeyExchange(t.session, msg.peer, t.role, t.secret);
-    this._send(this.kx.start());
+    this.kx.introduced(msg.peer);
     return "pake";
   }
 

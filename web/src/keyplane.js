@@ -345,7 +345,8 @@ function equalBytes(a, b) {
 export class KeyExchange {
   /**
    * @param {string} session  the token's session id
-   * @param {string} peer  the peer id the server assigned to this attempt
+   * @param {string} peer  the peer id the server assigned to this attempt, or "" until it
+   *   says (see introduced)
    * @param {'rw'|'view'} role
    * @param {string} secret  the token's secret
    * @param {{entropy?: (n: number) => Uint8Array}} options  tests only: a stand-in RNG
@@ -355,9 +356,8 @@ export class KeyExchange {
     this.session = session;
     this.peer = peer;
     this.role = role;
-    const idA = join(PROTO, 'joiner', session, peer, role);
     const idB = join(PROTO, 'host', session);
-    this._spake = new Spake2A(utf8(`${role}:${secret}`), idA, idB, options);
+    this._spake = new Spake2A(utf8(`${role}:${secret}`), this._idA(), idB, options);
     this._outbound = null;
     this._transcript = new Uint8Array(0);
     this._sendKey = null;
@@ -367,6 +367,19 @@ export class KeyExchange {
     this._sendSeq = 0n;
     this._recvSeq = -1n;
     this.confirmed = false;
+  }
+
+  _idA() {
+    return join(PROTO, 'joiner', this.session, this.peer, this.role);
+  }
+
+  /** The peer id, from the server, after our SPAKE2 message went out: that message does not
+   * depend on the identities (they enter only the final key hash), so it can go with the join,
+   * a round trip sooner, and the key is bound to the peer id all the same. */
+  introduced(peer) {
+    if (this.peer || !peer) throw protocolError('a peer id is learnt once');
+    this.peer = peer;
+    this._spake.idA = this._idA();
   }
 
   /** Our SPAKE2 message as a signal payload {k: 'pake', m, role}. start() and finish() cost
@@ -382,6 +395,7 @@ export class KeyExchange {
     if (msg.k !== 'pake' || this._outbound === null) {
       throw protocolError('expected a key exchange message');
     }
+    if (!this.peer) throw protocolError('no peer id to bind the key to');
     const inbound = b64decode(msg.m);
     let shared;
     try {

@@ -32,6 +32,10 @@ const OPS = {
     return null;
   },
   start: () => kx.start(),
+  introduced: ({ peer }) => {
+    kx.introduced(peer);
+    return null;
+  },
   finish: ({ data }) => kx.finish(data) ?? null,
   confirmation: () => kx.confirmation(),
   verify: ({ data }) => {
