@@ -31,6 +31,7 @@ from ..wire.signaling import (
     server_message,
 )
 from .client import SEND_TIMEOUT, Client, ParseBudget, ServerLimits
+from .collector import Collector
 from .edge import ClientAddress, ConnectionGate, EdgeLimits, GatedSite
 from .metrics import Metrics
 from .page import add_routes as add_page_routes
@@ -63,8 +64,11 @@ class SignalServer:
         redis_url: str | None = None,
         reclaim_key: ReclaimKey | None = None,
         edge: EdgeLimits | None = None,
+        tune_gc: bool = False,
     ) -> None:
         self.limits = limits = limits or ServerLimits()
+        # `beach serve` only: the embedded server shares the host's process and its collector.
+        self.collector = Collector(self._live) if tune_gc else None
         # Signs reclaim tickets; a random one (the embedded server) dies with the process.
         self.reclaim_key = reclaim_key or ReclaimKey()
         self.cluster: Cluster | None = None
@@ -120,10 +124,14 @@ class SignalServer:
         if self.cluster is not None:
             await self.cluster.start()
         self._reaper = asyncio.create_task(self._reap_loop())
+        if self.collector is not None:
+            self.collector.start()  # last: what start-up made is frozen with it
 
     async def _on_shutdown(self, _app: web.Application) -> None:
         if self._reaper:
             self._reaper.cancel()
+        if self.collector is not None:
+            await self.collector.stop()
         await self._close_all(list(self.clients))
         if self.cluster is not None:
             await self.cluster.stop()
@@ -175,9 +183,14 @@ class SignalServer:
             ),
             "beach_connections": ("Open WebSocket connections.", len(self.clients)),
         }
-        return web.Response(
-            text=self.metrics.render(gauges), content_type="text/plain", charset="utf-8"
-        )
+        text = self.metrics.render(gauges)
+        if self.collector is not None:
+            text += "\n".join(self.collector.render()) + "\n"
+        return web.Response(text=text, content_type="text/plain", charset="utf-8")
+
+    def _live(self) -> int:
+        """Connections and sessions held: what the collector expects frozen objects for."""
+        return len(self.clients) + len(self.sessions)
 
     async def handle_ws(self, request: web.Request) -> web.StreamResponse:
         # No permessage-deflate: handshake messages are small, and each deflate context costs
@@ -192,6 +205,14 @@ class SignalServer:
         if not upgradable:
             return web.Response(text="beach signaling server: connect with a WebSocket\n")
         await ws.prepare(request)
+        try:
+            return await self._serve_ws(request, ws)
+        finally:
+            _untie(request)
+
+    async def _serve_ws(
+        self, request: web.Request, ws: web.WebSocketResponse
+    ) -> web.StreamResponse:
         self.gate.upgraded(request.transport)
         addr = self.addresses.of(request)
         client = Client(ws, addr, request.transport, self.metrics, self.limits.messages_per_second)
@@ -690,6 +711,16 @@ class SignalServer:
             candidate = random_code(length)
             if candidate not in taken:
                 return candidate
+
+
+def _untie(request: web.Request) -> None:
+    """Break the cycle aiohttp (3.14) leaves behind a WebSocket with a heartbeat: its protocol
+    keeps the response's `_on_data_received` (which only postpones the next ping), the response
+    keeps the request, the request the protocol. Unbroken, every ended connection waits for a
+    full collection to be freed, and for ever once gc.freeze() has moved it (collector.py)."""
+    protocol = request.protocol
+    if getattr(protocol, "_data_received_cb", None) is not None:
+        protocol._data_received_cb = None
 
 
 async def start_server(
