@@ -63,8 +63,14 @@ class GcProbe:
 class Collector:
     """The probe, and (unless turned off) the freeze policy, for one server process."""
 
-    def __init__(self, live: Callable[[], int], freeze: bool | None = None) -> None:
+    def __init__(
+        self,
+        live: Callable[[], int],
+        freeze: bool | None = None,
+        audit_interval: float = MIN_AUDIT_INTERVAL,
+    ) -> None:
         self.freeze = os.environ.get(ENV, "freeze") != "default" if freeze is None else freeze
+        self.audit_interval = audit_interval
         self.probe = GcProbe()
         self.audits = 0
         self._live = live  # connections + sessions held now
@@ -108,7 +114,7 @@ class Collector:
         live = self._live()
         limit = AUDIT_RATIO * (self._floor + self._per_live * live)
         now = time.monotonic()
-        if self._counted + self._added <= limit or now - self._last_count < MIN_AUDIT_INTERVAL:
+        if self._counted + self._added <= limit or now - self._last_count < self.audit_interval:
             return
         self._counted, self._added = gc.get_freeze_count(), 0
         self._last_count = now
