@@ -196,13 +196,13 @@ async def hold_sessions(
 
 
 async def gc_figures(http: aiohttp.ClientSession, url: str) -> dict[str, float]:
-    """The server's beach_gc_* figures from its /metrics ({} if it has none)."""
+    """The server's beach_gc_* figures and allocated blocks from its /metrics ({} if none)."""
     metrics = url.replace("ws://", "http://", 1).rsplit("/", 1)[0] + "/metrics"
     async with http.get(metrics, timeout=aiohttp.ClientTimeout(total=STEP_TIMEOUT)) as resp:
         text = await resp.text()
     out: dict[str, float] = {}
     for line in text.splitlines():
-        if line.startswith("beach_gc_"):
+        if line.startswith(("beach_gc_", "beach_allocated_blocks ")):
             name, value = line.rsplit(" ", 1)
             out[name.replace('{generation="', "_gen").replace('"}', "")] = float(value)
     return out

@@ -44,7 +44,8 @@ SPEC = Spec(
         "full collections / their ms (relay, sessions held)",
         "server RSS after the sessions ended, MiB",
         "server RSS after as many more came and went, MiB",
-        "frozen objects: held / ended / more came and went",
+        "objects frozen (at most), sessions held",
+        "allocated blocks, k: held / ended / more came and went",
     ),
     targets=(
         "10,000 idle sessions under 1 GB RSS",
@@ -114,10 +115,10 @@ def _cells(out: dict[str, Any], wanted: int) -> list[str]:
         - gc_held["beach_gc_pause_seconds_total_gen2"]
     )
     longest = churn["gc_closed_again"]["beach_gc_pause_seconds_max"]
-    frozen = (
-        gc_loaded["beach_gc_frozen_objects"],
-        churn["gc_closed"]["beach_gc_frozen_objects"],
-        churn["gc_closed_again"]["beach_gc_frozen_objects"],
+    blocks = (
+        gc_loaded["beach_allocated_blocks"],
+        churn["gc_closed"]["beach_allocated_blocks"],
+        churn["gc_closed_again"]["beach_allocated_blocks"],
     )
     at_target = out["at_target_kib"]
     return [
@@ -135,7 +136,8 @@ def _cells(out: dict[str, Any], wanted: int) -> list[str]:
         f"{full:.0f} / {1e3 * full_s:.1f}",
         fmt(churn["rss_closed_kib"] / 1024, 1),
         fmt(churn["rss_closed_again_kib"] / 1024, 1),
-        " / ".join(f"{n:,.0f}" for n in frozen),
+        f"{gc_loaded['beach_gc_frozen_objects']:,.0f}",
+        " / ".join(f"{n / 1000:,.0f}" for n in blocks),
     ]
 
 
@@ -178,8 +180,10 @@ def run(ctx: Context) -> Section:
         "the live sessions). GC pauses and frozen objects: the server's /metrics "
         "(beach_gc_*), timed with gc.callbacks inside it.",
         "Came and went: the held sessions end, as many new ones register and end; RSS and "
-        "frozen objects read 2 s after each end (ended sessions stay for the host's 60 s "
-        "grace, about one tracked object each).",
+        "allocated blocks (sys.getallocatedblocks() in the server: what Python's allocator "
+        "handed out and has not had back) read 2 s after each end; ended sessions stay for "
+        "their host's 60 s grace, a few blocks each. RSS stays up either way: the allocator "
+        "keeps its arenas for reuse.",
         "GB = 10^9 bytes; RSS from /proc/<pid>/status VmRSS of the beach serve process.",
     ]
     notes.append(

@@ -11,9 +11,12 @@ again). A full collection then walks only what the last second made.
 A frozen object is still freed when its last reference goes; only a cycle formed after it was
 frozen is kept. So that such a leak stays bounded, the frozen set is audited (unfrozen, fully
 collected, frozen again: one full pause) when it holds more than twice what the live
-connections and sessions account for. Counting the frozen set walks it (~20 ms at 10,000
+connections and sessions account for. Counting the frozen set walks it (a stall of ~0.1 s at 10,000
 sessions), so it is counted only when what was frozen since the last count could have passed
 that mark, and at most once a minute.
+
+/metrics shows the frozen set as an upper bound (counting it would be a pause of its own) and
+the allocator's block count, which falls back when ended sessions are freed, frozen or not.
 
 BEACH_SERVE_GC=default leaves Python's collector as it is (the benchmark's "before" leg); the
 probe that times every collection runs either way and feeds /metrics.
@@ -25,6 +28,7 @@ import asyncio
 import gc
 import logging
 import os
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -165,8 +169,14 @@ class Collector:
             ),
             (
                 "beach_gc_frozen_objects",
-                "Objects frozen out of the collector's reach.",
-                gc.get_freeze_count(),
+                "Objects frozen out of the collector's reach, at most (the last count and those "
+                "frozen since; some have been freed).",
+                self._counted + self._added,
+            ),
+            (
+                "beach_allocated_blocks",
+                "Memory blocks Python's allocator has handed out (sys.getallocatedblocks()).",
+                sys.getallocatedblocks(),
             ),
             (
                 "beach_gc_audits_total",
