@@ -175,9 +175,9 @@ def run(ctx: Context) -> Section:
         "generator (one clock). It freezes its own objects once its sessions are open, so that "
         "its own collections do not show in the latencies.",
         "Two legs, one fresh server each, in this order: BEACH_SERVE_GC=default (Python's "
-        "collector as it is), then beach serve's own (start-up objects frozen, then every "
-        "second what survived the young generations; the frozen set audited if it outgrows "
-        "the live sessions). GC pauses and frozen objects: the server's /metrics "
+        "collector as it is), then beach serve's own (start-up objects frozen, then whatever "
+        "survives a collection of the young generations; the frozen set audited if it "
+        "outgrows the live sessions). GC pauses and frozen objects: the server's /metrics "
         "(beach_gc_*), timed with gc.callbacks inside it.",
         "Came and went: the held sessions end, as many new ones register and end; RSS and "
         "allocated blocks (sys.getallocatedblocks() in the server: what Python's allocator "

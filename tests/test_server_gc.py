@@ -147,12 +147,13 @@ async def test_the_audit_frees_cycles_a_freeze_kept() -> None:
         # Enough frozen garbage to pass twice what nothing live accounts for.
         cycles = [Pair() for _ in range(floor // 2 + 10_000)]
         probe = weakref.ref(cycles[0])
-        collector.settle()  # frozen now (held: the count alone is no leak, but nothing is live)
+        gc.collect(1)  # they survive it, so they are frozen at once
+        collector.check()  # (held: audited, but not freed)
         audits = collector.audits
         cycles.clear()
         gc.collect()  # an ordinary full collection never walks frozen objects
         assert probe() is not None
-        collector.settle()
+        collector.check()
         assert collector.audits == audits + 1
         assert probe() is None
         assert gc.get_freeze_count() < floor + 10_000

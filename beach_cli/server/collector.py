@@ -4,9 +4,9 @@ A full collection walks every tracked object: at 10,000 sessions (~90 objects ea
 0.4-0.7 s during which nothing is relayed. What a session holds lives for minutes to hours, and
 it is freed by reference counting when the session ends (app.py and client.py break the two
 cycles aiohttp and a cancelled writer used to leave), so the collector has nothing to find
-among it. So, once a second, the server collects the young generations (cheap: only objects
-made since) and freezes what survived (gc.freeze(): moved out of every generation, never walked
-again). A full collection then walks only what the last second made.
+among it. So whatever survives a collection of the young generations is frozen at once
+(gc.freeze(), from the collector's own callback: moved out of every generation, never walked
+again). The oldest generation stays nearly empty, and a full collection walks only the young.
 
 A frozen object is still freed when its last reference goes; only a cycle formed after it was
 frozen is kept. So that such a leak stays bounded, the frozen set is audited (unfrozen, fully
@@ -36,7 +36,7 @@ from typing import Any
 log = logging.getLogger("beach.server")
 
 ENV = "BEACH_SERVE_GC"
-FREEZE_INTERVAL = 1.0  # seconds between two freezes of what survived
+CHECK_INTERVAL = 1.0  # seconds between two looks at whether the frozen set needs counting
 # Tracked objects one connection or session accounts for, before the first audit measures it
 # (an idle host connection on aiohttp 3.14 with uvloop: ~86).
 OBJECTS_PER_LIVE = 120
@@ -86,35 +86,40 @@ class Collector:
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
-        gc.callbacks.append(self.probe)
-        if not self.freeze:
-            return
-        gc.collect()
-        gc.freeze()
-        self._floor = self._counted = gc.get_freeze_count()
-        self._last_count = time.monotonic()
-        self._task = asyncio.create_task(self._loop())
-        log.info("garbage collector: %d start-up objects frozen", self._floor)
+        """Before the server listens: the start-up collection is no client's pause."""
+        if self.freeze:
+            gc.collect()
+            gc.freeze()
+            self._floor = self._counted = gc.get_freeze_count()
+            self._last_count = time.monotonic()
+            self._task = asyncio.create_task(self._loop())
+            log.info("garbage collector: %d start-up objects frozen", self._floor)
+        gc.callbacks.append(self._on_gc)
 
     async def stop(self) -> None:
-        if self.probe in gc.callbacks:
-            gc.callbacks.remove(self.probe)
+        if self._on_gc in gc.callbacks:
+            gc.callbacks.remove(self._on_gc)
         if self._task is not None:
             self._task.cancel()
             await asyncio.wait([self._task])
             self._task = None
 
+    def _on_gc(self, phase: str, info: dict[str, Any]) -> None:
+        self.probe(phase, info)
+        if phase == "stop" and self._task is not None and info["generation"] >= 1:
+            # The survivors have just moved to the oldest generation (the young ones are
+            # empty): freeze them. Cheap: a few thousand objects, and freezing is a list splice.
+            self._added += len(gc.get_objects(2))
+            gc.freeze()
+
     async def _loop(self) -> None:
         while True:
-            await asyncio.sleep(FREEZE_INTERVAL)
-            self.settle()
+            await asyncio.sleep(CHECK_INTERVAL)
+            self.check()
 
-    def settle(self) -> None:
-        """Freeze what survived the young generations; audit if the frozen set outgrew the
-        live connections and sessions."""
-        gc.collect(1)  # young cyclic garbage goes now, before it could be frozen
-        self._added += len(gc.get_objects(2))  # what the freeze moves (the young are empty)
-        gc.freeze()
+    def check(self) -> None:
+        """Count the frozen set if it may have outgrown the live connections and sessions, and
+        audit it if it has."""
         live = self._live()
         limit = AUDIT_RATIO * (self._floor + self._per_live * live)
         now = time.monotonic()
@@ -129,10 +134,11 @@ class Collector:
         """Unfreeze, collect everything, freeze again; learn what the live ones hold."""
         start = time.perf_counter()
         gc.unfreeze()
-        found = gc.collect()
+        found = gc.collect()  # (its survivors are frozen again by _on_gc)
         gc.freeze()
         self.audits += 1
-        self._counted = frozen = gc.get_freeze_count()
+        self._counted, self._added = gc.get_freeze_count(), 0
+        frozen = self._counted
         if live:  # the live set is bigger than assumed: no audit again for that alone
             self._per_live = max(self._per_live, (frozen - self._floor) / live)
         log.info(
