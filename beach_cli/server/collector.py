@@ -1,7 +1,7 @@
 """How `beach serve` keeps Python's garbage collector from pausing it.
 
 A full collection walks every tracked object: at 10,000 sessions (~90 objects each) that is
-0.4-0.7 s during which nothing is relayed. What a session holds lives for minutes to hours, and
+0.4-1.0 s during which nothing is relayed. What a session holds lives for minutes to hours, and
 it is freed by reference counting when the session ends (app.py and client.py break the two
 cycles aiohttp and a cancelled writer used to leave), so the collector has nothing to find
 among it. So whatever survives a collection of the young generations is frozen at once
@@ -11,9 +11,9 @@ again). The oldest generation stays nearly empty, and a full collection walks on
 A frozen object is still freed when its last reference goes; only a cycle formed after it was
 frozen is kept. So that such a leak stays bounded, the frozen set is audited (unfrozen, fully
 collected, frozen again: one full pause) when it holds more than twice what the live
-connections and sessions account for. Counting the frozen set walks it (a stall of ~0.1 s at 10,000
-sessions), so it is counted only when what was frozen since the last count could have passed
-that mark, and at most once a minute.
+connections and sessions account for. Counting the frozen set walks it (a stall of ~0.1 s at
+10,000 sessions), so it is counted only when what was frozen since the last count could have
+passed that mark, and at most once a minute.
 
 /metrics shows the frozen set as an upper bound (counting it would be a pause of its own) and
 the allocator's block count, which falls back when ended sessions are freed, frozen or not.
