@@ -337,6 +337,7 @@ def serve(
             redis_url=redis_url,
             reclaim_key=_reclaim_key(state_file),
             edge=edge,
+            tune_gc=True,
         )
         try:
             runner, bound = await start_server(s["bind"], s["port"], server, tls)

@@ -79,7 +79,7 @@ class BeachServer:
     """`beach serve` on a free loopback port, logging to a file (never to a pipe that could
     fill up and stall it)."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, env: dict[str, str] | None = None) -> None:
         self.log_path = workdir / f"serve-{next(_serial)}.log"
         known = serve_flags()
         self.limits = {flag: value for flag, value in SERVER_LIMITS.items() if flag in known}
@@ -92,7 +92,7 @@ class BeachServer:
             stdin=subprocess.DEVNULL,
             stdout=self._log,
             stderr=self._log,
-            env=proc_env(),
+            env=proc_env(**(env or {})),
             start_new_session=True,
         )
         try:

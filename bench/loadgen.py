@@ -7,7 +7,12 @@
    one clock, so the one-way time is exact);
 2. N host registrations ({"type":"host","v":1} -> "registered"), held open and idle, with the
    server's VmRSS read before and after;
-3. relay latency again while the N sessions are held.
+3. relay latency again while the N sessions are held;
+4. churn: the N sessions end, N new ones come and go, with VmRSS and the server's collector
+   figures (its /metrics) read at each step.
+
+The load generator freezes its own objects once its connections are open (gc.freeze()), so
+that its own full collections, not the server's, do not show in the latencies.
 
 Prints one JSON object on stdout. Every wait and loop is bounded in count and time.
 """
@@ -17,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import json
 import resource
 import statistics
@@ -189,6 +195,45 @@ async def hold_sessions(
     return conns, errors
 
 
+async def gc_figures(http: aiohttp.ClientSession, url: str) -> dict[str, float]:
+    """The server's beach_gc_* figures and allocated blocks from its /metrics ({} if none)."""
+    metrics = url.replace("ws://", "http://", 1).rsplit("/", 1)[0] + "/metrics"
+    async with http.get(metrics, timeout=aiohttp.ClientTimeout(total=STEP_TIMEOUT)) as resp:
+        text = await resp.text()
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith(("beach_gc_", "beach_allocated_blocks ")):
+            name, value = line.rsplit(" ", 1)
+            out[name.replace('{generation="', "_gen").replace('"}', "")] = float(value)
+    return out
+
+
+async def close_all(conns: list[Conn]) -> None:
+    for i in range(0, len(conns), 500):
+        await asyncio.gather(*(c.close() for c in conns[i : i + 500]))
+    conns.clear()
+
+
+async def churn(
+    http: aiohttp.ClientSession, args: argparse.Namespace, conns: list[Conn]
+) -> dict[str, Any]:
+    """End the held sessions, let N new ones come and go: does the server free them?"""
+    out: dict[str, Any] = {}
+    await close_all(conns)
+    await asyncio.sleep(2.0)  # the server notices every close and settles (its freeze: 1 s)
+    out["rss_closed_kib"] = read_rss_kib(args.server_pid)
+    out["gc_closed"] = await gc_figures(http, args.url)
+    more, _ = await hold_sessions(http, args.url, args.sessions, args.budget)
+    await asyncio.sleep(1.0)
+    out["sessions_again"] = len(more)
+    out["rss_again_kib"] = read_rss_kib(args.server_pid)
+    await close_all(more)
+    await asyncio.sleep(2.0)
+    out["rss_closed_again_kib"] = read_rss_kib(args.server_pid)
+    out["gc_closed_again"] = await gc_figures(http, args.url)
+    return out
+
+
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     out: dict[str, Any] = {}
     connector = aiohttp.TCPConnector(limit=0, force_close=False)
@@ -202,15 +247,20 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         out["sessions"] = len(conns)
         out["errors"] = errors
         try:
+            gc.collect()  # our own pauses: now, not during the relay runs
+            gc.freeze()
             await asyncio.sleep(1.0)  # idle: let the server settle
             out["rss_after_kib"] = read_rss_kib(args.server_pid)
+            out["gc_held"] = await gc_figures(http, args.url)
             out["relay_loaded"] = await relay_runs(
                 http, args.url, args.rate, args.seconds, args.runs
             )
+            out["gc_loaded"] = await gc_figures(http, args.url)
             out["rss_after_relay_kib"] = read_rss_kib(args.server_pid)
+            if args.churn:
+                out["churn"] = await churn(http, args, conns)
         finally:
-            for i in range(0, len(conns), 500):
-                await asyncio.gather(*(c.close() for c in conns[i : i + 500]))
+            await close_all(conns)
     return out
 
 
@@ -223,6 +273,7 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--runs", type=int, default=3, help="relay runs per phase (medians)")
     parser.add_argument("--budget", type=float, default=240.0, help="seconds to register all")
+    parser.add_argument("--churn", action="store_true", help="then end them, N more come and go")
     args = parser.parse_args()
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     with contextlib.suppress(ValueError, OSError):
