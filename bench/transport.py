@@ -1,0 +1,138 @@
+"""The data channel alone, stock aiortc against beach's tuning (beach_cli/link/sctp_tuning.py:
+bigger UDP receive buffers and delayed SACKs), A/B in one run: two processes
+(bench/transport_program.py) over this machine's interface, the stream size of the run in
+64 KiB messages with beach's water marks, pairs interleaved so drift hits both alike."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from typing import Any
+
+from aiortc.rtcsctptransport import USERDATA_MAX_LENGTH
+
+from .context import Context
+from .env import PYTHON, proc_env
+from .errors import BenchError
+from .results import Section, Spec, Target
+from .stats import fmt, fmt_ratio, median, percentile, ratio
+
+MESSAGE = 64 * 1024
+MODES = {"stock": "off", "tuned": "on"}  # BEACH_SCTP_TUNING for both ends
+SPEC = Spec(
+    key="transport",
+    title="Data channel, stock aiortc against beach's SCTP tuning (two processes, median)",
+    columns=("", "stock aiortc", "tuned", "tuned / stock"),
+    labels=(
+        "throughput, MB/s",
+        "sender CPU, s",
+        "receiver CPU, s",
+        "SACKs per DATA packet (receiver)",
+        "DATA chunks retransmitted",
+        "receive-buffer drops (RcvbufErrors delta)",
+        "UDP receive buffer granted, KiB",
+        "8-byte echo round trip p50, ms",
+        "8-byte echo round trip p99, ms",
+        "first echo right after the bulk, ms",
+    ),
+    targets=("tuned data channel: >= 1.4x stock throughput, <= 0.8x sender CPU, no drops",),
+)
+
+
+def _rcvbuf_errors() -> int:
+    """The namespace's UDP RcvbufErrors (every process's, so a busy machine adds noise)."""
+    with open("/proc/net/snmp") as f:
+        rows = [line.split() for line in f if line.startswith("Udp:")]
+    return int(rows[1][rows[0].index("RcvbufErrors")])
+
+
+async def _readline(proc: asyncio.subprocess.Process, timeout: float) -> dict[str, Any]:
+    assert proc.stdout is not None
+    line = await asyncio.wait_for(proc.stdout.readline(), timeout)
+    if not line:
+        raise BenchError(f"transport peer exited ({await proc.wait()}) without answering")
+    return dict(json.loads(line))
+
+
+async def _pair(total: int, pings: int, tuning: str, timeout: float) -> dict[str, Any]:
+    env = proc_env(BEACH_SCTP_TUNING=tuning)
+    argv = [PYTHON, "-m", "bench.transport_program"]
+    common = ["--bytes", str(total), "--message", str(MESSAGE), "--pings", str(pings)]
+    common += ["--timeout", str(timeout)]
+    pipes: dict[str, Any] = {"stdin": asyncio.subprocess.PIPE, "stdout": asyncio.subprocess.PIPE}
+    procs = [
+        await asyncio.create_subprocess_exec(*argv, role, *common, env=env, **pipes)
+        for role in ("sender", "receiver")
+    ]
+    sender, receiver = procs
+    try:
+        assert sender.stdin is not None and receiver.stdin is not None
+        receiver.stdin.write((json.dumps(await _readline(sender, timeout)) + "\n").encode())
+        sender.stdin.write((json.dumps(await _readline(receiver, timeout)) + "\n").encode())
+        before = _rcvbuf_errors()
+        got = await _readline(receiver, timeout)
+        sent = await _readline(sender, timeout)
+        drops = _rcvbuf_errors() - before
+        for proc in procs:
+            await asyncio.wait_for(proc.wait(), 15)
+    finally:
+        for proc in procs:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+    r, s = got["result"], sent["result"]
+    if r["bytes"] != total or not r["ordered"]:
+        raise BenchError(f"{tuning}: receiver got {r['bytes']} of {total} bytes, or out of order")
+    return {"receiver": r, "sender": s, "drops": drops, "mbps": total / s["wall"] / 1e6}
+
+
+def run(ctx: Context) -> Section:
+    opts = ctx.options
+    total = opts.stream_bytes
+    pings = max(opts.keystrokes // 5, 10)
+    runs: dict[str, list[dict[str, Any]]] = {mode: [] for mode in MODES}
+    for _ in range(opts.reps):
+        for mode, tuning in MODES.items():
+            runs[mode].append(asyncio.run(_pair(total, pings, tuning, opts.timeout)))
+    # DATA chunks the stream needs once: each message is fragmented on its own.
+    full, rest = divmod(total, MESSAGE)
+    needed = full * -(-MESSAGE // USERDATA_MAX_LENGTH) + -(-rest // USERDATA_MAX_LENGTH)
+
+    def med(mode: str, pick: Any) -> float:
+        return median([float(pick(run)) for run in runs[mode]])
+
+    figures: dict[str, list[float]] = {}
+    picks = (
+        lambda run: run["mbps"],
+        lambda run: run["sender"]["cpu"],
+        lambda run: run["receiver"]["cpu"],
+        lambda run: run["receiver"]["sacks_out"] / max(run["receiver"]["data_in"], 1),
+        lambda run: run["sender"]["data_out"] - needed,
+        lambda run: run["drops"],
+        lambda run: max(run["receiver"]["rcvbuf"] or [0]) / 1024,
+        lambda run: 1000 * percentile(run["sender"]["trips"], 50),
+        lambda run: 1000 * percentile(run["sender"]["trips"], 99),
+        lambda run: 1000 * run["sender"]["trips"][0],
+    )
+    digits = (1, 2, 2, 2, 0, 0, 0, 2, 2, 2)
+    rows = []
+    for label, pick, d in zip(SPEC.labels, picks, digits, strict=True):
+        stock, tuned = med("stock", pick), med("tuned", pick)
+        figures[label] = [stock, tuned]
+        rows.append([label, fmt(stock, d), fmt(tuned, d), fmt_ratio(ratio(tuned, stock))])
+    speed = ratio(figures[SPEC.labels[0]][1], figures[SPEC.labels[0]][0]) or 0.0
+    cpu = ratio(figures[SPEC.labels[1]][1], figures[SPEC.labels[1]][0]) or 0.0
+    drops = figures[SPEC.labels[5]][1]
+    target = Target(
+        SPEC.targets[0],
+        f"{speed:.2f}x throughput, {cpu:.2f}x sender CPU, {drops:.0f} drops",
+        speed >= 1.4 and cpu <= 0.8 and drops == 0,
+    )
+    notes = [
+        f"{total / 1e6:.1f} MB in {MESSAGE // 1024} KiB messages, {opts.reps} pair(s) per mode, "
+        f"load average {os.getloadavg()[0]:.2f}. The tuned receive buffer is what the kernel "
+        "grants (net.core.rmem_max caps it; docs/operations.md); drops are the whole "
+        "namespace's, so other traffic on a busy machine adds to them.",
+    ]
+    return Section(SPEC, rows, notes=notes, targets=[target], data={"runs": runs})
