@@ -1,0 +1,205 @@
+"""beach_cli/link/sctp_tuning.py between two real aiortc peers on this machine's interface: a
+SACK for every second DATA packet during bulk output, every byte in order, a gap acknowledged
+at once (a packet dropped on purpose), a lone packet after an idle spell acknowledged at once,
+the bigger receive buffer on every ICE socket; and stock aiortc wherever the tuning must not
+apply (an untested aiortc, BEACH_SCTP_TUNING=off)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiortc import RTCPeerConnection
+from aiortc.rtcsctptransport import DataChunk
+
+from beach_cli.link.base import HIGH_WATER, LOW_WATER
+from beach_cli.link.rtc import ice_configuration
+from beach_cli.link.sctp_tuning import (
+    RCVBUF,
+    SACK_DELAY,
+    DelayedSackTransport,
+    Tally,
+    granted_rcvbuf,
+    install,
+    socket_buffers,
+)
+
+pytestmark = pytest.mark.e2e  # real aiortc peer connections
+
+TIMEOUT = 30.0
+MESSAGE = 64 * 1024
+REPO = Path(__file__).resolve().parent.parent
+STOCK_RCVBUF = 256 * 1024  # what aioice asks for
+
+
+def kernel_rmem_max() -> int:
+    return int(Path("/proc/sys/net/core/rmem_max").read_text())
+
+
+@dataclass
+class Pair:
+    sender: RTCPeerConnection
+    receiver: RTCPeerConnection
+    channel: Any  # the sender's end
+    inbox: asyncio.Queue[bytes]  # what reaches the receiver's end, in order of arrival
+
+
+@pytest.fixture
+async def pair() -> AsyncIterator[Pair]:
+    assert install(), "the tuning must be installed on the tested aiortc"
+    sender = RTCPeerConnection(ice_configuration([]))
+    receiver = RTCPeerConnection(ice_configuration([]))
+    inbox: asyncio.Queue[bytes] = asyncio.Queue()
+    remote: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+    receiver.on("datachannel", lambda ch: remote.done() or remote.set_result(ch))
+    channel = sender.createDataChannel("test", ordered=True)
+    channel.bufferedAmountLowThreshold = LOW_WATER
+    opened = asyncio.Event()
+    channel.on("open", opened.set)
+    try:
+        await sender.setLocalDescription(await sender.createOffer())
+        await receiver.setRemoteDescription(sender.localDescription)
+        await receiver.setLocalDescription(await receiver.createAnswer())
+        await sender.setRemoteDescription(receiver.localDescription)
+        await asyncio.wait_for(opened.wait(), TIMEOUT)
+        (await asyncio.wait_for(remote, TIMEOUT)).on("message", inbox.put_nowait)
+        yield Pair(sender, receiver, channel, inbox)
+    finally:
+        await asyncio.wait_for(sender.close(), TIMEOUT)
+        await asyncio.wait_for(receiver.close(), TIMEOUT)
+
+
+async def transfer(p: Pair, payload: bytes) -> bytes:
+    """Send `payload` in MESSAGE-sized messages with beach's water marks; what arrived."""
+    low = asyncio.Event()
+    p.channel.on("bufferedamountlow", low.set)
+    for pos in range(0, len(payload), MESSAGE):
+        if p.channel.bufferedAmount > HIGH_WATER:
+            low.clear()
+            await asyncio.wait_for(low.wait(), TIMEOUT)
+        p.channel.send(payload[pos : pos + MESSAGE])
+    got = bytearray()
+    for _ in range(-(-len(payload) // MESSAGE)):
+        got += await asyncio.wait_for(p.inbox.get(), TIMEOUT)
+    return bytes(got)
+
+
+async def settled(sctp: Any, what: Callable[[], bool]) -> None:
+    """Wait (bounded) for a state of the sender's association that a SACK brings about."""
+    for _ in range(round(10 * TIMEOUT / SACK_DELAY)):
+        if what():
+            return
+        await asyncio.sleep(SACK_DELAY / 10)
+    raise TimeoutError("the association never settled")
+
+
+async def test_one_sack_per_two_data_packets_and_every_byte_in_order(pair: Pair) -> None:
+    assert isinstance(pair.receiver.sctp, DelayedSackTransport)
+    tally = Tally.attach(pair.receiver.sctp)
+    payload = os.urandom(4 * 1024 * 1024)
+    assert await transfer(pair, payload) == payload
+    # The last odd packet's SACK comes from the timer: the sender ends with nothing in flight.
+    sctp = pair.sender.sctp
+    await settled(sctp, lambda: sctp._flight_size == 0 and not sctp._sent_queue)
+    assert tally.data_in >= len(payload) // 1200
+    assert 0.45 <= tally.sacks_out / tally.data_in <= 0.55, (tally.sacks_out, tally.data_in)
+
+
+async def test_a_gap_is_acknowledged_at_once(pair: Pair) -> None:
+    sctp = pair.sender.sctp
+    assert sctp is not None
+    tally = Tally.attach(pair.receiver.sctp, trace=True)
+    # Drop the first transmission of the sender's 20th DATA chunk from now on.
+    lost = (sctp._local_tsn + 20) % 2**32
+    send = sctp._send_chunk
+
+    async def lossy(chunk: Any) -> None:
+        if isinstance(chunk, DataChunk) and chunk.tsn == lost and chunk._sent_count == 1:
+            return
+        await send(chunk)
+
+    sctp._send_chunk = lossy  # type: ignore[method-assign]
+    payload = os.urandom(512 * 1024)
+    assert await transfer(pair, payload) == payload  # recovered, and in order
+    events = tally.events
+    after = next(i for i, (kind, tsn) in enumerate(events) if kind == "data" and tsn > lost)
+    assert events[after - 1] != ("data", lost)  # it was lost
+    assert events[after + 1][0] == "sack" and events[after + 1][1] >= 1  # at once, with a gap
+    # The retransmission that fills the gap is acknowledged at once too.
+    filled = next(i for i, event in enumerate(events) if event == ("data", lost))
+    assert events[filled + 1] == ("sack", 0)
+
+
+async def test_a_lone_packet_after_idle_is_acknowledged_at_once(pair: Pair) -> None:
+    tally = Tally.attach(pair.receiver.sctp, trace=True)
+    await asyncio.sleep(SACK_DELAY * 1.5)  # the receive side idles (the condition under test)
+    pair.channel.send(b"k")
+    assert await asyncio.wait_for(pair.inbox.get(), TIMEOUT) == b"k"
+    assert [kind for kind, _ in tally.events[:2]] == ["data", "sack"]
+
+
+async def test_every_ice_socket_gets_the_bigger_receive_buffer(pair: Pair) -> None:
+    granted = granted_rcvbuf()
+    rmem_max = kernel_rmem_max()
+    # Linux reports twice what it grants (its bookkeeping), capped at twice rmem_max.
+    assert granted == 2 * min(RCVBUF, rmem_max)
+    for pc in (pair.sender, pair.receiver):
+        sizes = socket_buffers(pc)
+        assert sizes and all(size == granted for size in sizes), sizes
+    if rmem_max >= RCVBUF:
+        assert granted > 2 * STOCK_RCVBUF
+
+
+def test_a_low_rmem_max_caps_the_buffer_without_failing() -> None:
+    """Where net.core.rmem_max is below what we ask (stock distributions: ~208 KiB), the kernel
+    grants its cap and nothing fails: asking far more than this machine allows is the same."""
+    rmem_max = kernel_rmem_max()
+    assert granted_rcvbuf(8 * rmem_max) == 2 * rmem_max
+
+
+def _python(code: str, **env: str) -> str:
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=REPO,
+        env={k: v for k, v in os.environ.items() if k != "BEACH_SCTP_TUNING"} | env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout + done.stderr
+
+
+PROBE = """
+import logging, aioice.turn, aiortc.rtcpeerconnection as rpc
+logging.basicConfig(level=logging.DEBUG, format="%(name)s: %(message)s")
+{before}
+from beach_cli.link import rtc
+print("installed", rtc.sctp_tuning.install(), rpc.RTCSctpTransport.__name__,
+      aioice.turn.UDP_SOCKET_BUFFER_SIZE)
+"""
+
+
+def test_an_untested_aiortc_keeps_stock_sacks_with_one_debug_line() -> None:
+    out = _python(PROBE.format(before="import aiortc; aiortc.__version__ = '1.17.0'"))
+    assert "installed False RTCSctpTransport" in out
+    lines = [line for line in out.splitlines() if "delayed SACKs not installed" in line]
+    assert len(lines) == 1 and "1.17.0" in lines[0] and lines[0].startswith("beach.sctp: ")
+
+
+def test_a_missing_private_method_keeps_stock_sacks() -> None:
+    before = "from aiortc.rtcsctptransport import RTCSctpTransport as T; del T._send_sack"
+    out = _python(PROBE.format(before=before))
+    assert "installed False RTCSctpTransport" in out and "lacks _send_sack" in out
+
+
+def test_tuning_off_is_stock_aiortc() -> None:
+    out = _python(PROBE.format(before=""), BEACH_SCTP_TUNING="off")
+    assert f"installed False RTCSctpTransport {STOCK_RCVBUF}" in out
