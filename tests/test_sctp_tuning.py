@@ -50,6 +50,16 @@ class Pair:
     channel: Any  # the sender's end
     inbox: asyncio.Queue[bytes]  # what reaches the receiver's end, in order of arrival
 
+    @property
+    def tx(self) -> Any:  # the sender's association (Any: we read its private state)
+        assert self.sender.sctp is not None
+        return self.sender.sctp
+
+    @property
+    def rx(self) -> Any:
+        assert self.receiver.sctp is not None
+        return self.receiver.sctp
+
 
 @pytest.fixture
 async def pair() -> AsyncIterator[Pair]:
@@ -58,7 +68,12 @@ async def pair() -> AsyncIterator[Pair]:
     receiver = RTCPeerConnection(ice_configuration([]))
     inbox: asyncio.Queue[bytes] = asyncio.Queue()
     remote: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-    receiver.on("datachannel", lambda ch: remote.done() or remote.set_result(ch))
+
+    @receiver.on("datachannel")
+    def _channel(channel: Any) -> None:
+        if not remote.done():
+            remote.set_result(channel)
+
     channel = sender.createDataChannel("test", ordered=True)
     channel.bufferedAmountLowThreshold = LOW_WATER
     opened = asyncio.Event()
@@ -101,21 +116,20 @@ async def settled(sctp: Any, what: Callable[[], bool]) -> None:
 
 
 async def test_one_sack_per_two_data_packets_and_every_byte_in_order(pair: Pair) -> None:
-    assert isinstance(pair.receiver.sctp, DelayedSackTransport)
-    tally = Tally.attach(pair.receiver.sctp)
+    assert isinstance(pair.rx, DelayedSackTransport)
+    tally = Tally.attach(pair.rx)
     payload = os.urandom(4 * 1024 * 1024)
     assert await transfer(pair, payload) == payload
     # The last odd packet's SACK comes from the timer: the sender ends with nothing in flight.
-    sctp = pair.sender.sctp
+    sctp = pair.tx
     await settled(sctp, lambda: sctp._flight_size == 0 and not sctp._sent_queue)
     assert tally.data_in >= len(payload) // 1200
     assert 0.45 <= tally.sacks_out / tally.data_in <= 0.55, (tally.sacks_out, tally.data_in)
 
 
 async def test_a_gap_is_acknowledged_at_once(pair: Pair) -> None:
-    sctp = pair.sender.sctp
-    assert sctp is not None
-    tally = Tally.attach(pair.receiver.sctp, trace=True)
+    sctp = pair.tx
+    tally = Tally.attach(pair.rx, trace=True)
     # Drop the first transmission of the sender's 20th DATA chunk from now on.
     lost = (sctp._local_tsn + 20) % 2**32
     send = sctp._send_chunk
@@ -125,7 +139,7 @@ async def test_a_gap_is_acknowledged_at_once(pair: Pair) -> None:
             return
         await send(chunk)
 
-    sctp._send_chunk = lossy  # type: ignore[method-assign]
+    sctp._send_chunk = lossy
     payload = os.urandom(512 * 1024)
     assert await transfer(pair, payload) == payload  # recovered, and in order
     events = tally.events
@@ -138,7 +152,7 @@ async def test_a_gap_is_acknowledged_at_once(pair: Pair) -> None:
 
 
 async def test_a_lone_packet_after_idle_is_acknowledged_at_once(pair: Pair) -> None:
-    tally = Tally.attach(pair.receiver.sctp, trace=True)
+    tally = Tally.attach(pair.rx, trace=True)
     await asyncio.sleep(SACK_DELAY * 1.5)  # the receive side idles (the condition under test)
     pair.channel.send(b"k")
     assert await asyncio.wait_for(pair.inbox.get(), TIMEOUT) == b"k"
