@@ -16,6 +16,7 @@ import sys
 import time
 from typing import Any
 
+import aioice.turn
 from aiortc import RTCPeerConnection, RTCSessionDescription
 
 from beach_cli.link.base import HIGH_WATER, LOW_WATER
@@ -145,8 +146,15 @@ def main() -> None:
     p.add_argument("--bytes", type=int, required=True)
     p.add_argument("--message", type=int, default=64 * 1024)
     p.add_argument("--pings", type=int, default=100)
+    p.add_argument(
+        "--rcvbuf",
+        type=int,
+        help="ask for this receive buffer instead (as a low net.core.rmem_max would cap it)",
+    )
     p.add_argument("--timeout", type=float, default=120.0)
     args = p.parse_args()
+    if args.rcvbuf:
+        aioice.turn.UDP_SOCKET_BUFFER_SIZE = args.rcvbuf
     if args.role == "sender":
         coro = sender(args.bytes, args.message, args.pings, args.timeout)
     else:
