@@ -38,6 +38,7 @@ SPEC = Spec(
         "SACKs per DATA packet (receiver)",
         "DATA chunks retransmitted",
         "receive-buffer drops (RcvbufErrors delta)",
+        "send-buffer errors (SndbufErrors delta)",
         "UDP receive buffer granted, KiB",
         "8-byte echo round trip p50, ms",
         "8-byte echo round trip p99, ms",
@@ -47,11 +48,12 @@ SPEC = Spec(
 )
 
 
-def _rcvbuf_errors() -> int:
-    """The namespace's UDP RcvbufErrors (every process's, so a busy machine adds noise)."""
+def _udp_errors() -> tuple[int, int]:
+    """The namespace's UDP RcvbufErrors and SndbufErrors (every process's, so a busy machine
+    adds noise)."""
     with open("/proc/net/snmp") as f:
         rows = [line.split() for line in f if line.startswith("Udp:")]
-    return int(rows[1][rows[0].index("RcvbufErrors")])
+    return int(rows[1][rows[0].index("RcvbufErrors")]), int(rows[1][rows[0].index("SndbufErrors")])
 
 
 async def _readline(proc: asyncio.subprocess.Process, timeout: float) -> dict[str, Any]:
@@ -80,10 +82,10 @@ async def _pair(
         assert sender.stdin is not None and receiver.stdin is not None
         receiver.stdin.write((json.dumps(await _readline(sender, timeout)) + "\n").encode())
         sender.stdin.write((json.dumps(await _readline(receiver, timeout)) + "\n").encode())
-        before = _rcvbuf_errors()
+        before = _udp_errors()
         got = await _readline(receiver, timeout)
         sent = await _readline(sender, timeout)
-        drops = _rcvbuf_errors() - before
+        after = _udp_errors()
         for proc in procs:
             await asyncio.wait_for(proc.wait(), 15)
     finally:
@@ -94,7 +96,9 @@ async def _pair(
     r, s = got["result"], sent["result"]
     if r["bytes"] != total or not r["ordered"]:
         raise BenchError(f"{mode}: receiver got {r['bytes']} of {total} bytes, or out of order")
-    return {"receiver": r, "sender": s, "drops": drops, "mbps": total / s["wall"] / 1e6}
+    drops, send_errors = (a - b for a, b in zip(after, before, strict=True))
+    mbps = total / s["wall"] / 1e6
+    return {"receiver": r, "sender": s, "drops": drops, "send_errors": send_errors, "mbps": mbps}
 
 
 def run(ctx: Context) -> Section:
@@ -120,12 +124,13 @@ def run(ctx: Context) -> Section:
         lambda run: run["receiver"]["sacks_out"] / max(run["receiver"]["data_in"], 1),
         lambda run: run["sender"]["data_out"] - needed,
         lambda run: run["drops"],
+        lambda run: run["send_errors"],
         lambda run: max(run["receiver"]["rcvbuf"] or [0]) / 1024,
         lambda run: 1000 * percentile(run["sender"]["trips"], 50),
         lambda run: 1000 * percentile(run["sender"]["trips"], 99),
         lambda run: 1000 * run["sender"]["trips"][0],
     )
-    digits = (1, 2, 2, 2, 0, 0, 0, 2, 2, 2)
+    digits = (1, 2, 2, 2, 0, 0, 0, 0, 2, 2, 2)
     rows = []
     for label, pick, d in zip(SPEC.labels, picks, digits, strict=True):
         stock, sacks, tuned = (med(name, pick) for name in MODES)

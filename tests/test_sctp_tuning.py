@@ -171,11 +171,40 @@ async def test_every_ice_socket_gets_the_bigger_receive_buffer(pair: Pair) -> No
         assert granted > 2 * STOCK_RCVBUF
 
 
+CAPPED = """
+import asyncio, logging
+from beach_cli.link import sctp_tuning
+logging.basicConfig(level=logging.DEBUG, format="%(name)s: %(message)s")
+sctp_tuning.RCVBUF = 16 * {rmem_max}  # far above the cap, as 4 MiB is above a stock one
+from aiortc import RTCPeerConnection
+from beach_cli.link.rtc import ice_configuration
+
+async def main():
+    a, b = (RTCPeerConnection(ice_configuration([])) for _ in range(2))
+    channel, opened = a.createDataChannel("t"), asyncio.Event()
+    channel.on("open", opened.set)
+    await a.setLocalDescription(await a.createOffer())
+    await b.setRemoteDescription(a.localDescription)
+    await b.setLocalDescription(await b.createAnswer())
+    await a.setRemoteDescription(b.localDescription)
+    await asyncio.wait_for(opened.wait(), 30)
+    print("buffers", sorted(set(sctp_tuning.socket_buffers(a) + sctp_tuning.socket_buffers(b))))
+    await asyncio.wait_for(a.close(), 30)
+    await asyncio.wait_for(b.close(), 30)
+
+asyncio.run(main())
+"""
+
+
 def test_a_low_rmem_max_caps_the_buffer_without_failing() -> None:
     """Where net.core.rmem_max is below what we ask (stock distributions: ~208 KiB), the kernel
-    grants its cap and nothing fails: asking far more than this machine allows is the same."""
+    grants its cap, the log says how to get more, and peers connect as before. (rmem_max is
+    one setting for the whole machine, so a test cannot lower it: it asks for more instead.)"""
     rmem_max = kernel_rmem_max()
     assert granted_rcvbuf(8 * rmem_max) == 2 * rmem_max
+    out = _python(CAPPED.format(rmem_max=rmem_max))
+    assert f"buffers [{2 * rmem_max}]" in out
+    assert "(raise net.core.rmem_max for more)" in out
 
 
 def _python(code: str, **env: str) -> str:
