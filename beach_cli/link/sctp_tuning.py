@@ -85,6 +85,8 @@ class DelayedSackTransport(RTCSctpTransport):
         if self._sack_timer is None:
             self._sack_timer = loop.call_later(SACK_DELAY, self._sack_due)
 
+    # aiortc's send path (SCTP, DTLS, aioice, sendto) never suspends: a SACK sent from the timer
+    # cannot interleave with a packet being handled.
     async def _sack_now(self) -> None:
         if self._sack_timer is not None:
             self._sack_timer.cancel()
@@ -143,6 +145,10 @@ def install() -> bool:
             RCVBUF,
             granted,
             "" if granted >= 2 * RCVBUF else " (raise net.core.rmem_max for more)",
+        )
+    else:
+        log.debug(
+            "UDP receive buffer left as aioice sets it: no aioice.turn.UDP_SOCKET_BUFFER_SIZE"
         )
     why_not = _sack_transport_fits()
     if why_not is not None:
