@@ -22,6 +22,7 @@ from aiortc.rtcsctptransport import DataChunk
 from beach_cli.link.base import HIGH_WATER, LOW_WATER
 from beach_cli.link.rtc import ice_configuration
 from beach_cli.link.sctp_tuning import (
+    QUICK_PACKETS,
     RCVBUF,
     SACK_DELAY,
     DelayedSackTransport,
@@ -124,14 +125,30 @@ async def test_one_sack_per_two_data_packets_and_every_byte_in_order(pair: Pair)
     sctp = pair.tx
     await settled(sctp, lambda: sctp._flight_size == 0 and not sctp._sent_queue)
     assert tally.data_in >= len(payload) // 1200
-    assert 0.45 <= tally.sacks_out / tally.data_in <= 0.55, (tally.sacks_out, tally.data_in)
+    # One per packet for the first QUICK_PACKETS (slow start), then one per two.
+    expected = QUICK_PACKETS + (tally.data_in - QUICK_PACKETS) / 2
+    assert abs(tally.sacks_out - expected) <= 0.05 * tally.data_in, (tally.sacks_out, expected)
+    assert tally.sacks_out / tally.data_in <= 0.55
+
+
+async def test_slow_start_gets_a_sack_per_packet(pair: Pair) -> None:
+    """The first packets of a burst after an idle spell: one SACK each, so aiortc's sender
+    (one packet more in its window per SACK) doubles its window every round trip."""
+    tally = Tally.attach(pair.rx, trace=True)
+    await asyncio.sleep(SACK_DELAY * 1.5)  # the receive side idles (the condition under test)
+    payload = os.urandom(1024 * 1024)
+    assert await transfer(pair, payload) == payload
+    kinds = [kind for kind, _ in tally.events]
+    assert kinds[: 2 * QUICK_PACKETS] == ["data", "sack"] * QUICK_PACKETS
+    later = kinds[2 * QUICK_PACKETS :]
+    assert later.count("sack") <= 0.55 * later.count("data")
 
 
 async def test_a_gap_is_acknowledged_at_once(pair: Pair) -> None:
     sctp = pair.tx
     tally = Tally.attach(pair.rx, trace=True)
-    # Drop the first transmission of the sender's 20th DATA chunk from now on.
-    lost = (sctp._local_tsn + 20) % 2**32
+    # Drop the first transmission of a DATA chunk past the quick-ack packets of the start.
+    lost = (sctp._local_tsn + 2 * QUICK_PACKETS) % 2**32
     send = sctp._send_chunk
 
     async def lossy(chunk: Any) -> None:

@@ -8,8 +8,8 @@ RTCPeerConnection exists (rtc.py calls `install()` on import):
 2. Delayed SACKs (RFC 9260 §6.2). Stock aiortc acknowledges every DATA packet at once: one
    SACK to seal, send, open and process for every packet. `DelayedSackTransport` acknowledges
    every second packet, or SACK_DELAY after an unacknowledged one, and at once on a gap, a
-   duplicate, a filled gap, or the first DATA after the receive side was idle (a keystroke's
-   echo is acknowledged as promptly as before).
+   duplicate, a filled gap, and for the first packets after the receive side was idle (a
+   keystroke's echo is acknowledged as promptly as before, and slow start is not slowed).
 
 The second overrides private methods, so it is installed only on the aiortc minor version it
 was tested with, and only if what it relies on is there; otherwise aiortc stays stock.
@@ -39,8 +39,14 @@ TESTED_AIORTC = "1.16."  # the minor version whose private methods we override
 # in flight is ~900. The kernel halves nothing: it doubles what it grants, for its overhead.
 RCVBUF = 4 * 1024 * 1024
 # RFC 9260's ceiling (and usrsctp's default). It only ever delays the acknowledgement of the
-# last odd packet of a burst: pairs go at once, and a packet after an idle spell too.
+# last odd packet of a burst: pairs go at once, and the packets after an idle spell too.
 SACK_DELAY = 0.2
+# aiortc's sender grows its window in slow start by at most one packet per SACK, so SACKing
+# every second packet would grow it 1.5x per round trip instead of 2x: on a 150 ms link, a few
+# hundred ms more before a burst runs at the link's rate. The first packets of an association,
+# and of a burst after an idle spell, are acknowledged one by one (as TCP's quick-ack mode),
+# which takes the window to ~QUICK_PACKETS packets, past most links' bandwidth-delay product.
+QUICK_PACKETS = 64
 # What the stock transport relies on, checked before our subclass replaces it.
 _METHODS = ("_handle_data", "_send_sack", "_send_chunk", "_receive_chunk")
 _STATE = ("_sack_needed", "_sack_misordered", "_sack_duplicates", "_association_state")
@@ -63,16 +69,22 @@ class DelayedSackTransport(RTCSctpTransport):
         self._sack_timer: asyncio.TimerHandle | None = None
         self._sack_task: asyncio.Future[None] | None = None
         self._data_heard = float("-inf")  # loop time of the last packet with DATA
+        self._sack_quick = QUICK_PACKETS  # packets still to acknowledge one by one
 
     async def _send_sack(self) -> None:
         loop = asyncio.get_running_loop()
         now = loop.time()
-        idle = now - self._data_heard >= SACK_DELAY
+        if now - self._data_heard >= SACK_DELAY:
+            # After an idle spell: a keystroke, a burst starting, or a retransmission after a
+            # timeout (the sender's window is then one packet). See QUICK_PACKETS.
+            self._sack_quick = QUICK_PACKETS
         self._data_heard = now
         self._sack_held += 1
+        quick = self._sack_quick > 0
+        self._sack_quick -= quick
         if (
-            self._sack_held >= 2
-            or idle  # the sender may be waiting on it (cwnd of one packet after a timeout)
+            quick
+            or self._sack_held >= 2
             or self._sack_misordered  # a gap: the sender needs it for fast retransmit
             or self._sack_gap  # the gap this packet filled
             or self._sack_duplicates  # the sender retransmits needlessly: tell it now
