@@ -17,14 +17,18 @@ import time
 from typing import Any
 
 import aioice.turn
+from aioice.ice import StunProtocol
 from aiortc import RTCPeerConnection, RTCSessionDescription
 
+from beach_cli.link import sctp_tuning
 from beach_cli.link.base import HIGH_WATER, LOW_WATER
 from beach_cli.link.rtc import ice_configuration
 from beach_cli.link.sctp_tuning import Tally, socket_buffers
 
 DONE = b"!"
+BYE = b"."
 PING = b"P"  # then 7 bytes: 8 in all, a keystroke's echo
+_held = [0.0]  # --delay
 
 
 async def _line() -> dict[str, Any]:
@@ -97,6 +101,10 @@ async def sender(total: int, size: int, pings: int, timeout: float) -> None:
         await asyncio.wait_for(pongs.get(), timeout)
         trips.append(time.perf_counter() - t)
     _say(result=figures | {"trips": trips})
+    # Say goodbye in a message: with --delay, what pc.close() sends is still held when the
+    # socket closes, so the receiver would never hear of it. Give it time to leave.
+    channel.send(BYE)
+    await asyncio.sleep(2 * _held[0])
     await asyncio.wait_for(pc.close(), 5)
 
 
@@ -113,6 +121,8 @@ async def receiver(total: int, timeout: float) -> None:
             if finished.is_set():
                 if message[:1] == PING:
                     channel.send(message)  # the echo
+                elif message == BYE:
+                    hung_up.set()
                 return
             if state["got"] == 0:
                 state["t0"], state["c0"] = time.perf_counter(), _cpu()
@@ -134,10 +144,23 @@ async def receiver(total: int, timeout: float) -> None:
     await asyncio.wait_for(finished.wait(), timeout)
     figures = _figures(pc, tally, state["wall"], state["cpu"] - state["c0"])
     _say(result=figures | {"bytes": state["got"], "ordered": state["ordered"]})
-    # The sender hangs up once "done" arrived; closing first could lose it.
+    # The sender says BYE once "done" and the echoes arrived; closing first could lose them.
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(hung_up.wait(), timeout)
     await asyncio.wait_for(pc.close(), 5)
+
+
+def _delay_datagrams(seconds: float) -> None:
+    """A long link without netem: every datagram of the connection leaves `seconds` late, in
+    order (ICE's own checks go at once, so connecting takes no longer)."""
+
+    _held[0] = seconds
+
+    async def send_data(self: StunProtocol, data: bytes, addr: tuple[str, int]) -> None:
+        assert self.transport is not None
+        asyncio.get_running_loop().call_later(seconds, self.transport.sendto, data, addr)
+
+    StunProtocol.send_data = send_data  # type: ignore[method-assign]
 
 
 def main() -> None:
@@ -152,9 +175,21 @@ def main() -> None:
         help="ask for this receive buffer instead (as a low net.core.rmem_max would cap it)",
     )
     p.add_argument("--timeout", type=float, default=120.0)
+    p.add_argument(
+        "--delay",
+        type=float,
+        default=0.0,
+        help="hold each datagram we send this "
+        "many seconds (both ends: a round trip of twice this; no bandwidth limit)",
+    )
+    p.add_argument("--quick-packets", type=int, help="override sctp_tuning.QUICK_PACKETS")
     args = p.parse_args()
     if args.rcvbuf:
         aioice.turn.UDP_SOCKET_BUFFER_SIZE = args.rcvbuf
+    if args.delay:
+        _delay_datagrams(args.delay)
+    if args.quick_packets is not None:
+        sctp_tuning.QUICK_PACKETS = args.quick_packets
     if args.role == "sender":
         coro = sender(args.bytes, args.message, args.pings, args.timeout)
     else:

@@ -136,7 +136,7 @@ async def test_slow_start_gets_a_sack_per_packet(pair: Pair) -> None:
     (one packet more in its window per SACK) doubles its window every round trip."""
     tally = Tally.attach(pair.rx, trace=True)
     await asyncio.sleep(SACK_DELAY * 1.5)  # the receive side idles (the condition under test)
-    payload = os.urandom(1024 * 1024)
+    payload = os.urandom(2 * 1024 * 1024)
     assert await transfer(pair, payload) == payload
     kinds = [kind for kind, _ in tally.events]
     assert kinds[: 2 * QUICK_PACKETS] == ["data", "sack"] * QUICK_PACKETS
@@ -157,7 +157,7 @@ async def test_a_gap_is_acknowledged_at_once(pair: Pair) -> None:
         await send(chunk)
 
     sctp._send_chunk = lossy
-    payload = os.urandom(512 * 1024)
+    payload = os.urandom(1024 * 1024)
     assert await transfer(pair, payload) == payload  # recovered, and in order
     events = tally.events
     after = next(i for i, (kind, tsn) in enumerate(events) if kind == "data" and tsn > lost)
