@@ -1,10 +1,10 @@
 """The data channel alone, stock aiortc against beach's tuning (beach_cli/link/sctp_tuning.py:
 bigger UDP receive buffers and delayed SACKs), A/B in one run: two processes
 (bench/transport_program.py) over this machine's interface, the stream size of the run in
-64 KiB messages with beach's water marks, pairs interleaved so drift hits both alike; then
-8-byte echoes (a keystroke's), and a shorter stream over a 150 ms round trip (each peer holds
-its datagrams: this kernel has no netem) where delayed SACKs could slow aiortc's slow start.
-A third column is delayed SACKs alone, with the buffer a stock net.core.rmem_max allows."""
+64 KiB messages with beach's water marks for a fast path, pairs interleaved so drift hits both
+alike; then 8-byte echoes (a keystroke's), and a shorter stream over a 150 ms round trip (each
+peer holds its datagrams: this kernel has no netem) where delayed SACKs could slow aiortc's
+slow start. A third column is delayed SACKs alone, with the buffer a stock rmem_max allows."""
 
 from __future__ import annotations
 

@@ -21,7 +21,7 @@ from aioice.ice import StunProtocol
 from aiortc import RTCPeerConnection, RTCSessionDescription
 
 from beach_cli.link import sctp_tuning
-from beach_cli.link.base import HIGH_WATER, LOW_WATER
+from beach_cli.link.base import HIGH_WATER
 from beach_cli.link.rtc import ice_configuration
 from beach_cli.link.sctp_tuning import Tally, socket_buffers
 
@@ -61,7 +61,7 @@ def _figures(pc: RTCPeerConnection, tally: Tally, wall: float, cpu: float) -> di
 async def sender(total: int, size: int, pings: int, timeout: float) -> None:
     pc = RTCPeerConnection(ice_configuration([]))
     channel = pc.createDataChannel("bench", ordered=True)
-    channel.bufferedAmountLowThreshold = LOW_WATER
+    channel.bufferedAmountLowThreshold = HIGH_WATER // 4  # as PeerLink on a fast path
     opened, low, done = asyncio.Event(), asyncio.Event(), asyncio.Event()
     channel.on("open", opened.set)
     channel.on("bufferedamountlow", low.set)

@@ -19,7 +19,7 @@ import pytest
 from aiortc import RTCPeerConnection
 from aiortc.rtcsctptransport import DataChunk
 
-from beach_cli.link.base import HIGH_WATER, LOW_WATER
+from beach_cli.link.base import HIGH_WATER
 from beach_cli.link.rtc import ice_configuration
 from beach_cli.link.sctp_tuning import (
     QUICK_PACKETS,
@@ -76,7 +76,7 @@ async def pair() -> AsyncIterator[Pair]:
             remote.set_result(channel)
 
     channel = sender.createDataChannel("test", ordered=True)
-    channel.bufferedAmountLowThreshold = LOW_WATER
+    channel.bufferedAmountLowThreshold = HIGH_WATER // 4  # as PeerLink on a fast path
     opened = asyncio.Event()
     channel.on("open", opened.set)
     try:
