@@ -36,7 +36,7 @@ log = logging.getLogger("beach.sctp")
 ENV = "BEACH_SCTP_TUNING"
 TESTED_AIORTC = "1.16."  # the minor version whose private methods we override
 # 4 MiB holds ~3,500 full datagrams: a 64 KiB message is 57, and HIGH_WATER (1 MiB) of output
-# in flight is ~900. The kernel halves nothing: it doubles what it grants, for its overhead.
+# in flight is ~900. (Linux reports, and charges, twice what is asked: its bookkeeping.)
 RCVBUF = 4 * 1024 * 1024
 # RFC 9260's ceiling (and usrsctp's default). It only ever delays the acknowledgement of the
 # last odd packet of a burst: pairs go at once, and the packets after an idle spell too.
