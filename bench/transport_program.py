@@ -182,14 +182,14 @@ def main() -> None:
         help="hold each datagram we send this "
         "many seconds (both ends: a round trip of twice this; no bandwidth limit)",
     )
-    p.add_argument("--quick-packets", type=int, help="override sctp_tuning.QUICK_PACKETS")
+    p.add_argument("--quick-start", type=int, help="override sctp_tuning.QUICK_START")
     args = p.parse_args()
     if args.rcvbuf:
         aioice.turn.UDP_SOCKET_BUFFER_SIZE = args.rcvbuf
     if args.delay:
         _delay_datagrams(args.delay)
-    if args.quick_packets is not None:
-        sctp_tuning.QUICK_PACKETS = args.quick_packets
+    if args.quick_start is not None:
+        sctp_tuning.QUICK_START = args.quick_start
     if args.role == "sender":
         coro = sender(args.bytes, args.message, args.pings, args.timeout)
     else:

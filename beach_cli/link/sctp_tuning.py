@@ -43,10 +43,15 @@ RCVBUF = 4 * 1024 * 1024
 SACK_DELAY = 0.2
 # aiortc's sender grows its window in slow start by at most one packet per SACK, so SACKing
 # every second packet would grow it 1.5x per round trip instead of 2x (measured: 2 MB over a
-# 150 ms round trip took 1.3x as long). The first packets of an association, and of a burst
-# after an idle spell, are acknowledged one by one (as TCP's quick-ack mode), which takes the
-# window to ~150 KB: past the bandwidth-delay product of 20 Mbit/s at 40 ms (100 KB).
-QUICK_PACKETS = 128
+# 150 ms round trip, no rate limit, took 1.2-1.3x as long). So packets are acknowledged one by
+# one (as in TCP's quick-ack mode) for the first QUICK_START of an association: slow start
+# ends at the peer's advertised window (aiortc: 1 MiB, ~900 packets) and from there the window
+# grows by bytes acknowledged, which delayed SACKs do not slow. After an idle spell the window
+# is as it was, unless the sender timed out (its window is then one packet, and its slow start
+# ends at half what it was): QUICK_AFTER_IDLE packets take it to ~150 KB, past the
+# bandwidth-delay product of 20 Mbit/s at 40 ms (100 KB).
+QUICK_START = 1024
+QUICK_AFTER_IDLE = 128
 # What the stock transport relies on, checked before our subclass replaces it.
 _METHODS = ("_handle_data", "_send_sack", "_send_chunk", "_receive_chunk")
 _STATE = ("_sack_needed", "_sack_misordered", "_sack_duplicates", "_association_state")
@@ -69,15 +74,15 @@ class DelayedSackTransport(RTCSctpTransport):
         self._sack_timer: asyncio.TimerHandle | None = None
         self._sack_task: asyncio.Future[None] | None = None
         self._data_heard = float("-inf")  # loop time of the last packet with DATA
-        self._sack_quick = QUICK_PACKETS  # packets still to acknowledge one by one
+        self._sack_quick = QUICK_START  # packets still to acknowledge one by one
 
     async def _send_sack(self) -> None:
         loop = asyncio.get_running_loop()
         now = loop.time()
         if now - self._data_heard >= SACK_DELAY:
             # After an idle spell: a keystroke, a burst starting, or a retransmission after a
-            # timeout (the sender's window is then one packet). See QUICK_PACKETS.
-            self._sack_quick = QUICK_PACKETS
+            # timeout. See QUICK_AFTER_IDLE.
+            self._sack_quick = max(self._sack_quick, QUICK_AFTER_IDLE)
         self._data_heard = now
         self._sack_held += 1
         quick = self._sack_quick > 0
