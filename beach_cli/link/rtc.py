@@ -17,9 +17,11 @@ from aiortc.sdp import candidate_from_sdp
 
 from ..errors import ProtocolError
 from ..wire.frames import Frame
+from . import sctp_tuning
 from .base import Link
 
 log = logging.getLogger("beach.rtc")
+sctp_tuning.install()  # before any RTCPeerConnection: bigger socket buffers, delayed SACKs
 
 CHANNEL_LABEL = "beach"
 # A peer's mDNS (`<uuid>.local`) candidates: at most this many resolving at once, each for at

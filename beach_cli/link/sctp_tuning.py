@@ -1,0 +1,239 @@
+"""Two fixes to aiortc's data channel under bulk output, installed once before any
+RTCPeerConnection exists (rtc.py calls `install()` on import):
+
+1. Receive buffers sized for bursts. aioice asks for 256 KiB on its UDP sockets, and a burst of
+   output overflows that (about 1,000 datagrams lost per 20 MiB on loopback, each recovered by
+   SCTP retransmission after a 1 s minimum timeout). We ask for RCVBUF instead; the kernel
+   grants at most `net.core.rmem_max` (docs/operations.md says what to set).
+2. Delayed SACKs (RFC 9260 §6.2). Stock aiortc acknowledges every DATA packet at once: one
+   SACK to seal, send, open and process for every packet. `DelayedSackTransport` acknowledges
+   every second packet, or SACK_DELAY after an unacknowledged one, and at once on a gap, a
+   duplicate, a filled gap, and for the first packets after the receive side was idle (a
+   keystroke's echo is acknowledged as promptly as before, and slow start is not slowed).
+
+The second overrides private methods, so it is installed only on the aiortc minor version it
+was tested with, and only if what it relies on is there; otherwise aiortc stays stock.
+`BEACH_SCTP_TUNING=off` turns both off (for an A/B comparison, or if one ever misbehaves).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+from dataclasses import dataclass, field
+from typing import Any
+
+import aioice.turn
+import aiortc
+import aiortc.rtcpeerconnection
+from aiortc.rtcsctptransport import DataChunk, RTCSctpTransport, SackChunk
+
+log = logging.getLogger("beach.sctp")
+
+ENV = "BEACH_SCTP_TUNING"
+TESTED_AIORTC = "1.16."  # the minor version whose private methods we override
+# 4 MiB holds ~3,500 full datagrams: a 64 KiB message is 57, and HIGH_WATER (1 MiB) of output
+# in flight is ~900. (Linux reports, and charges, twice what is asked: its bookkeeping.)
+RCVBUF = 4 * 1024 * 1024
+# RFC 9260's ceiling (and usrsctp's default). It only ever delays the acknowledgement of the
+# last odd packet of a burst: pairs go at once, and the packets after an idle spell too.
+SACK_DELAY = 0.2
+# aiortc's sender grows its window in slow start by at most one packet per SACK, so SACKing
+# every second packet would grow it 1.5x per round trip instead of 2x (measured: 2 MB over a
+# 150 ms round trip, no rate limit, took 1.2-1.3x as long). So packets are acknowledged one by
+# one (as in TCP's quick-ack mode) for the first QUICK_START of an association: slow start
+# ends at the peer's advertised window (aiortc: 1 MiB, ~900 packets) and from there the window
+# grows by bytes acknowledged, which delayed SACKs do not slow. After an idle spell the window
+# is as it was, unless the sender timed out (its window is then one packet, and its slow start
+# ends at half what it was): QUICK_AFTER_IDLE packets take it to ~150 KB, past the
+# bandwidth-delay product of 20 Mbit/s at 40 ms (100 KB).
+QUICK_START = 1024
+QUICK_AFTER_IDLE = 128
+# What the stock transport relies on, checked before our subclass replaces it.
+_METHODS = ("_handle_data", "_send_sack", "_send_chunk", "_receive_chunk")
+_STATE = ("_sack_needed", "_sack_misordered", "_sack_duplicates", "_association_state")
+
+DATA_CHUNK_TYPE = 0  # RFC 9260 §3.2
+
+_installed: bool | None = None  # None: not tried yet; else whether the SACK transport is in
+
+
+class DelayedSackTransport(RTCSctpTransport):
+    """RTCSctpTransport whose SACKs follow RFC 9260 §6.2 instead of one per packet.
+
+    aiortc's `_handle_data` calls `_send_sack` once after each packet that carried DATA (or a
+    FORWARD TSN); we decide here whether that packet's acknowledgement goes now or waits."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._sack_held = 0  # packets received since the last SACK
+        self._sack_gap = False  # the last SACK reported a gap (so its filling is news)
+        self._sack_timer: asyncio.TimerHandle | None = None
+        self._sack_task: asyncio.Future[None] | None = None
+        self._data_heard = float("-inf")  # loop time of the last packet with DATA
+        self._sack_quick = QUICK_START  # packets still to acknowledge one by one
+
+    async def _send_sack(self) -> None:
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        if now - self._data_heard >= SACK_DELAY:
+            # After an idle spell: a keystroke, a burst starting, or a retransmission after a
+            # timeout. See QUICK_AFTER_IDLE.
+            self._sack_quick = max(self._sack_quick, QUICK_AFTER_IDLE)
+        self._data_heard = now
+        self._sack_held += 1
+        quick = self._sack_quick > 0
+        self._sack_quick -= quick
+        if (
+            quick
+            or self._sack_held >= 2
+            or self._sack_misordered  # a gap: the sender needs it for fast retransmit
+            or self._sack_gap  # the gap this packet filled
+            or self._sack_duplicates  # the sender retransmits needlessly: tell it now
+        ):
+            await self._sack_now()
+            return
+        # Held: `_sack_needed` is cleared so a later packet without DATA (say, a SACK of our
+        # own data) does not count as one; the timer remembers that we owe one.
+        self._sack_needed = False
+        if self._sack_timer is None:
+            self._sack_timer = loop.call_later(SACK_DELAY, self._sack_due)
+
+    # aiortc's send path (SCTP, DTLS, aioice, sendto) never suspends: a SACK sent from the timer
+    # cannot interleave with a packet being handled.
+    async def _sack_now(self) -> None:
+        if self._sack_timer is not None:
+            self._sack_timer.cancel()
+            self._sack_timer = None
+        self._sack_held = 0
+        self._sack_gap = bool(self._sack_misordered)
+        await super()._send_sack()
+
+    def _sack_due(self) -> None:
+        self._sack_timer = None
+        if self._sack_held and self._association_state != self.State.CLOSED:
+            self._sack_task = asyncio.ensure_future(self._sack_late())
+
+    async def _sack_late(self) -> None:
+        with contextlib.suppress(ConnectionError):  # the DTLS transport closed meanwhile
+            await self._sack_now()
+
+
+def _sack_transport_fits() -> str | None:
+    """Why our subclass must not be installed on this aiortc, or None if it may."""
+    if not aiortc.__version__.startswith(TESTED_AIORTC):
+        return f"aiortc {aiortc.__version__} is not the tested {TESTED_AIORTC}x"
+    missing = [m for m in _METHODS if not callable(getattr(RTCSctpTransport, m, None))]
+    # Instance attributes exist only once constructed: look for their names in __init__.
+    assigned = RTCSctpTransport.__init__.__code__.co_names
+    missing += [a for a in _STATE if a not in assigned]
+    if getattr(aiortc.rtcpeerconnection, "RTCSctpTransport", None) is not RTCSctpTransport:
+        missing.append("rtcpeerconnection.RTCSctpTransport")
+    return f"aiortc {aiortc.__version__} lacks {', '.join(missing)}" if missing else None
+
+
+def granted_rcvbuf(asked: int = RCVBUF) -> int:
+    """What the kernel grants a UDP socket asking for `asked` (as SO_RCVBUF reads it back:
+    twice the request, capped at twice net.core.rmem_max)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, asked)
+        return probe.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+
+
+def install() -> bool:
+    """Apply both tunings unless BEACH_SCTP_TUNING=off; True if delayed SACKs are in. Only the
+    first call acts (a connection already made keeps the transport it was made with)."""
+    global _installed
+    if _installed is not None:
+        return _installed
+    _installed = False
+    if os.environ.get(ENV, "").lower() == "off":
+        log.debug("SCTP tuning off (%s=off): stock aiortc", ENV)
+        return False
+    # aioice reads this module constant whenever it opens a socket (host candidates and TURN).
+    if isinstance(getattr(aioice.turn, "UDP_SOCKET_BUFFER_SIZE", None), int):
+        aioice.turn.UDP_SOCKET_BUFFER_SIZE = RCVBUF
+        granted = granted_rcvbuf()
+        log.debug(
+            "UDP receive buffer: asked %d, kernel grants %d%s",
+            RCVBUF,
+            granted,
+            "" if granted >= 2 * RCVBUF else " (raise net.core.rmem_max for more)",
+        )
+    else:
+        log.debug(
+            "UDP receive buffer left as aioice sets it: no aioice.turn.UDP_SOCKET_BUFFER_SIZE"
+        )
+    why_not = _sack_transport_fits()
+    if why_not is not None:
+        log.debug("delayed SACKs not installed, stock aiortc SACKs: %s", why_not)
+        return False
+    aiortc.rtcpeerconnection.RTCSctpTransport = DelayedSackTransport  # type: ignore[misc]
+    _installed = True
+    return True
+
+
+def socket_buffers(pc: Any) -> list[int]:
+    """SO_RCVBUF of every UDP socket a connected RTCPeerConnection's ICE gathered (aioice
+    internals, read defensively: [] when not connected or when they moved)."""
+    sizes = []
+    with contextlib.suppress(AttributeError):
+        for protocol in pc.sctp.transport.transport._connection._protocols:
+            sock = protocol.transport.get_extra_info("socket")
+            if sock is not None:
+                sizes.append(sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF))
+    return sizes
+
+
+def _first_data_tsn(packet: bytes) -> int | None:
+    """The TSN of a packet's first DATA chunk, from the chunk headers alone (parsing the packet
+    into chunk objects a second time would cost the receiver a third more CPU)."""
+    pos = 12  # the common header
+    while pos + 8 <= len(packet):
+        length = int.from_bytes(packet[pos + 2 : pos + 4], "big")
+        if packet[pos] == DATA_CHUNK_TYPE:
+            return int.from_bytes(packet[pos + 4 : pos + 8], "big")
+        if length < 4:
+            return None
+        pos += (length + 3) & ~3
+    return None
+
+
+@dataclass
+class Tally:
+    """Counts one SCTP transport's packets, for the tests and the benchmark: it wraps the
+    instance's receive and send methods and changes nothing they do."""
+
+    data_in: int = 0  # packets received that carried DATA
+    sacks_out: int = 0
+    data_out: int = 0  # DATA chunks sent, retransmissions included
+    events: list[tuple[str, int]] = field(default_factory=list)  # kept only if `trace`
+
+    @classmethod
+    def attach(cls, sctp: RTCSctpTransport, trace: bool = False) -> Tally:
+        tally = cls()
+        handle, send = sctp._handle_data, sctp._send_chunk
+
+        async def handle_data(data: bytes) -> None:
+            tsn = _first_data_tsn(data)
+            if tsn is not None:
+                tally.data_in += 1
+                if trace:
+                    tally.events.append(("data", tsn))
+            await handle(data)
+
+        async def send_chunk(chunk: Any) -> None:
+            if isinstance(chunk, SackChunk):
+                tally.sacks_out += 1
+                if trace:
+                    tally.events.append(("sack", len(chunk.gaps)))
+            elif isinstance(chunk, DataChunk):
+                tally.data_out += 1
+            await send(chunk)
+
+        sctp._handle_data = handle_data  # type: ignore[method-assign]
+        sctp._send_chunk = send_chunk  # type: ignore[method-assign]
+        return tally
