@@ -300,6 +300,19 @@ def test_deflate_units_from_the_python_encoder_inflate_in_js(js: NodeJoiner) -> 
     assert out == snapshot
 
 
+def test_huffman_only_units_mixed_with_level_one_inflate_in_js(js: NodeJoiner) -> None:
+    enc = compression.Encoder()
+    js.call("inflater")
+    noise = base64.b64encode(os.urandom(60_000))  # sends what follows Huffman-only
+    chunks = [noise, _screen(300, 3), noise[:9_000], b"", _screen(40, 11)]
+    units = [enc.unit(c) for c in chunks]
+    assert enc.huffman_left > 0
+    for chunk, unit in zip(chunks, units, strict=True):
+        for body in _frames(Frame.OUTPUT, unit):
+            got = js.call("inflate", body=_b64(body))
+            assert base64.b64decode(got["data"]) == chunk
+
+
 def test_bad_deflate_streams_are_refused_in_js(js: NodeJoiner) -> None:
     js.call("inflater")
     with pytest.raises(JsError, match="bad-output: bad deflate stream"):
