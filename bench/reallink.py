@@ -7,12 +7,13 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
 from .context import Context
 from .links import quality
-from .links.legs import Cat, Failure, Legs, attempt
+from .links.legs import Cat, Failure, Legs, Session, attempt
 from .links.net import TOOLS, shaped
 from .links.profiles import BRIDGE_ALONE, MOBILE, PROFILES, Profile
 from .links.remote import LinkSshd
@@ -35,6 +36,7 @@ ROWS = (
     ("host_x", "  host's cat, 3 joiners / none"),
     ("join", "join to the current screen (s)"),
     ("join_rt", "  join: round trips more than on LAN"),
+    ("join_late", "  join after the cats, to the current screen (s)"),
 )
 SPEC = Spec(
     key="links",
@@ -112,47 +114,54 @@ class Figures:
         return self.results.get(profile, {}).get(key, {}).get(method)
 
 
+def program_legs(legs: Legs, method: str, profile: str, ctx: Context, paths: dict[str, Path],
+                 figs: Figures) -> None:  # fmt: skip
+    """Every leg of one program in one session, reopened only after a leg that failed."""
+    opts = ctx.options
+    keys, warmup = max(opts.keystrokes // 10, 6), max(opts.warmup // 4, 1)
+    session: Session | None = None
+
+    def leg(key: str, what: str, measure: Callable[[Session], Result]) -> None:
+        nonlocal session
+
+        def opened() -> Result:
+            nonlocal session
+            if session is None:
+                session = Session(legs, method)
+            return measure(session)
+
+        result = attempt(f"{profile} {method} {what}", opened, figs.failures)
+        if isinstance(result, Failure) and session is not None:
+            session.close()  # a session a leg gave up on is not reused
+            session = None
+        figs.put(profile, key, method, result)
+
+    try:
+        if method == "beach":  # (d), into the fresh shell, then once more after the cats
+            leg("join", "joins", lambda s: legs.joins(s, opts.joins))
+        leg("echo", "echo", lambda s: s.echo(keys, warmup, opts.timeout))  # (a)
+        for stream in ("ls", "build"):  # (b)
+            leg(stream, f"cat {stream}", lambda s, st=stream: legs.cat(s, paths[st]))  # type: ignore[misc]
+        if method == "beach":
+            leg("join_late", "join after the cats", lambda s: legs.joins(s, 1))
+            leg("host", "host cost", lambda s: legs.host_cost(s.leave(), JOINER_COUNTS,  # (c)
+                                                              paths["ls"], opts.reps))  # fmt: skip
+    finally:
+        if session is not None:
+            session.close()
+
+
 def measure_profile(ctx: Context, profile: Profile, paths: dict[str, Path], figs: Figures) -> None:
     opts = ctx.options
     assert ctx.ssh is not None
-    keys, warmup = max(opts.keystrokes // 10, 6), max(opts.warmup // 4, 1)
     with shaped(profile) as link:
-        figs.quality[profile.name] = quality.measure(link, 20, 3.0 if opts.reps > 1 else 1.0)
+        figs.quality[profile.name] = quality.measure(link, 20 if opts.reps > 1 else 5,
+                                                     3.0 if opts.reps > 1 else 1.0)  # fmt: skip
         sshd = LinkSshd(ctx.ssh, link)
         try:
             legs = Legs(link, sshd, ctx.workdir, opts.timeout)
-            name = profile.name
-            for method in METHODS:  # (a)
-                result = attempt(
-                    f"{name} {method} echo",
-                    lambda m=method: legs.echo(m, keys, warmup),  # type: ignore[misc]
-                    figs.failures,
-                )
-                figs.put(name, "echo", method, result)
-            for stream in ("ls", "build"):  # (b)
-                for method in METHODS:
-                    result = attempt(
-                        f"{name} {method} cat {stream}",
-                        lambda m=method, s=stream: legs.cat(m, paths[s]),  # type: ignore[misc]
-                        figs.failures,
-                    )
-                    figs.put(name, stream, method, result)
-            figs.put(  # (c)
-                name,
-                "host",
-                "beach",
-                attempt(
-                    f"{name} host cost",
-                    lambda: legs.host_cost(JOINER_COUNTS, paths["ls"], opts.reps),
-                    figs.failures,
-                ),
-            )
-            figs.put(  # (d)
-                name,
-                "join",
-                "beach",
-                attempt(f"{name} joins", lambda: legs.joins(opts.joins), figs.failures),
-            )
+            for method in METHODS:
+                program_legs(legs, method, profile.name, ctx, paths, figs)
         finally:
             sshd.close()
 
@@ -204,7 +213,7 @@ def row(figs: Figures, profile: str, key: str, label: str, timeout: float) -> li
     base = {"echo50": "echo", "echo99": "echo", "ls_wire": "ls", "build_wire": "build"}
     source = base.get(key, key)
     cells = [f"{profile}: {label}"]
-    if key in ("host", "host_x", "join", "join_rt"):
+    if key in ("host", "host_x", "join", "join_rt", "join_late"):
         cells += [beach_only(figs, profile, key), *(["-"] * 6)]
         return cells
     values = {m: figs.get(profile, source, m) for m in METHODS}

@@ -5,24 +5,24 @@ program never hangs the run."""
 
 from __future__ import annotations
 
-import contextlib
 import itertools
+import shlex
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
 from ..env import COLS, PROMPT, ROWS, SHELL
 from ..errors import BenchError
-from ..latency import echo_argv, type_and_time
+from ..latency import KEYS, echo_argv
 from ..echo_program import QUIT, READY
 from ..ptys import PtyProcess
 from ..taps import RemoteTap, Tap
 from .net import Link
 from .remote import LinkHost, LinkSshd, client
-from .screen import screen_tap
+from .screen import ScreenTap, screen_tap
 
 START_TIMEOUT = 30.0
 SETTLE = 0.3  # after a run: let the last prompt go by before the next command
@@ -96,13 +96,77 @@ def _end(pty: PtyProcess, text: bytes) -> None:
         pty.wait(5.0)
 
 
-@contextlib.contextmanager
-def _closing(*ptys: PtyProcess) -> Iterator[None]:
-    try:
-        yield
-    finally:
-        for pty in ptys:
-            pty.close()
+class Session:
+    """One program's shell reached from the far end of the link: `keyboard` and `screen` are the
+    far end's (the joiner's, or the ssh or mosh client's); for beach, `host` is the host."""
+
+    def __init__(self, legs: Legs, method: str) -> None:
+        self.method = method
+        self.host: LinkHost | None = None
+        if method == "beach":
+            self.host = legs.host(SHELL)
+            self.keyboard = self.host.join()
+            self.screen: Tap | RemoteTap = self.keyboard.tap()
+            self.screens = [self.screen, self.host.tap]
+        else:
+            assert legs.sshd is not None
+            self.keyboard = client(legs.link, legs.sshd, method, shell_command())
+            # mosh's client draws only what changed on the screen: watch the screen itself.
+            mosh = method == "mosh"
+            self.screen = screen_tap(self.keyboard, COLS, ROWS) if mosh else self.keyboard.tap()
+            self.screens = [self.screen]
+        try:
+            self.screen.wait(self.screen.expect(PROMPT.encode(), seen_ok=True), START_TIMEOUT)
+        except BaseException:
+            self.close()
+            raise
+
+    def echo(self, count: int, warmup: int, timeout: float) -> list[float]:
+        """Echo round trips of the echo program started in this shell, typed at the far end,
+        one keystroke after the previous one's echo came back there (as bench/latency.py)."""
+        ready = self.screen.expect(READY)
+        self.keyboard.write(f"{shlex.join(echo_argv())}\r".encode())
+        self.screen.wait(ready, START_TIMEOUT)
+        # Typed and read from this thread now, for the lowest latency; what is read still
+        # goes to a screen tap's screen, which must stay whole.
+        self.keyboard.untap()
+        keep = self.screen.absorb if isinstance(self.screen, ScreenTap) else lambda _: None
+        samples: list[float] = []
+        try:
+            for i in range(warmup + count):
+                key = KEYS[i % len(KEYS) : i % len(KEYS) + 1]
+                start = time.perf_counter()
+                self.keyboard.write(key)
+                keep(self.keyboard.read_until(key, timeout))
+                if i >= warmup:
+                    samples.append(time.perf_counter() - start)
+        finally:
+            self.keyboard.write(bytes([QUIT]))
+            keep(self.keyboard.read_until(PROMPT.encode(), START_TIMEOUT))
+            if isinstance(self.screen, ScreenTap):
+                self.screen.resume(self.keyboard)
+            else:
+                self.screen = self.keyboard.tap()
+            self.screens[0] = self.screen
+        return samples
+
+    def host_of(self) -> LinkHost:
+        assert self.host is not None
+        return self.host
+
+    def leave(self) -> LinkHost:
+        """beach: the far-end joiner leaves (Ctrl-] d); the host stays, with nobody joined."""
+        assert self.host is not None
+        _end(self.keyboard, b"\x1dd")
+        self.keyboard.close()
+        self.host.joiners.remove(self.keyboard)
+        return self.host
+
+    def close(self) -> None:
+        if self.host is not None:
+            self.host.close()
+        else:
+            self.keyboard.close()
 
 
 class Legs:
@@ -111,100 +175,56 @@ class Legs:
     def __init__(self, link: Link, sshd: LinkSshd | None, workdir: Path, timeout: float) -> None:
         self.link, self.sshd, self.workdir, self.timeout = link, sshd, workdir, timeout
 
-    def _host(self, command: list[str]) -> LinkHost:
+    def host(self, command: list[str]) -> LinkHost:
         return LinkHost(self.link, self.workdir, command, next(_hosts))
 
-    # -- (a) keystroke echo ----------------------------------------------------------------------
-
-    def echo(self, method: str, count: int, warmup: int) -> list[float]:
-        """Echo round trips typed at the far end (the joiner's, or the ssh/mosh client's)."""
-        if method == "beach":
-            host = self._host(echo_argv())
-            try:
-                host.tap.wait(host.tap.expect(READY, seen_ok=True), START_TIMEOUT)
-                joiner = host.join()
-                joiner.read_until(READY, START_TIMEOUT)  # the first screen, from the snapshot
-                samples = type_and_time(joiner, count, warmup, self.timeout)
-                _end(joiner, bytes([QUIT]))
-                return samples
-            finally:
-                host.close()
-        assert self.sshd is not None
-        pty = client(self.link, self.sshd, method, echo_argv())
-        with _closing(pty):
-            pty.read_until(READY, START_TIMEOUT)
-            samples = type_and_time(pty, count, warmup, self.timeout)
-            _end(pty, bytes([QUIT]))
-            return samples
-
-    # -- (b) a cat to the far screen -------------------------------------------------------------
-
-    def cat(self, method: str, path: Path) -> Cat:
+    def cat(self, session: Session, path: Path) -> Cat:
         """`cat path` typed at the far end, timed to the end marker on the far end's screen."""
-        if method == "beach":
-            host = self._host(SHELL)
-            try:
-                host.tap.wait(host.tap.expect(PROMPT.encode(), seen_ok=True), START_TIMEOUT)
-                joiner = host.join()
-                joiner.read_until(PROMPT.encode(), START_TIMEOUT)
-                return self._timed(joiner, [joiner.tap(), host.tap], path)
-            finally:
-                host.close()
-        assert self.sshd is not None
-        pty = client(self.link, self.sshd, method, shell_command())
-        with _closing(pty):
-            screen = screen_tap(pty, COLS, ROWS) if method == "mosh" else pty.tap()
-            screen.wait(screen.expect(PROMPT.encode(), seen_ok=True), START_TIMEOUT)
-            return self._timed(pty, [screen], path)
-
-    def _timed(self, keyboard: PtyProcess, screens: list[Tap | RemoteTap], path: Path) -> Cat:
         down0, up0 = self.link.wire_bytes()
-        seen = timed_cat(keyboard, screens, path, self.timeout)
+        seen = timed_cat(session.keyboard, session.screens, path, self.timeout)
         down1, up1 = self.link.wire_bytes()
         if seen[0] is None:
-            raise TimeoutError(f"no end marker on {keyboard.name}'s screen within {self.timeout} s")
+            raise TimeoutError(f"no end marker on {session.keyboard.name} within {self.timeout} s")
         return Cat(seen[0], down1 - down0, up1 - up0)
 
-    # -- (c) the host's own cat with joiners on the link -----------------------------------------
-
-    def host_cost(self, counts: tuple[int, ...], path: Path, reps: int) -> dict[int, list[float]]:
-        """Seconds of the host's own cat (to its own screen) with each count of joiners."""
-        host = self._host(SHELL)
-        found: dict[int, list[float]] = {}
-        try:
-            host.tap.wait(host.tap.expect(PROMPT.encode(), seen_ok=True), START_TIMEOUT)
-            screens: list[Tap | RemoteTap] = [host.tap]
-            for count in counts:
-                while len(host.joiners) < count:
-                    joiner = host.join()
-                    joiner.read_until(PROMPT.encode(), START_TIMEOUT)
-                    # Each joiner's screen is drained by a process of its own, as if on its
-                    # own machine.
-                    screens.append(joiner.remote_tap())
-                for _ in range(reps):
-                    seen = timed_cat(host.pty, screens, path, self.timeout)
-                    if seen[0] is None:
-                        raise TimeoutError(f"the host's own cat took over {self.timeout} s")
-                    found.setdefault(count, []).append(seen[0])
-            return found
-        finally:
-            host.close()
-
-    # -- (d) joining -----------------------------------------------------------------------------
-
-    def joins(self, count: int) -> list[float]:
-        """Seconds from starting `beach join` to the shell prompt on its screen, one join after
-        another into an idle shared shell."""
-        host = self._host(SHELL)
+    def joins(self, session: Session, count: int) -> list[float]:
+        """Seconds from starting `beach join` to the current screen on its terminal, one join
+        after another. The current screen ends in a marker printed just before: a late joiner
+        is sent the screen's history first, whose old prompts must not count as arrival."""
+        host = session.host_of()
         times = []
-        try:
-            host.tap.wait(host.tap.expect(PROMPT.encode(), seen_ok=True), START_TIMEOUT)
-            for _ in range(count):
-                joiner = host.join()
-                joiner.read_until(PROMPT.encode(), self.timeout)
+        for _ in range(count):
+            n = next(_ids)
+            marker = f"JOIN-MARK-{n}:".encode()
+            watch = session.screen.expect(marker)
+            session.keyboard.write(f"printf '%s%s:\\n' JOIN-MARK- {n}\r".encode())
+            session.screen.wait(watch, START_TIMEOUT)
+            joiner = host.join()
+            try:
+                joiner.read_until(marker, self.timeout)
                 times.append(time.perf_counter() - joiner.started)
                 _end(joiner, b"\x1dd")  # Ctrl-] d: leave before the next one joins
+            finally:
                 joiner.close()
-            return times
-        finally:
-            host.close()
+                host.joiners.remove(joiner)
+        return times
+
+    def host_cost(
+        self, host: LinkHost, counts: tuple[int, ...], path: Path, reps: int
+    ) -> dict[int, list[float]]:
+        """Seconds of the host's own cat (to its own screen) with each count of joiners."""
+        found: dict[int, list[float]] = {}
+        screens: list[Tap | RemoteTap] = [host.tap]
+        for count in counts:
+            new = [host.join() for _ in range(count - len(screens) + 1)]
+            for joiner in new:  # joining together; each drained once its first screen is in
+                joiner.read_until(PROMPT.encode(), START_TIMEOUT)
+                # Each joiner's screen is drained by a process of its own, as if on its own
+                # machine.
+                screens.append(joiner.remote_tap())
+            for _ in range(reps):
+                seen = timed_cat(host.pty, screens, path, self.timeout)
+                if seen[0] is None:
+                    raise TimeoutError(f"the host's own cat took over {self.timeout} s")
+                found.setdefault(count, []).append(seen[0])
+        return found

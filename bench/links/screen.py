@@ -11,7 +11,7 @@ from collections.abc import Callable
 import pyte
 
 from ..ptys import PtyProcess
-from ..taps import Sighting, Tap
+from ..taps import Sighting, Tap, hub
 
 
 class ScreenTap(Tap):
@@ -29,6 +29,16 @@ class ScreenTap(Tap):
 
     def _seen_before(self, marker: bytes) -> Sighting | None:
         return Sighting(time.perf_counter(), self.total) if self._on_screen(marker) else None
+
+    def absorb(self, data: bytes) -> None:
+        """Output read by someone else while this tap was stopped: onto the screen too."""
+        with self._lock:
+            self.stream.feed(self.decoder.decode(data))
+
+    def resume(self, pty: PtyProcess) -> None:
+        """Drain `pty` again after PtyProcess.untap(), keeping the screen as it is."""
+        pty._tap = self
+        hub().add(self)
 
     def feed(self, data: bytes, now: float) -> None:
         with self._lock:
