@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 from collections.abc import Callable
 from dataclasses import asdict
@@ -114,8 +115,9 @@ class Figures:
         return self.results.get(profile, {}).get(key, {}).get(method)
 
 
-def program_legs(legs: Legs, method: str, profile: str, ctx: Context, paths: dict[str, Path],
-                 figs: Figures) -> None:  # fmt: skip
+def program_legs(
+    legs: Legs, method: str, profile: str, ctx: Context, paths: dict[str, Path], figs: Figures
+) -> None:
     """Every leg of one program in one session, reopened only after a leg that failed."""
     opts = ctx.options
     keys, warmup = max(opts.keystrokes // 10, 6), max(opts.warmup // 4, 1)
@@ -138,14 +140,23 @@ def program_legs(legs: Legs, method: str, profile: str, ctx: Context, paths: dic
 
     try:
         if method == "beach":  # (d), into the fresh shell, then once more after the cats
-            leg("join", "joins", lambda s: legs.joins(s, opts.joins))
+            leg("join", "joins", lambda s: legs.joins(s, max(opts.joins // 2, 1)))
         leg("echo", "echo", lambda s: s.echo(keys, warmup, opts.timeout))  # (a)
         for stream in ("ls", "build"):  # (b)
             leg(stream, f"cat {stream}", lambda s, st=stream: legs.cat(s, paths[st]))  # type: ignore[misc]
         if method == "beach":
-            leg("join_late", "join after the cats", lambda s: legs.joins(s, 1))
-            leg("host", "host cost", lambda s: legs.host_cost(s.leave(), JOINER_COUNTS,  # (c)
-                                                              paths["ls"], opts.reps))  # fmt: skip
+            if opts.joins > 2:  # not in --quick
+                leg("join_late", "join after the cats", lambda s: legs.joins(s, 1))
+            leg(
+                "host",
+                "host cost",
+                lambda s: legs.host_cost(
+                    s.leave(),
+                    JOINER_COUNTS,  # (c)
+                    paths["ls"],
+                    opts.reps,
+                ),
+            )
     finally:
         if session is not None:
             session.close()
@@ -155,8 +166,9 @@ def measure_profile(ctx: Context, profile: Profile, paths: dict[str, Path], figs
     opts = ctx.options
     assert ctx.ssh is not None
     with shaped(profile) as link:
-        figs.quality[profile.name] = quality.measure(link, 20 if opts.reps > 1 else 5,
-                                                     3.0 if opts.reps > 1 else 1.0)  # fmt: skip
+        figs.quality[profile.name] = quality.measure(
+            link, 20 if opts.reps > 1 else 5, 3.0 if opts.reps > 1 else 1.0
+        )
         sshd = LinkSshd(ctx.ssh, link)
         try:
             legs = Legs(link, sshd, ctx.workdir, opts.timeout)
@@ -253,7 +265,12 @@ def beach_only(figs: Figures, profile: str, key: str) -> str:
 # -- the targets ------------------------------------------------------------------------------
 
 
+NOT_MEASURED = "not measured in this run (--quick measures broadband only)"
+
+
 def cat_target(figs: Figures, profile: str, name: str, timeout: float) -> Target:
+    if profile not in figs.results:
+        return Target(name, NOT_MEASURED, None)
     values = {m: figs.get(profile, "ls", m) for m in METHODS}
     ssh = speedup(values["ssh -tt"], values["beach"], timeout)
     ssh_c = speedup(values["ssh -C"], values["beach"], timeout)
@@ -265,8 +282,9 @@ def cat_target(figs: Figures, profile: str, name: str, timeout: float) -> Target
 
 
 def echo_target(figs: Figures, name: str) -> Target:
-    parts, met = [], True
-    for profile in JUDGED:
+    parts: list[str] = []
+    met: bool | None = True
+    for profile in (p for p in JUDGED if p in figs.results):
         b = echo_p50(figs.get(profile, "echo", "beach"))
         s = echo_p50(figs.get(profile, "echo", "ssh -tt"))
         if b is None or s is None:
@@ -275,12 +293,13 @@ def echo_target(figs: Figures, name: str) -> Target:
             continue
         parts.append(f"{profile}: {b:.1f} vs {s:.1f} ms ({b - s:+.2f})")
         met = met and b - s <= 2.0
-    return Target(name, "; ".join(parts), met)
+    return Target(name, "; ".join(parts) or NOT_MEASURED, met if parts else None)
 
 
 def host_target(figs: Figures, name: str) -> Target:
-    parts, met = [], True
-    for profile in JUDGED:
+    parts: list[str] = []
+    met: bool | None = True
+    for profile in (p for p in JUDGED if p in figs.results):
         value = figs.get(profile, "host", "beach")
         if not isinstance(value, dict):
             parts.append(f"{profile}: {cell(value, 'host')}")
@@ -289,10 +308,12 @@ def host_target(figs: Figures, name: str) -> Target:
         x = median(value[3]) / median(value[0])
         parts.append(f"{profile}: {x:.2f}x")
         met = met and x <= 1.1
-    return Target(name, "; ".join(parts), met)
+    return Target(name, "; ".join(parts) or NOT_MEASURED, met if parts else None)
 
 
 def join_target(figs: Figures, name: str) -> Target:
+    if MOBILE.name not in figs.results:
+        return Target(name, NOT_MEASURED, None)
     value = join_median(figs, MOBILE.name)
     if value is None:
         return Target(name, cell(figs.get(MOBILE.name, "join", "beach"), "join"), False)
@@ -352,25 +373,47 @@ def notes(ctx: Context, figs: Figures, alone: quality.Quality | None, paths: dic
         f"Host's own cat: the ls file typed at the host's keyboard, timed to the end marker on "
         f"the host's own screen, with 0, 1 and 3 beach joiners on the link (each drained by a "
         f"process of its own), {opts.reps} run(s) each, median.",
-        f"Join: {opts.joins} joins one after another into an idle shared shell, from starting "
-        "`beach join` to the shell prompt on its screen, median. Round trips more than on LAN: "
-        "(join time - LAN's join time) / (round trip - LAN's round trip), with the measured "
-        "round trips: how many times the join waits for the link (the rate adds a little: a "
-        "screen's snapshot is a few KB).",
+        f"Join: {max(opts.joins // 2, 1)} joins one after another into the fresh shared shell "
+        "(the far-end joiner attached, idle), from starting `beach join` to the current screen "
+        "on its terminal: a marker printed just before each join, since a late joiner is sent "
+        "the screen's history first and an old prompt in it would count too early. Median. "
+        "Round trips more than on LAN: (join time - LAN's) / (round trip - LAN's), with the "
+        "measured round trips: how many times the join waits for the link (the rate adds a "
+        "little: a screen's snapshot is a few KB). 'Join after the cats': one more join once the "
+        "two cats went by, measured the same way; the history it is sent first shows there.",
         "A leg that gives no figure says 'timeout' (a wait ran out) or 'failed' in its cell; "
         "the reason is listed below.",
     ]
+    skipped = [p.name for p in PROFILES if p.name not in opts.links_profiles]
+    if skipped:
+        lines.append(
+            f"Not measured in this run: {', '.join(skipped)} (--quick measures "
+            "broadband only); their rows say '-'."
+        )
     lines += [f"not measured: {f}" for f in figs.failures]
     return lines
 
 
 def run(ctx: Context) -> Section:
-    opts = ctx.options
     lacks = missing(ctx)
     if lacks:
         if os.environ.get("CI") == "true":
             raise RuntimeError(f"the links section needs {', '.join(lacks)} (CI=true)")
         return unavailable(", ".join(lacks))
+    # SIGTERM too removes the namespaces and stops what runs in them (via the finally blocks).
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        return measure(ctx)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
+def measure(ctx: Context) -> Section:
+    opts = ctx.options
     size = int(LS_MB * 1e6 * opts.stream_bytes / 20e6)
     paths = {"ls": ctx.workdir / "links-ls.txt", "build": ctx.workdir / "links-build.txt"}
     record_coloured_ls(paths["ls"], size)
@@ -380,7 +423,8 @@ def run(ctx: Context) -> Section:
     with shaped(BRIDGE_ALONE) as link:
         alone = quality.measure(link, 5, 2.0 if opts.reps > 1 else 1.0)
     for profile in PROFILES:
-        measure_profile(ctx, profile, paths, figs)
+        if profile.name in opts.links_profiles:
+            measure_profile(ctx, profile, paths, figs)
     rows = [row(figs, p.name, key, label, opts.timeout) for p in PROFILES for key, label in ROWS]
     targets = [
         cat_target(figs, JUDGED[0], SPEC.targets[0], opts.timeout),
@@ -393,10 +437,11 @@ def run(ctx: Context) -> Section:
         "quality": {name: asdict(q) for name, q in figs.quality.items()},
         "bridge_alone": asdict(alone),
         "results": {
-            p: {k: {m: v if isinstance(v, list | dict) else asdict(v) for m, v in per.items()}
-                for k, per in keys.items()}
+            p: {
+                k: {m: v if isinstance(v, list | dict) else asdict(v) for m, v in per.items()}
+                for k, per in keys.items()
+            }
             for p, keys in figs.results.items()
-        },  # fmt: skip
+        },
     }
     return Section(SPEC, rows, notes=notes(ctx, figs, alone, paths), targets=targets, data=data)
-

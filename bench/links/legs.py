@@ -9,15 +9,15 @@ import itertools
 import shlex
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
+from ..echo_program import QUIT, READY
 from ..env import COLS, PROMPT, ROWS, SHELL
 from ..errors import BenchError
 from ..latency import KEYS, echo_argv
-from ..echo_program import QUIT, READY
 from ..ptys import PtyProcess
 from ..taps import RemoteTap, Tap
 from .net import Link
@@ -68,7 +68,7 @@ def shell_command() -> list[str]:
 
 
 def timed_cat(
-    keyboard: PtyProcess, screens: list[Tap | RemoteTap], path: Path, timeout: float
+    keyboard: PtyProcess, screens: Sequence[Tap | RemoteTap], path: Path, timeout: float
 ) -> list[float | None]:
     """`cat path` and an end marker typed at `keyboard`; seconds until each screen showed the
     marker (None for a screen that did not within `timeout` of the start)."""
@@ -107,7 +107,7 @@ class Session:
             self.host = legs.host(SHELL)
             self.keyboard = self.host.join()
             self.screen: Tap | RemoteTap = self.keyboard.tap()
-            self.screens = [self.screen, self.host.tap]
+            self.screens: list[Tap | RemoteTap] = [self.screen, self.host.tap]
         else:
             assert legs.sshd is not None
             self.keyboard = client(legs.link, legs.sshd, method, shell_command())
@@ -226,5 +226,7 @@ class Legs:
                 seen = timed_cat(host.pty, screens, path, self.timeout)
                 if seen[0] is None:
                     raise TimeoutError(f"the host's own cat took over {self.timeout} s")
+                if None in seen:  # the next run must not start behind this one's backlog
+                    raise TimeoutError(f"a joiner did not show the end within {self.timeout} s")
                 found.setdefault(count, []).append(seen[0])
         return found

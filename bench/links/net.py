@@ -71,16 +71,44 @@ class Link:
             (self.host, self.eh, self.mh, HOST_ADDR),
             (self.joiner, self.ej, self.mj, JOIN_ADDR),
         ):
-            sh("ip", "link", "add", end, "netns", side, "type", "veth", "peer", "name", mid,
-               "netns", self.middle)  # fmt: skip
+            sh(
+                "ip",
+                "link",
+                "add",
+                end,
+                "netns",
+                side,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                mid,
+                "netns",
+                self.middle,
+            )
             sh("ip", "-n", side, "addr", "add", f"{addr}/24", "dev", end)
             # IPv6 off: no router solicitations or link-local candidates on the wire.
             sh("ip", "netns", "exec", side, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1")
             # The bridge copies frames as they are: offloaded checksums would arrive unfilled,
             # and segmentation offload would hand it frames larger than the MTU.
             for ns, dev in ((side, end), (self.middle, mid)):
-                sh("ip", "netns", "exec", ns, "ethtool", "-K", dev, "tx", "off", "tso", "off",
-                   "gso", "off", "gro", "off")  # fmt: skip
+                sh(
+                    "ip",
+                    "netns",
+                    "exec",
+                    ns,
+                    "ethtool",
+                    "-K",
+                    dev,
+                    "tx",
+                    "off",
+                    "tso",
+                    "off",
+                    "gso",
+                    "off",
+                    "gro",
+                    "off",
+                )
                 sh("ip", "-n", ns, "link", "set", dev, "up")
             if self.profile.mbit > 0:  # 0: the bridge alone, to see what it tops out at
                 sh(*self._tbf(mid))
@@ -90,17 +118,45 @@ class Link:
         """The rate limit on what the bridge sends out `dev` (towards the far side)."""
         p = self.profile
         burst = max(int(p.rate_bytes / 200), 2 * MTU_FRAME)  # 5 ms worth
-        return ["ip", "netns", "exec", self.middle, "tc", "qdisc", "add", "dev", dev, "root",
-                "tbf", "rate", f"{p.mbit:g}mbit", "burst", str(burst),
-                "limit", str(queue_bytes(p))]  # fmt: skip
+        return [
+            "ip",
+            "netns",
+            "exec",
+            self.middle,
+            "tc",
+            "qdisc",
+            "add",
+            "dev",
+            dev,
+            "root",
+            "tbf",
+            "rate",
+            f"{p.mbit:g}mbit",
+            "burst",
+            str(burst),
+            "limit",
+            str(queue_bytes(p)),
+        ]
 
     def _start_bridge(self, seed: int) -> None:
         p = self.profile
         self.bridge = subprocess.Popen(
-            [*self.exec("middle"), sys.executable, str(BRIDGE), self.mh, self.mj,
-             f"{p.delay_ms:g}", f"{p.loss:g}", str(seed), str(DELAY_LINE)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, start_new_session=True,
-        )  # fmt: skip
+            [
+                *self.exec("middle"),
+                sys.executable,
+                str(BRIDGE),
+                self.mh,
+                self.mj,
+                f"{p.delay_ms:g}",
+                f"{p.loss:g}",
+                str(seed),
+                str(DELAY_LINE),
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
         assert self.bridge.stdout is not None
         line = self._line(START_TIMEOUT)
         if line != "ready":

@@ -35,10 +35,23 @@ class LinkSshd:
         self._log = open(self.log_path, "wb")
         config = ssh.dir / "sshd_config"
         self.proc = subprocess.Popen(
-            [*link.exec("host"), sshd, "-D", "-e", "-f", str(config),
-             "-o", f"ListenAddress={HOST_ADDR}", "-o", f"PidFile={ssh.dir / (link.host + '.pid')}"],
-            stdin=subprocess.DEVNULL, stdout=self._log, stderr=self._log, start_new_session=True,
-        )  # fmt: skip
+            [
+                *link.exec("host"),
+                sshd,
+                "-D",
+                "-e",
+                "-f",
+                str(config),
+                "-o",
+                f"ListenAddress={HOST_ADDR}",
+                "-o",
+                f"PidFile={ssh.dir / (link.host + '.pid')}",
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=self._log,
+            start_new_session=True,
+        )
         try:
             self._wait_listening(link)
         except BaseException:
@@ -59,10 +72,26 @@ class LinkSshd:
 
     def ssh_options(self) -> list[str]:
         s = self.ssh
-        return ["-e", "none", "-F", "/dev/null", "-i", str(s.user_key), "-p", str(s.port),
-                "-o", "IdentitiesOnly=yes", "-o", "StrictHostKeyChecking=no",
-                "-o", "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes",
-                "-o", "LogLevel=ERROR"]  # fmt: skip
+        return [
+            "-e",
+            "none",
+            "-F",
+            "/dev/null",
+            "-i",
+            str(s.user_key),
+            "-p",
+            str(s.port),
+            "-o",
+            "IdentitiesOnly=yes",
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "LogLevel=ERROR",
+        ]
 
     def client_argv(self, client: str, command: list[str]) -> list[str]:
         """The joiner-side argv of one of CLIENTS running `command` on the host's side."""
@@ -93,9 +122,19 @@ class LinkHost:
         self.info_path = workdir / f"linkhost-{link.host}-{serial}.json"
         with contextlib.suppress(FileNotFoundError):
             self.info_path.unlink()
-        argv = [*link.exec("host"), beach_bin(), "host", "--bind", HOST_ADDR,
-                "--port", str(SERVER_PORT), "--info-file", str(self.info_path),
-                "--", *command]  # fmt: skip
+        argv = [
+            *link.exec("host"),
+            beach_bin(),
+            "host",
+            "--bind",
+            HOST_ADDR,
+            "--port",
+            str(SERVER_PORT),
+            "--info-file",
+            str(self.info_path),
+            "--",
+            *command,
+        ]
         self.pty = PtyProcess(argv, proc_env(), COLS, ROWS, name=f"linkhost{serial}")
         self.tap = self.pty.tap()
         self.joiners: list[PtyProcess] = []
@@ -133,4 +172,3 @@ class LinkHost:
                     joiner.wait(2.0)
             joiner.close()
         self.pty.close()
-
