@@ -11,7 +11,7 @@ from datetime import datetime
 from pathlib import Path
 from types import ModuleType
 
-from . import browser, fanout, hostcost, join, latency, server, throughput, transport
+from . import browser, fanout, hostcost, join, latency, reallink, server, throughput, transport
 from .context import REPO_ROOT, Context, Options, machine
 from .report import Run, print_run, write_json, write_markdown
 from .results import Section, failed
@@ -25,6 +25,7 @@ SECTIONS: dict[str, ModuleType] = {
     "fanout": fanout,
     "server": server,
     "transport": transport,
+    "links": reallink,
 }
 DEFAULT_OUTPUT = REPO_ROOT / "docs" / "performance.md"
 QUIET = 0.10  # --quiet-wait: other processes' share of the CPU that counts as quiet

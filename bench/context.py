@@ -30,6 +30,7 @@ class Options:
     relay_rate: int = 1000
     relay_seconds: float = 5.0
     timeout: float = 120.0  # any single wait for a stream or an echo round
+    links_profiles: tuple[str, ...] = ("LAN", "broadband", "mobile")  # real links: measured
 
     @classmethod
     def quick(cls) -> Options:
@@ -45,6 +46,7 @@ class Options:
             relay_rate=1000,
             relay_seconds=1.0,
             timeout=60.0,
+            links_profiles=("broadband",),
         )
 
 

@@ -5,21 +5,25 @@ targets are judged by the report (docs/performance.md), never by a timed test.""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from conftest import need
 
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from bench.__main__ import SECTIONS  # noqa: E402
+from bench.reallink import SPEC as LINKS  # noqa: E402
 from bench.results import ERROR  # noqa: E402
 from bench.ssh import NOT_AVAILABLE, find_sshd  # noqa: E402
 
 pytestmark = pytest.mark.e2e
+LINK_PROGRAMS = ("ip", "tc", "ethtool", "mosh")
 
 
 def test_quick_run_prints_every_row(tmp_path: Path) -> None:
@@ -31,7 +35,7 @@ def test_quick_run_prints_every_row(tmp_path: Path) -> None:
         cwd=REPO,
         capture_output=True,
         text=True,
-        timeout=170,
+        timeout=230,  # the links section adds ~30 s (bench/reallink.py, quick: broadband only)
     )
     assert done.returncode == 0, f"stdout:\n{done.stdout}\nstderr:\n{done.stderr}"
 
@@ -64,3 +68,43 @@ def test_quick_run_prints_every_row(tmp_path: Path) -> None:
 
     # The checked-in report is only ever rewritten by a full run.
     assert (report.read_bytes() if report.exists() else None) == before
+
+
+@pytest.mark.netns
+def test_quick_links_section_measures_broadband(tmp_path: Path) -> None:
+    """The real-link section on its own: under CI it must run (root, ip, tc, ethtool, mosh and
+    sshd all there), and --quick gives every broadband figure, none timed out."""
+    for program in LINK_PROGRAMS:
+        need(program)
+    if os.geteuid() != 0:
+        if os.environ.get("CI") == "true":
+            pytest.fail("the links section needs root (network namespaces) in CI")
+        pytest.skip("network namespaces need root")
+    before = set(namespaces())
+    dump = tmp_path / "links.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--only", "links", "--json", str(dump)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, f"stdout:\n{done.stdout}\nstderr:\n{done.stderr}"
+    section = json.loads(dump.read_text())["sections"]["links"]
+    assert section["error"] is None, section["error"]
+    assert [row[0] for row in section["rows"]] == list(LINKS.labels)
+    broadband = [row for row in section["rows"] if row[0].startswith("broadband:")]
+    methods = range(1, 5)  # beach, ssh -tt, ssh -C, mosh
+    for row in broadband:
+        assert not {"timeout", "failed", ERROR} & set(row), row
+        assert not any("not available" in c for c in row), row
+    for label in ("echo p50 (ms)", "cat ls --color to screen (s)", "cat build log to screen (s)"):
+        row = next(r for r in broadband if r[0] == f"broadband: {label}")
+        assert all(row[i] != "-" for i in methods), row
+    # Nothing of the shaped links is left behind (another run's namespaces may come and go).
+    assert not {n for n in namespaces() if n.startswith("bl")} - before
+
+
+def namespaces() -> list[str]:
+    done = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, timeout=10)
+    return [line.split()[0] for line in done.stdout.splitlines() if line.strip()]
