@@ -102,3 +102,54 @@ async def test_a_large_unit_goes_a_frame_at_a_time_on_a_slow_path() -> None:
         assert stream._queued == 40_000 - 12_500  # the rest can still be skipped
     finally:
         stream.close()
+
+
+async def test_a_flood_sends_the_screen_a_few_times_a_second_instead_of_every_byte() -> None:
+    stream, path, session = await started(rate=1e9)  # a fast path: the flood alone decides
+    try:
+        sent = len(path.frames)
+        # 2 MB in 8 kB reads over about half a second: far beyond FLOOD_BYTES a window.
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        while loop.time() - t0 < 0.5:
+            stream.output(b"o" * 8192, 8192)
+            await asyncio.sleep(0.002)
+        await until(lambda: not stream._resync, path.changed)
+        frames = [decode_frame(f)[0] for f in path.frames[sent:]]
+        snapshots = frames.count(Frame.SNAPSHOT)
+        # Some output went before the flood was seen; then screens, at most one a tenth.
+        assert 2 <= snapshots <= 0.5 / stream_mod.FLOOD_INTERVAL + 2, frames
+        assert frames[-1] == Frame.SNAPSHOT  # it ends on the current screen
+        assert session.snapshots[1:] == [stream_mod.SKIP_HISTORY] * snapshots
+        out = sum(len(f) for f in path.frames[sent:] if f[0] == Frame.OUTPUT)
+        assert out <= stream_mod.FLOOD_BYTES + 8192  # the bytes before the flood was seen
+    finally:
+        stream.close()
+
+
+async def test_output_below_the_flood_rate_is_sent_whole() -> None:
+    stream, path, session = await started(rate=1e9)
+    try:
+        sent = len(path.frames)
+        for _ in range(20):  # 160 kB in one burst: less than a flood
+            stream.output(b"o" * 8192, 8192)
+        await until(lambda: not stream._queue, path.changed)
+        assert session.snapshots == [None]
+        assert sum(len(f) - 1 for f in path.frames[sent:]) == 20 * 8192
+    finally:
+        stream.close()
+
+
+async def test_after_a_flood_and_a_pause_an_echo_goes_out_at_once() -> None:
+    stream, path, _ = await started(rate=1e9)
+    try:
+        for _ in range(40):
+            stream.output(b"o" * 8192, 8192)  # a flood
+        assert stream._flooding
+        await until(lambda: not stream._resync, path.changed)
+        stream._window_at -= 3 * stream_mod.FLOOD_WINDOW  # as after a pause to type
+        sent = len(path.frames)
+        stream.output(b"x", 1)
+        assert [(f[0], f[1:]) for f in path.frames[sent:]] == [(Frame.OUTPUT, b"x")]
+    finally:
+        stream.close()

@@ -5,7 +5,11 @@ Each joiner has its own sender and output buffer, so a slow or hostile joiner ca
 the PTY, the host's terminal or the other joiners. A joiner whose output waiting here would take
 its path longer than PROMPT (plus a round trip) to deliver, or that falls more than
 BACKLOG_LIMIT behind, is not fed the backlog: its buffer is dropped and it gets a fresh snapshot.
-So a slow link never carries output the screen has already overwritten.
+So a slow link never carries output the screen has already overwritten. And output faster than
+anyone can read (a flood: FLOOD_BYTES within FLOOD_WINDOW) is not sent byte by byte to anyone:
+while it lasts each joiner gets the current screen at most every FLOOD_INTERVAL, as mosh does,
+which costs the host (and every link) a fraction of the bytes; the host's own terminal and
+--record still get every byte.
 """
 
 from __future__ import annotations
@@ -47,6 +51,9 @@ MIN_SKIP = 16 * 1024  # bytes: less is never worth a fresh screen, whatever the 
 # A joiner skipping ahead gets the screen with this much history, not all of it (a slow path
 # would spend longer on the scrollback than the skip saved).
 SKIP_HISTORY = 32 * 1024
+FLOOD_WINDOW = 0.1  # s
+FLOOD_BYTES = 256 * 1024  # of output within a window: 2.6 MB/s, a thousand lines a tenth
+FLOOD_INTERVAL = 0.1  # s: fresh screens of a skip or a flood, at most this often
 FEATURES = (compression.FEATURE,)
 COALESCE_AFTER = 0.005  # a send within this long means output is streaming...
 COALESCE_WAIT = 0.001  # ...so wait this long for more before the next frame
@@ -77,6 +84,11 @@ class Stream:
         self._queued = 0  # bytes they take on the wire
         self._skips = 0  # fresh screens sent because the path could not keep up
         self._skipping = False  # the resync due is one of those
+        self._snapshot_at = 0.0
+        self._window_at = 0.0  # the flood window's start, and the output within it
+        self._window_bytes = 0
+        self._flooding = False
+        self._floods = 0
         self._last_send = 0.0
         self._ack_timer: asyncio.TimerHandle | None = None
         self._resync = False
@@ -179,6 +191,10 @@ class Stream:
         if self._sender is None or self._exit is not None:
             return
         link = self.link
+        if self._flooded(raw_len):
+            if not (self._resync and self._skipping):
+                self._skip()
+            return
         if self._behind + raw_len > BACKLOG_LIMIT:
             log.info(
                 "peer %s: more than %d bytes behind, sending a fresh screen", self.id, BACKLOG_LIMIT
@@ -203,6 +219,27 @@ class Stream:
             self._skip()
             return
         self._wake.set()
+
+    def _flooded(self, raw_len: int) -> bool:
+        """Output faster than anyone reads: FLOOD_BYTES within a FLOOD_WINDOW. A window that
+        flooded makes the next one a flood too, unless output paused in between."""
+        now = time.monotonic()
+        if now - self._window_at >= FLOOD_WINDOW:
+            recent = now - self._window_at < 2 * FLOOD_WINDOW
+            self._flooding = recent and self._window_bytes > FLOOD_BYTES
+            self._window_at, self._window_bytes = now, 0
+        self._window_bytes += raw_len
+        if self._window_bytes > FLOOD_BYTES and not self._flooding:
+            self._flooding = True
+            self._floods += 1
+            log.log(
+                logging.INFO if self._floods == 1 else logging.DEBUG,
+                "peer %s: output floods (over %d kB in %.1f s): sending the screen instead",
+                self.id,
+                FLOOD_BYTES // 1000,
+                FLOOD_WINDOW,
+            )
+        return self._flooding
 
     def _too_late(self, link: Link) -> bool:
         """The output waiting here would reach the joiner later than PROMPT after a round trip
@@ -263,6 +300,10 @@ class Stream:
                 if not self._resync and self._too_late(link):
                     self._skip()
                 if self._resync:
+                    wait = self._snapshot_at + FLOOD_INTERVAL - time.monotonic()
+                    if self._skipping and wait > 0:  # skipping: fresh screens paced
+                        await asyncio.sleep(wait)
+                        continue
                     self._send_snapshot(link)
                 else:
                     self._send_queued(link)
@@ -277,6 +318,7 @@ class Stream:
         self._queued = 0
         snap = self.host.snapshot(recent=SKIP_HISTORY if self._skipping else None)
         self._skipping = False
+        self._snapshot_at = time.monotonic()
         self._send_body(
             link, Frame.SNAPSHOT, compression.standalone(snap) if self.deflate else snap
         )
