@@ -117,11 +117,10 @@ class SshServer:
             time.sleep(0.05)
         raise BenchError(f"sshd did not start: {self.log_path.read_text()[-500:]!r}")
 
-    def argv(self, command: list[str]) -> list[str]:
-        """`ssh -tt` running `command` on the private sshd, no escape character, no config."""
+    def options(self) -> list[str]:
+        """ssh's options for the private sshd: its key and port, no escape character, no config,
+        no host-key questions."""
         return [
-            "ssh",
-            "-tt",
             "-e",
             "none",
             "-F",
@@ -140,9 +139,11 @@ class SshServer:
             "BatchMode=yes",
             "-o",
             "LogLevel=ERROR",
-            f"{self.user}@127.0.0.1",
-            shlex.join(command),
         ]
+
+    def argv(self, command: list[str]) -> list[str]:
+        """`ssh -tt` running `command` on the private sshd."""
+        return ["ssh", "-tt", *self.options(), f"{self.user}@127.0.0.1", shlex.join(command)]
 
     def close(self) -> None:
         stop_process(self.proc)

@@ -189,5 +189,7 @@ def test_with_approve_the_offer_waits_for_the_person(
     shell_ready(host)
     said = loop_thread.call(approval_first(server, parse_token(info["join_token"])))
     assert said == ["pake", "confirm", "wait"]  # no offer went out ahead of the question
-    host.send("\x03")
+    host.expect(r"wants to join. Let in\? \[y/N\]")
+    host.expect(r"\x1b\[\?1049l")  # our joiner left: the question is withdrawn
     host.send("exit\r")
+    assert host.exit_code() == 0

@@ -71,27 +71,7 @@ class LinkSshd:
         raise BenchError(f"sshd in the host namespace did not start: {self.log_path.read_text()}")
 
     def ssh_options(self) -> list[str]:
-        s = self.ssh
-        return [
-            "-e",
-            "none",
-            "-F",
-            "/dev/null",
-            "-i",
-            str(s.user_key),
-            "-p",
-            str(s.port),
-            "-o",
-            "IdentitiesOnly=yes",
-            "-o",
-            "StrictHostKeyChecking=no",
-            "-o",
-            "UserKnownHostsFile=/dev/null",
-            "-o",
-            "BatchMode=yes",
-            "-o",
-            "LogLevel=ERROR",
-        ]
+        return self.ssh.options()
 
     def client_argv(self, client: str, command: list[str]) -> list[str]:
         """The joiner-side argv of one of CLIENTS running `command` on the host's side."""
