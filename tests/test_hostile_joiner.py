@@ -95,6 +95,7 @@ class CraftedJoiner:
         kind, _ = decode_frame(data)
         if kind in (Frame.PING, Frame.PONG):
             self.received[kind] += 1
+            self._changed.set()
 
     async def connect(self, timeout: float = 20.0, then_relay: bool = False) -> rtc.PeerLink:
         """With `then_relay`, once the channel has opened this joiner closes it and asks for the
@@ -124,6 +125,9 @@ class CraftedJoiner:
             # No heartbeat of our own (Link.wait_open would start one): we decide what we send.
             await asyncio.wait_for(self.link._open.wait(), timeout)
             if then_relay:
+                # The host's side is open once its heartbeat's first PING arrives over it.
+                self.link.channel.on("message", self._raw)
+                await self.until(Frame.PING, 1, timeout)
                 await self.link.close()
                 self.relay = await relay_through(sig, kx, self._frame)  # it owns `sig` now
                 relayed = True
