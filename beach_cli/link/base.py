@@ -69,7 +69,7 @@ class Link:
         self._progress_seen: object = None
         self._stalled_since = time.monotonic()
         self.pace = Pace()
-        self._low_water = 0  # the drain threshold last given to the path
+        self._low_water = FIRST_HIGH_WATER // 4  # the drain threshold the path goes by
 
     # -- to be provided by each path -------------------------------------------------------------
 
@@ -96,8 +96,7 @@ class Link:
         return self.buffered > 0
 
     def _set_low_water(self, nbytes: int) -> None:
-        """Call `_drained` once the path holds no more than `nbytes` (each path knows how)."""
-        raise NotImplementedError
+        """`_low_water` changed: a path that does not read it itself is told here."""
 
     # -- pace ------------------------------------------------------------------------------------
 

@@ -15,7 +15,7 @@ from .. import tasks
 from ..errors import BeachError, ProtocolError, SecurityError
 from ..keys import KeyExchange
 from ..wire.frames import Frame
-from .base import LOW_WATER, Link
+from .base import Link
 from .chunks import STREAM_KINDS, chunked
 
 log = logging.getLogger("beach.relay")
@@ -48,7 +48,6 @@ class RelayLink(Link):
         self._queue: deque[str] = deque()
         self._queued = 0  # characters in _queue (Link caps it, as for a data channel)
         self._taken = 0  # messages handed to the server
-        self._drain_below = LOW_WATER
         self._wake = asyncio.Event()
         self._writer = asyncio.create_task(self._write_loop())
         self.on_shutdown: list[Callable[[], Awaitable[None]]] = []
@@ -60,9 +59,6 @@ class RelayLink(Link):
             self._queue.append(text)
             self._queued += len(text)
         self._wake.set()
-
-    def _set_low_water(self, nbytes: int) -> None:
-        self._drain_below = nbytes
 
     @property
     def usable(self) -> bool:
@@ -88,7 +84,7 @@ class RelayLink(Link):
                 except BeachError as exc:
                     self.mark_lost(f"relay failed: {exc.message}")
                     return
-                if self._queued <= self._drain_below:
+                if self._queued <= self._low_water:
                     self._drained()
 
     def deliver(self, text: str) -> None:

@@ -139,7 +139,7 @@ class PeerLink(Link):
 
     def _attach(self, channel: Any) -> None:
         self.channel = channel
-        channel.bufferedAmountLowThreshold = self.high_water // 4
+        channel.bufferedAmountLowThreshold = self._low_water
         channel.on("open", self._opened)
         channel.on("close", lambda: self.mark_lost("channel closed"))
         channel.on("bufferedamountlow", self._drained)
