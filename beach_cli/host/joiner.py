@@ -73,6 +73,11 @@ class Joiner:
         return self._stream.deflate
 
     @property
+    def echoes(self) -> bool:
+        """It predicts local echo and takes ECHO frames."""
+        return self._stream.echoes
+
+    @property
     def relayed(self) -> bool:
         return isinstance(self._handshake.link, RelayLink)
 
@@ -142,6 +147,10 @@ class Joiner:
     def output(self, unit: bytes, raw_len: int) -> None:
         """One PTY read: a deflate unit if `deflate`, else the raw bytes."""
         self._stream.output(unit, raw_len)
+
+    def echo_state(self) -> None:
+        """The PTY's password state changed: the joiner hears it behind the output so far."""
+        self._stream.echo_state()
 
     def send_size(self, cols: int, rows: int) -> None:
         self._stream.send_size(cols, rows)

@@ -37,11 +37,13 @@ from ..terminal import LocalTerminal, eprint
 from ..text import printable
 from ..wire import compression
 from ..wire.frames import (
+    ECHO_FEATURE,
     FRAME_VERSION,
     ExitStatus,
     Frame,
     Hello,
     decode_ack,
+    decode_echo,
     decode_exit,
     decode_hello,
     decode_resize,
@@ -52,6 +54,7 @@ from ..wire.frames import (
     exit_reason,
 )
 from .dialer import Dialer
+from .echo import PredictiveEcho
 from .viewport import Viewport
 
 log = logging.getLogger("beach.join")
@@ -103,6 +106,7 @@ class JoinOptions:
     connect_timeout: float = 20.0
     ice_servers: tuple[str, ...] = ()
     identity_file: Path | None = None  # -i FILE: the SSH key to prove, if the host asks one
+    predict: str = "auto"  # predictive echo: auto, always, never (join/echo.py)
 
 
 class JoinSession:
@@ -133,6 +137,7 @@ class JoinSession:
         self.resume_id: str | None = None
         self.timings: dict[str, float] = {"start": time.monotonic()}
         self._identity: Any = None  # identity.signer.Identity, from -i FILE
+        self.echo = PredictiveEcho(opts.predict)
 
     # -- the session -------------------------------------------------------------------------
 
@@ -187,8 +192,10 @@ class JoinSession:
             self._stop_drawing()
             if self.link is not None:
                 await self.link.close()
+            if self.echo.predictor.stats.keys:
+                log.info("predictive echo: %s", self.echo.summary())
             if self._drew:
-                self.term.write(LEAVE)
+                self.term.write(self.echo.finish() + LEAVE)
                 await self.term.drain(1.0)
             self.term.restore()
 
@@ -198,7 +205,9 @@ class JoinSession:
         self._stop_drawing()
         self._hello_event.clear()
         cols, rows = self.term.size()
-        features = (compression.FEATURE,)
+        features = (compression.FEATURE,) + (
+            (ECHO_FEATURE,) if self.opts.predict != "never" else ()
+        )
         hello = encode_hello(Hello(FRAME_VERSION, self.token.role, cols, rows, features))
         # Said again while unanswered: a message sent the moment a fresh data channel opens
         # now and then never reaches the host (seen in CI; aiortc#1194 reports the same), and a
@@ -394,6 +403,7 @@ class JoinSession:
         """Drop what is not shown yet and wait for a fresh screen; OUTPUT until then is skipped
         without inflating it (a SNAPSHOT starts a deflate stream of its own)."""
         self._awaiting_snapshot = True
+        self.echo.stale()
         self.term.discard_pending()
         if self.link is not None:
             self.link.send(encode_frame(Frame.SNAPSHOT))
@@ -405,10 +415,14 @@ class JoinSession:
                 self._decompress = compression.decoder()
             self.pty_size = (self._hello.cols, self._hello.rows)
             self.viewport = Viewport(self.term.size(), self.pty_size)
+            speaks = ECHO_FEATURE in self._hello.features and self._hello.role == "rw"
+            self.echo.start(self.pty_size, speaks and self.term.out_is_tty)
+            self.echo.window(self._fits())
             self._hello_event.set()
         elif kind in (Frame.OUTPUT, Frame.SNAPSHOT):
             if kind == Frame.SNAPSHOT:
                 self._awaiting_snapshot = False
+                self.echo.fresh_screen()
                 if self._decompress is not None:
                     self._decompress = compression.decoder()
             elif self._awaiting_snapshot:
@@ -422,8 +436,13 @@ class JoinSession:
                     return pieces  # maybe more: drawn with the loop running in between
         elif kind == Frame.ACK:
             self.inputs.ack(decode_ack(body))
+        elif kind == Frame.ECHO:
+            offset, flags = decode_echo(body)
+            if self._drew and not self._awaiting_snapshot:
+                self.term.write(self.echo.echo(offset, flags))
         elif kind == Frame.RESIZE:
             self.pty_size = decode_resize(body)
+            self.term.write(self.echo.resized(self.pty_size))
             self._fit(pty=self.pty_size)
         elif kind == Frame.EXIT:
             code, sig = decode_exit(body)
@@ -470,7 +489,8 @@ class JoinSession:
             self.term.write(PUSH_TITLE)
             self._title(f"beach: {self.token.session}, {self.link.path}")
             self._fit()
-        self.term.write(self.viewport.filter(data) if self.viewport else data)
+        shown = self.viewport.filter(data) if self.viewport else data
+        self.term.write(self.echo.before_output() + shown + self.echo.after_output(data))
 
     def _fit(
         self, window: tuple[int, int] | None = None, pty: tuple[int, int] | None = None
@@ -478,11 +498,19 @@ class JoinSession:
         """Sizes changed (or first drawing): adjust the scroll region, say if we are too small."""
         if self.viewport is None or not self._drew:
             return
-        self.term.write(self.viewport.resize(window, pty))
+        self.term.write(self.echo.window(False) + self.viewport.resize(window, pty))
+        self.echo.window(self._fits())
         notice = self.viewport.notice()
         if notice is not None or self._told_small:
             self._told_small = notice is not None
             self._title(notice or "beach: your window fits the shared terminal")
+
+    def _fits(self) -> bool:
+        """Our window holds the whole PTY (a smaller one is cut off: no guesses there)."""
+        if self.viewport is None:
+            return False
+        (wc, wr), (pc, pr) = self.viewport.window, self.viewport.pty
+        return wc >= pc and wr >= pr
 
     def _title(self, text: str) -> None:
         if self.term.out_is_tty and self._raw:
@@ -501,6 +529,8 @@ class JoinSession:
             self._title("beach: the host is not taking keystrokes; some were dropped")
         elif self.link is not None:  # else they wait in the log for the reconnect
             self._send_input(offset, out)
+            if self._drew and not self._awaiting_snapshot:
+                self.term.write(self.echo.key(out, offset + len(out), self.link.pace.rtt))
 
     def _detach_filter(self, data: bytes) -> bytes | None:
         """Strip the detach prefix (Ctrl-]) from keystrokes; None once the person detached."""
