@@ -10,6 +10,10 @@ worth it (`--predict auto`): on a fast link the output is byte for byte the host
   trip above MODEL_ON, or `--predict always`) and fed only interactive output: more than
   FEED_BUDGET bytes a second (a build, a `cat`) and the model is dropped, and made again from
   the recent output (screen/history.py, which is cheap to keep) once output calms down.
+- A model made from the recent output may not have the terminal's cursor row (long lines
+  wrapped before the cut, a cursor moved across it): before it is used, the terminal is asked
+  where its cursor is (DSR), and only a model that agrees is guessed against. Guesses touch
+  only the cursor's row, whose text came after the last line break.
 - Guesses show above SHOW_ON of round trip and stop at SHOW_OFF; above UNDERLINE_ON they are
   underlined, until UNDERLINE_OFF (mosh's thresholds).
 - The host says in its ECHO when the PTY reads a password (no guesses until it stops) and
@@ -20,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 
 from ..screen.history import ScreenHistory
 from ..screen.model import ScreenModel, sgr_of
@@ -36,6 +41,9 @@ FEED_BUDGET = 64 * 1024  # bytes of output a second the model may be fed (pyte: 
 PRIME = 32 * 1024  # bytes of recent output a fresh model starts from
 HISTORY = 2 * PRIME  # kept for it (the host keeps more: it redraws scrollback too)
 UNDERLINE = b"\x1b[4m"
+ASK_CURSOR = b"\x1b[6n"  # DSR: the terminal answers ESC [ row ; col R on our input
+ASKS = 3  # times a fresh model asks before it waits for the next one
+ANSWER_WAIT = 2.0  # s for the terminal's answer
 
 
 def _cup(row: int, col: int) -> bytes:
@@ -43,8 +51,9 @@ def _cup(row: int, col: int) -> bytes:
 
 
 class PredictiveEcho:
-    def __init__(self, mode: str) -> None:
+    def __init__(self, mode: str, clock: Callable[[], float] = time.monotonic) -> None:
         self.mode = mode
+        self._clock = clock
         self.history = ScreenHistory(HISTORY) if mode != "never" else None
         self.model: ScreenModel | None = None
         self.predictor = Predictor()
@@ -60,6 +69,9 @@ class PredictiveEcho:
         self._window_at = 0.0  # the feeding budget's one-second windows
         self._window_bytes = 0
         self._last_window = 0
+        self.verified = False  # the model's cursor is the terminal's (it was asked, or is exact)
+        self._asked: tuple[tuple[int, int], int, float] | None = None  # cursor, fed, when
+        self._asks = 0
 
     # -- the session's news ---------------------------------------------------------------------
 
@@ -75,8 +87,10 @@ class PredictiveEcho:
         self._moved = False
         if self.history is not None:
             self.history = ScreenHistory(HISTORY)
-        if self.model is not None:
+        if self.model is not None or self._wanted():  # fed what the terminal is from here
             self.model = ScreenModel(*self.size)
+            self.verified = True
+            self._asked = None
         self.predictor.reset()
 
     def stale(self) -> None:
@@ -127,9 +141,39 @@ class PredictiveEcho:
             return out
         model = self.model
         assert model is not None
+        if not self.verified:
+            self.predictor.reset()
+            return out + self._ask()
         may = self.fits and not self.secret and model.at_rest
         self.predictor.key(model, data, end, may)
         return out + self._draw()
+
+    # -- is the model's cursor the terminal's? -------------------------------------------------
+
+    @property
+    def awaits_answer(self) -> bool:
+        """A cursor report on our input is the terminal's answer, not a keystroke."""
+        return self._asked is not None and self._clock() - self._asked[2] < ANSWER_WAIT
+
+    def _ask(self) -> bytes:
+        model = self.model
+        if model is None or not model.at_rest or self.awaits_answer or self._asks >= ASKS:
+            return b""
+        self._asks += 1
+        self._asked = (model.cursor, model.fed, self._clock())
+        return ASK_CURSOR
+
+    def answer(self, row: int, col: int) -> None:
+        """The terminal's cursor (1-based), as it answered ASK_CURSOR."""
+        asked, self._asked = self._asked, None
+        model = self.model
+        if asked is None or model is None or model.fed != asked[1]:
+            return  # output came in between: the next keystroke asks again
+        if asked[0] == (row - 1, col - 1):
+            self.verified = True
+        else:
+            log.debug("predictive echo: the model's cursor is not the terminal's; not guessing")
+            self._asks = ASKS
 
     def echo(self, offset: int, flags: int) -> bytes:
         """The host answered our input before `offset`; its screen (the model) shows how."""
@@ -159,12 +203,16 @@ class PredictiveEcho:
             self.underline = True
         elif rtt < UNDERLINE_OFF:
             self.underline = False
-        wanted = self.mode == "always" or rtt > MODEL_ON
-        if not wanted and self.model is not None:
+        if not self._wanted() and self.model is not None:
             self._drop()
 
+    def _wanted(self) -> bool:
+        if not self.enabled:
+            return False
+        return self.mode == "always" or (self.rtt is not None and self.rtt > MODEL_ON)
+
     def _over_budget(self, n: int) -> bool:
-        now = time.monotonic()
+        now = self._clock()
         if now - self._window_at >= 1.0:
             self._last_window = self._window_bytes if now - self._window_at < 2.0 else 0
             self._window_at, self._window_bytes = now, 0
@@ -173,18 +221,20 @@ class PredictiveEcho:
 
     def _ensure_model(self) -> bool:
         """Make the model from the recent output, if guesses are wanted and output is calm."""
-        if self.history is None or self.mode == "never" or self._over_budget(0):
-            return False
-        if self.mode == "auto" and (self.rtt is None or self.rtt <= MODEL_ON):
+        if self.history is None or not self._wanted() or self._over_budget(0):
             return False
         model = ScreenModel(*self.size)
         model.feed(self.history.snapshot(clear_scrollback=False, recent=PRIME))
         self.model = model
+        self.verified = False
+        self._asked, self._asks = None, 0
         self.predictor.reset()
         return True
 
     def _drop(self) -> None:
         self.model = None
+        self.verified = False
+        self._asked = None
         self.predictor.reset()
 
     # -- drawing ----------------------------------------------------------------------------------

@@ -84,7 +84,14 @@ class Predictor:
         if data[:1] == b"\x1b":  # up, down, function keys, Alt-x, a bracketed paste...
             self.tentative()
             return
-        text = data.decode("utf-8", errors="replace")
+        if len(data) > 4 * PASTE:
+            self.reset()
+            return
+        try:
+            text = data.decode()
+        except UnicodeDecodeError:  # a key beach does not know: the program decides
+            self.tentative()
+            return
         if len(text) > PASTE:
             self.reset()
             return

@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import importlib
 import logging
+import re
 import time
 import zlib
 from collections import deque
@@ -60,6 +61,7 @@ from .viewport import Viewport
 log = logging.getLogger("beach.join")
 
 DETACH_PREFIX = 0x1D  # Ctrl-]
+CURSOR_REPORT = re.compile(rb"\x1b\[(\d{1,5});(\d{1,5})R")  # the terminal's answer to DSR 6
 DETACH_KEYS = (ord("d"), ord("."))
 HELLO_TIMEOUT = 10.0
 HELLO_AGAIN = 1.0  # s before HELLO is said again (then 2, 4...), within HELLO_TIMEOUT
@@ -519,6 +521,10 @@ class JoinSession:
     # -- keystrokes ------------------------------------------------------------------------------
 
     def _on_input(self, data: bytes) -> None:
+        if self.echo.awaits_answer:  # the terminal's cursor report, for predictive echo
+            data = self._take_answer(data)
+            if not data:
+                return
         out: bytes | None = data  # the usual keystroke, unless it holds the detach prefix
         if self._prefix or DETACH_PREFIX in data:
             out = self._detach_filter(data)
@@ -531,6 +537,13 @@ class JoinSession:
             self._send_input(offset, out)
             if self._drew and not self._awaiting_snapshot:
                 self.term.write(self.echo.key(out, offset + len(out), self.link.pace.rtt))
+
+    def _take_answer(self, data: bytes) -> bytes:
+        m = CURSOR_REPORT.search(data)
+        if m is None:
+            return data
+        self.echo.answer(int(m.group(1)), int(m.group(2)))
+        return data[: m.start()] + data[m.end() :]
 
     def _detach_filter(self, data: bytes) -> bytes | None:
         """Strip the detach prefix (Ctrl-]) from keystrokes; None once the person detached."""

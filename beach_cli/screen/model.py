@@ -10,6 +10,8 @@ the last column. Anything else, and there is no guess.
 
 from __future__ import annotations
 
+import re
+
 import pyte
 from pyte import graphics, modes
 from pyte.screens import Char
@@ -19,6 +21,9 @@ from wcwidth import wcwidth
 _ALT_SCREENS = {1049 << 5, 1047 << 5, 47 << 5}
 _NOT_PLAIN = {modes.IRM, modes.DECOM} | _ALT_SCREENS
 MAX_SGR = 16  # SGR sequences since the last reset that the model can say again
+# What selects a character set (pyte ignores designations in UTF-8 mode; terminals do not):
+# G0 designated, shift out to G1 and back in, a full reset.
+_CHARSET = re.compile(rb"\x1b\((.)|\x0e|\x0f|\x1bc", re.DOTALL)
 
 _FG = {name: code for code, name in (graphics.FG_ANSI | graphics.FG_AIXTERM).items()}
 _BG = {name: code for code, name in (graphics.BG_ANSI | graphics.BG_AIXTERM).items()}
@@ -57,9 +62,22 @@ class ScreenModel:
         self._screen = _Screen(cols, rows)
         self._stream = pyte.ByteStream(self._screen)
         self.fed = 0  # bytes, for the feeding budget
+        self._g0_special = False  # G0 is not ASCII (ESC ( 0: line drawing...)
+        self._shifted = False  # SO: G1 is in use
 
     def feed(self, data: bytes) -> None:
         self.fed += len(data)
+        if b"\x1b(" in data or b"\x0e" in data or b"\x0f" in data or b"\x1bc" in data:
+            for m in _CHARSET.finditer(data):
+                seq = m.group()
+                if seq == b"\x0e":
+                    self._shifted = True
+                elif seq == b"\x0f":
+                    self._shifted = False
+                elif seq == b"\x1bc":
+                    self._g0_special = self._shifted = False
+                else:
+                    self._g0_special = m.group(1) != b"B"
         self._stream.feed(data)
 
     # -- where a guess can be exact -------------------------------------------------------------
@@ -80,6 +98,8 @@ class ScreenModel:
             not (s.mode & _NOT_PLAIN)
             and s.charset == 0
             and s.g0_charset is pyte.charsets.LAT1_MAP
+            and not self._g0_special
+            and not self._shifted
             and not s.sgr_lost
             and 0 <= s.cursor.y < self.rows
             and s.cursor.x < self.cols - 1

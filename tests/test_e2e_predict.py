@@ -1,0 +1,252 @@
+"""Predictive echo end to end: a real host and joiner on either side of a shaped link (100 and
+200 ms round trip, bench/links' delay bridge between network namespaces), a real bash.
+
+What is asserted is what physics leaves no doubt about: without prediction a glyph cannot show
+sooner than one round trip; with it, the median keystroke shows in under half of one (the
+figures themselves are bench's: `python -m bench predict`). And what a person must be able to
+trust: a secret typed at a password prompt never reaches the joiner's terminal, a wrong guess
+is corrected within a round trip, and every session ends on the host's screen, cell for cell.
+
+The joiner's terminal here is pexpect, read through pyte (oracle.Window); like any terminal it
+answers the joiner's cursor query (DSR), which `--predict auto` asks before it trusts a model
+made from the recent output.
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import BEACH, Procs, need, shell_ready, start_host
+from netns import require_root_tools
+from oracle import Window, check
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from bench.links.net import HOST_ADDR, Link, shaped  # noqa: E402
+from bench.links.profiles import Profile  # noqa: E402
+
+pytestmark = [pytest.mark.e2e, pytest.mark.netns]
+
+UPPER = Path(__file__).with_name("upper_program.py")
+ASK = "\x1b[6n"
+
+
+@pytest.fixture(params=[100.0, 200.0], ids=lambda rtt: f"{rtt:g}ms")
+def link(request: pytest.FixtureRequest) -> Iterator[Link]:
+    require_root_tools("tc", "ethtool")
+    with shaped(Profile(f"{request.param:g} ms", request.param, 20.0)) as made:
+        yield made
+
+
+def _in(ns: str) -> list[str]:
+    return ["ip", "netns", "exec", ns]
+
+
+class Terminal:
+    """The joiner as a person at a terminal sees it, and types into it."""
+
+    def __init__(self, proc, cols: int = 80, rows: int = 24) -> None:
+        self.proc = proc
+        self.window = Window(proc, cols, rows)
+        self._answered = 0
+
+    def answer(self) -> None:
+        """Answer the cursor queries the joiner wrote so far, with the cursor they ask about."""
+        asked = self.proc.transcript.getvalue().count(ASK)
+        while self._answered < asked:
+            self._answered += 1
+            screen = self.window.screen()
+            self.proc.send(f"\x1b[{screen.cursor.y + 1};{screen.cursor.x + 1}R")
+
+    def key(self, ch: str, shows: str | None = None) -> float:
+        """Type one key; the time until `shows` (else the key) appears in the output."""
+        start = time.monotonic()
+        self.proc.send(ch)
+        self.proc.expect(shows or ch, timeout=10)
+        took = time.monotonic() - start
+        self.answer()
+        return took
+
+    def pause(self, seconds: float) -> None:
+        self.proc.read_for(seconds)
+        self.answer()
+
+    def type(self, text: str, gap: float) -> list[float]:
+        """At a person's pace: each key's time to its glyph (a guess or the host's echo)."""
+        times = []
+        for ch in text:
+            times.append(self.key(ch))
+            self.pause(gap)
+        return times
+
+    def row(self, n: int) -> str:
+        return self.window.screen().display[n].rstrip()
+
+
+def share(procs: Procs, tmp_path: Path, link: Link, predict: str):
+    srv = procs.start([*_in(link.host), BEACH, "serve", "--host", HOST_ADDR, "--port", "0"])
+    srv.expect(r"listening on (ws://\S+)")
+    cast = tmp_path / "s.cast"
+    host, info = start_host(
+        procs,
+        tmp_path,
+        srv.child.match.group(1),
+        "--record",
+        str(cast),
+        wrap=_in(link.host),
+        cols=80,
+        rows=24,
+    )
+    shell_ready(host)
+    log = tmp_path / "join.log"
+    cmd = info["join_command"]
+    proc = procs.start(
+        [*_in(link.joiner), BEACH, "--log-file", str(log), "--log-level", "info", *cmd[1:]]
+        + ["--predict", predict],
+        cols=80,
+        rows=24,
+    )
+    shell_ready(proc)
+    return host, Terminal(proc), cast, log
+
+
+def finish(host, term: Terminal, log: Path) -> str:
+    host.send("exit\r")
+    assert host.exit_code() == 0
+    assert term.proc.exit_code() == 0
+    return log.read_text()
+
+
+def test_typing_shows_at_once_with_prediction(procs: Procs, tmp_path: Path, link: Link) -> None:
+    rtt = link.profile.rtt_ms / 1000
+    host, term, cast, log = share(procs, tmp_path, link, "always")
+    # Each glyph is a capital not on the screen yet, so the first one seen is this key's.
+    times = term.type("echo QWERTYUIOPZX", gap=rtt)
+    term.key("\r", shows="QWERTYUIOPZX\r\n")
+    shell_ready(term.proc)
+    # The first key of an epoch waits for the host (it could be a password); the rest show
+    # before the host could have echoed them.
+    assert times[0] >= rtt * 0.9, times
+    assert statistics.median(times[1:]) < rtt / 2, times
+    check(cast, term.window)
+    summary = finish(host, term, log)
+    assert "predictive echo:" in summary and " 0 shown wrong" in summary, summary
+
+
+def test_without_prediction_every_glyph_takes_a_round_trip(
+    procs: Procs, tmp_path: Path, link: Link
+) -> None:
+    rtt = link.profile.rtt_ms / 1000
+    host, term, cast, log = share(procs, tmp_path, link, "never")
+    times = term.type("echo QWERTY", gap=rtt / 2)
+    assert min(times) >= rtt * 0.9, times
+    assert ASK not in term.proc.transcript.getvalue()
+    term.key("\r", shows="QWERTY\r\n")
+    shell_ready(term.proc)
+    check(cast, term.window)
+    assert "predictive echo:" not in finish(host, term, log)
+
+
+def test_auto_predicts_once_it_has_measured_the_round_trip(
+    procs: Procs, tmp_path: Path, link: Link
+) -> None:
+    rtt = link.profile.rtt_ms / 1000
+    host, term, cast, log = share(procs, tmp_path, link, "auto")
+    letters = "QWERTYUIOPZXCVBNMLKJGFDSAQWERTYUIOP"
+    term.key("#")  # a comment: nothing runs whatever is typed
+    shown = None
+    for i, ch in enumerate(letters):  # the round trip is measured within seconds
+        if term.key(ch) < rtt / 2:
+            shown = i
+            break
+        term.pause(0.2)
+    assert shown is not None, "no keystroke was shown before its echo"
+    term.key("\r")
+    shell_ready(term.proc)
+    check(cast, term.window)
+    finish(host, term, log)
+
+
+def test_a_password_never_reaches_the_joiners_terminal(
+    procs: Procs, tmp_path: Path, link: Link
+) -> None:
+    rtt = link.profile.rtt_ms / 1000
+    host, term, cast, log = share(procs, tmp_path, link, "always")
+    term.type("echo ab", gap=rtt)  # an epoch confirmed: guesses show
+    term.key("\r", shows="ab\r\n")
+    shell_ready(term.proc)
+    prompts = [
+        ("read -s x; echo got-${#x}", "got-4"),
+        ("python3 -c 'import getpass; print(\"len\", len(getpass.getpass()))'", "len 4"),
+    ]
+    for command, answer in prompts:
+        term.proc.send(command)
+        term.pause(rtt * 2)
+        start = len(term.proc.transcript.getvalue())
+        term.proc.send("\r")
+        term.pause(rtt * 2)  # the prompt is up (read -s shows none)
+        for ch in "QZXJ":  # typed quickly and slowly: never shown either way
+            term.proc.send(ch)
+            term.pause(0.02 if ch in "QZ" else rtt)
+        term.key("\r", shows=answer)
+        shell_ready(term.proc)
+        after = term.proc.transcript.getvalue()[start:]
+        assert not set(after) & set("QZXJ"), repr(after)
+    check(cast, term.window)
+    finish(host, term, log)
+
+
+def test_a_wrong_guess_is_corrected_within_a_round_trip(
+    procs: Procs, tmp_path: Path, link: Link
+) -> None:
+    rtt = link.profile.rtt_ms / 1000
+    host, term, cast, log = share(procs, tmp_path, link, "always")
+    term.proc.send(f"{sys.executable} {UPPER}\r")
+    term.proc.expect("upper> ")
+    term.type("12", gap=rtt * 2)  # digits come back as typed: the epoch is confirmed
+    row = next(i for i in range(24) if term.row(i).startswith("upper> "))
+    start = time.monotonic()
+    guessed = term.key("a")  # guessed at once, as typed...
+    assert guessed < rtt / 2 and term.row(row) == "upper> 12a"
+    while term.row(row) != "upper> 12A":  # ...and put right when the host's answer comes
+        assert time.monotonic() - start < 10, term.row(row)
+        term.pause(0.005)
+    corrected = time.monotonic() - start
+    assert corrected < rtt + 0.05 + 0.1, corrected  # the issue's bound, and CI's slack
+    term.key("\r", shows="upper done")
+    shell_ready(term.proc)
+    check(cast, term.window)
+    summary = finish(host, term, log)
+    assert " 1 shown wrong" in summary, summary
+
+
+def test_vim_in_insert_and_normal_mode_ends_on_the_hosts_screen(
+    procs: Procs, tmp_path: Path, link: Link
+) -> None:
+    need("vim")
+    rtt = link.profile.rtt_ms / 1000
+    host, term, cast, log = share(procs, tmp_path, link, "always")
+    term.type("echo ok", gap=rtt)
+    term.key("\r", shows="ok\r\n")
+    shell_ready(term.proc)
+    term.proc.send("vim -u NONE -N -n\r")
+    term.pause(1.0)
+    for keys in ("ihello world", "\x1b", "0dw", "A!", "\x1b", "otwo\x7f\x7fxx", "\x1bgg"):
+        for ch in keys:
+            term.proc.send(ch)
+            term.pause(0.03)
+        term.pause(rtt * 2)
+    term.proc.expect("world!", timeout=10)
+    term.pause(rtt * 3)
+    check(cast, term.window)  # vim's screen, cell for cell
+    term.proc.send(":q!\r")
+    shell_ready(term.proc)
+    check(cast, term.window)
+    finish(host, term, log)
