@@ -14,12 +14,14 @@ made from the recent output.
 
 from __future__ import annotations
 
+import re
 import statistics
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import pexpect
 import pytest
 from conftest import BEACH, Procs, need, shell_ready, start_host
 from netns import require_root_tools
@@ -36,6 +38,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.netns]
 
 UPPER = Path(__file__).with_name("upper_program.py")
 ASK = "\x1b[6n"
+ASK_RE = re.escape(ASK)
 
 
 @pytest.fixture(params=[100.0, 200.0], ids=lambda rtt: f"{rtt:g}ms")
@@ -54,29 +57,40 @@ class Terminal:
 
     def __init__(self, proc, cols: int = 80, rows: int = 24) -> None:
         self.proc = proc
+        proc.child.delaybeforesend = None  # pexpect waits 50 ms before each send by default
         self.window = Window(proc, cols, rows)
         self._answered = 0
 
     def answer(self) -> None:
-        """Answer the cursor queries the joiner wrote so far, with the cursor they ask about."""
-        asked = self.proc.transcript.getvalue().count(ASK)
-        while self._answered < asked:
-            self._answered += 1
-            screen = self.window.screen()
-            self.proc.send(f"\x1b[{screen.cursor.y + 1};{screen.cursor.x + 1}R")
+        """Answer the cursor query the joiner just wrote, as a terminal does at once."""
+        self._answered += 1
+        screen = self.window.screen()
+        self.proc.send(f"\x1b[{screen.cursor.y + 1};{screen.cursor.x + 1}R")
+
+    def _read(self, pattern: str, timeout: float) -> bool:
+        """Read until `pattern` (True) or the timeout (False), answering queries meanwhile."""
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            i = self.proc.child.expect([pexpect.TIMEOUT, ASK_RE, pattern], timeout=left)
+            if i == 0:
+                return False
+            if i == 1:
+                self.answer()
+                continue
+            return True
 
     def key(self, ch: str, shows: str | None = None) -> float:
         """Type one key; the time until `shows` (else the key) appears in the output."""
         start = time.monotonic()
         self.proc.send(ch)
-        self.proc.expect(shows or ch, timeout=10)
-        took = time.monotonic() - start
-        self.answer()
-        return took
+        assert self._read(re.escape(shows or ch), 10), f"{shows or ch!r} never showed"
+        return time.monotonic() - start
 
     def pause(self, seconds: float) -> None:
-        self.proc.read_for(seconds)
-        self.answer()
+        self._read("(?!x)x", seconds)  # (a pattern that never matches)
 
     def type(self, text: str, gap: float) -> list[float]:
         """At a person's pace: each key's time to its glyph (a guess or the host's echo)."""
@@ -108,8 +122,17 @@ def share(procs: Procs, tmp_path: Path, link: Link, predict: str):
     log = tmp_path / "join.log"
     cmd = info["join_command"]
     proc = procs.start(
-        [*_in(link.joiner), BEACH, "--log-file", str(log), "--log-level", "info", *cmd[1:]]
-        + ["--predict", predict],
+        [
+            *_in(link.joiner),
+            BEACH,
+            "--log-file",
+            str(log),
+            "--log-level",
+            "info",
+            *cmd[1:],
+            "--predict",
+            predict,
+        ],
         cols=80,
         rows=24,
     )
@@ -243,10 +266,17 @@ def test_vim_in_insert_and_normal_mode_ends_on_the_hosts_screen(
             term.proc.send(ch)
             term.pause(0.03)
         term.pause(rtt * 2)
-    term.proc.expect("world!", timeout=10)
     term.pause(rtt * 3)
+    assert term.row(0) == "world!" and term.row(1) == "txx", term.window.screen().display[:3]
     check(cast, term.window)  # vim's screen, cell for cell
     term.proc.send(":q!\r")
     shell_ready(term.proc)
     check(cast, term.window)
+    # Back at the prompt the model is made again from the recent output and checked against
+    # the terminal's cursor: typing goes on where the shell is, not where vim left pyte.
+    times = term.type("echo QWERTY", gap=rtt)
+    term.key("\r", shows="QWERTY\r\n")
+    shell_ready(term.proc)
+    check(cast, term.window)
+    assert min(times) < rtt / 2, times
     finish(host, term, log)

@@ -94,7 +94,7 @@ def typed(stream: stream_mod.Stream, offset: int, data: bytes) -> None:
 
 
 async def test_the_echo_comes_behind_the_output_the_keystroke_made() -> None:
-    stream, path, session = await started()
+    stream, path, _session = await started()
     try:
         typed(stream, 0, b"ls")
         await until(lambda: path.echoes(), path.changed)
@@ -108,7 +108,7 @@ async def test_the_echo_comes_behind_the_output_the_keystroke_made() -> None:
 
 
 async def test_the_echo_waits_behind_output_still_queued_for_a_slow_path() -> None:
-    stream, path, session = await started()
+    stream, path, _session = await started()
     try:
         path.held = 10**9  # the path takes nothing: output waits in the stream's queue
         stream.output(b"o" * 8192, 8192)
@@ -144,7 +144,7 @@ async def test_the_echo_says_a_password_is_read_and_that_someone_else_typed() ->
 
 async def test_no_echo_for_a_joiner_that_did_not_ask_or_may_not_type() -> None:
     for features, role in (((), "rw"), ((ECHO_FEATURE,), "view")):
-        stream, path, session = await started(features, role)
+        stream, path, _session = await started(features, role)
         try:
             typed(stream, 0, b"a")
             stream.echo_state()
@@ -155,7 +155,7 @@ async def test_no_echo_for_a_joiner_that_did_not_ask_or_may_not_type() -> None:
 
 
 async def test_a_flood_of_keystrokes_keeps_the_echo_state_bounded() -> None:
-    stream, path, session = await started()
+    stream, path, _session = await started()
     try:
         for i in range(10 * stream_mod.ECHO_PENDING):
             typed(stream, i, b"k")

@@ -10,6 +10,7 @@ import re
 
 import pyte
 import pytest
+from oracle import XtermScreen
 
 from beach_cli.join import echo as echo_mod
 from beach_cli.join.echo import PredictiveEcho
@@ -25,11 +26,11 @@ class Duo:
         self.echo = PredictiveEcho(mode, clock=lambda: self.clock)
         self.echo.start((cols, rows), True)
         self.echo.fresh_screen()  # the first SNAPSHOT
-        self.term = pyte.Screen(cols, rows)
+        self.term = XtermScreen(cols, rows)  # pyte, with xterm's alternate screen
         self._term = pyte.ByteStream(self.term)
         self.answers: list[str] = []  # the terminal's answers on the joiner's input (DSR)
         self.term.write_process_input = self.answers.append
-        self.host = pyte.Screen(cols, rows)
+        self.host = XtermScreen(cols, rows)
         self._host = pyte.ByteStream(self.host)
         self.offset = 0
         self.written = bytearray()  # everything the joiner wrote to its terminal
@@ -326,6 +327,24 @@ def test_a_model_whose_cursor_is_not_the_terminals_is_never_guessed_against() ->
         d.ack()
     assert not d.echo.verified
     assert d.echo.predictor.stats.shown == 0 and d.same()
+
+
+def test_after_a_full_screen_program_the_model_is_made_again_and_checked() -> None:
+    d = Duo()
+    d.confirmed_prompt()
+    d.output(b"\x1b[?1049h\x1b[H\x1b[2Jvim's own screen\x1b[5;1H~")
+    d.key(b"i")
+    d.output(b"\x1b[?1049l")  # back: the main screen and its cursor, which pyte alone loses
+    assert d.echo.model is None
+    assert d.key(b"s") == echo_mod.ASK_CURSOR and d.echo.verified
+    d.output(b"s")
+    d.ack()
+    d.typed(b"x")
+    d.key(b"y")
+    assert d.row() == "$ lsxy" and d.host_row() == "$ lsx"
+    d.output(b"y")
+    d.ack()
+    assert d.same()
 
 
 def test_a_fresh_screen_drops_the_guesses_it_redraws() -> None:

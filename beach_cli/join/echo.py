@@ -131,6 +131,8 @@ class PredictiveEcho:
             return b""
         if self.model is not None:
             self.model.feed(data)
+            if self.model.lost:  # made again (and checked) from the recent output when needed
+                self._drop()
         return self._draw()
 
     def key(self, data: bytes, end: int, rtt: float | None) -> bytes:

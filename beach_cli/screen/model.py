@@ -11,6 +11,7 @@ the last column. Anything else, and there is no guess.
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import pyte
 from pyte import graphics, modes
@@ -37,7 +38,15 @@ class _Screen(pyte.Screen):
     def __init__(self, columns: int, lines: int) -> None:
         self.sgr: list[tuple[int, ...]] = []
         self.sgr_lost = False  # more than MAX_SGR since the last reset
+        # pyte has one buffer: leaving the alternate screen, a terminal shows the main screen
+        # again (and its cursor) while pyte keeps the full-screen program's cells.
+        self.left_alt = False
         super().__init__(columns, lines)
+
+    def reset_mode(self, *modes: int, **kwargs: Any) -> None:
+        if kwargs.get("private") and {m << 5 for m in modes} & _ALT_SCREENS & self.mode:
+            self.left_alt = True
+        super().reset_mode(*modes, **kwargs)
 
     def reset(self) -> None:
         super().reset()
@@ -45,6 +54,8 @@ class _Screen(pyte.Screen):
         self.sgr_lost = False
 
     def select_graphic_rendition(self, *attrs: int, **kwargs: object) -> None:
+        if kwargs.get("private"):  # ESC [ > 4 ; 2 m (xterm's key modes): not attributes
+            return
         if not attrs or attrs[0] == 0:
             self.sgr.clear()
             self.sgr_lost = False
@@ -81,6 +92,11 @@ class ScreenModel:
         self._stream.feed(data)
 
     # -- where a guess can be exact -------------------------------------------------------------
+
+    @property
+    def lost(self) -> bool:
+        """The model no longer follows the terminal (it left the alternate screen)."""
+        return self._screen.left_alt
 
     @property
     def at_rest(self) -> bool:
