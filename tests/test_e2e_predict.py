@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pexpect
 import pytest
-from conftest import BEACH, Procs, need, shell_ready, start_host
+from conftest import BEACH, Procs, need, shell_ready, start_host, start_join
 from netns import require_root_tools
 from oracle import Window, check
 
@@ -280,3 +280,37 @@ def test_vim_in_insert_and_normal_mode_ends_on_the_hosts_screen(
     check(cast, term.window)
     assert min(times) < rtt / 2, times
     finish(host, term, log)
+
+
+def test_on_a_fast_link_auto_adds_not_one_byte(procs: Procs, tmp_path: Path, server: str) -> None:
+    """Loopback (well under 10 ms): a typing joiner with `--predict auto` writes exactly what a
+    joiner with `--predict never` writes, byte for byte, once both are in."""
+    host, info = start_host(procs, tmp_path, server)
+    shell_ready(host)
+    auto = start_join(procs, info)
+    auto.child.delaybeforesend = None
+    shell_ready(auto)
+    never = procs.start([BEACH, *info["join_command"][1:], "--predict", "never"])
+    shell_ready(never)
+    auto.send("echo START-$((6*7))\r")
+    for p in (auto, never):
+        p.expect("START-42\r\n")
+    marks = [len(p.transcript.getvalue()) for p in (auto, never)]
+    for line in ("echo hello world", "printf '%s\\n' a b c", "ls /", "echo x\x7fy"):
+        for ch in line:
+            auto.send(ch)
+            auto.read_for(0.03)  # a quick typist's pace
+        auto.send("\r")
+        auto.read_for(0.2)
+    auto.send("echo END-$((7*7))\r")
+    for p in (auto, never):
+        p.expect("END-49\r\n")
+        shell_ready(p)
+
+    def after(p, mark: int) -> str:  # titles (who joined) may differ; the screen may not
+        return re.sub(r"\x1b\][^\x07]*\x07", "", p.transcript.getvalue()[mark:])
+
+    assert after(auto, marks[0]) == after(never, marks[1])
+    assert ASK not in auto.transcript.getvalue()
+    host.send("exit\r")
+    assert host.exit_code() == 0
