@@ -130,7 +130,12 @@ class PredictiveEcho:
                 self._drop()
             return b""
         if self.model is not None:
-            self.model.feed(data)
+            try:
+                self.model.feed(data)
+            except Exception as exc:  # pyte's own limits: the terminal is fine, the model not
+                log.debug("predictive echo: the model could not follow (%s); dropped", exc)
+                self._drop()
+                return b""
             if self.model.lost:  # made again (and checked) from the recent output when needed
                 self._drop()
         return self._draw()
