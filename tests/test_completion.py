@@ -19,11 +19,12 @@ pytestmark = pytest.mark.e2e
 class Tmux:
     """One tmux session of its own (its own server socket), running an interactive bash."""
 
-    def __init__(self, tmp_path: Path) -> None:
+    def __init__(self, tmp_path: Path, cols: int = 120, rows: int = 30) -> None:
         self.tmux = need("tmux")
         self.sock = str(tmp_path / f"tmux-{uuid.uuid4().hex[:8]}")
-        env = {**os.environ, "PATH": f"{Path(BEACH).parent}:{os.environ['PATH']}"}
-        self._run("new-session", "-d", "-x", "120", "-y", "30", "bash --norc --noprofile", env=env)
+        env = {**os.environ, "PATH": f"{Path(BEACH).parent}:{os.environ['PATH']}", "PS1": "$ "}
+        size = ("-x", str(cols), "-y", str(rows))
+        self._run("new-session", "-d", *size, "bash --norc --noprofile", env=env)
 
     def _run(self, *args: str, env: dict[str, str] | None = None) -> str:
         done = subprocess.run(

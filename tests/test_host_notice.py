@@ -1,15 +1,19 @@
-"""The host's NOTICE frame: a view-only joiner that types is told, once, that its keystrokes go
-nowhere; the shared program never sees them."""
+"""A view-only joiner that types is told, once, that its keystrokes go nowhere, across the
+bottom row of its terminal (the title alone is not seen in tmux and many setups) and in its
+title; its keys are never sent, and the row comes back as the host has it. The host's NOTICE
+stays for joiners that do send them (older ones)."""
 
 from __future__ import annotations
 
 import re
+import time
 
 import pytest
-from conftest import Procs, start_host, start_join
+from conftest import BEACH, Procs, shell_ready, start_host, start_join
+from test_completion import Tmux
 from test_security import RECORDER
 
-from beach_cli.host.stream import VIEW_ONLY_NOTICE
+from beach_cli.join.session import VIEW_ONLY_LINE, VIEW_ONLY_SHOWN
 
 pytestmark = pytest.mark.e2e
 
@@ -27,7 +31,7 @@ def test_a_view_only_joiner_that_types_is_told_once(procs: Procs, server: str, t
     viewer = start_join(procs, info, key="view_join_command")
     viewer.expect("recorder-ready")
     viewer.send("KEYS-1")
-    viewer.expect(re.escape(VIEW_ONLY_NOTICE))  # in its terminal's title
+    viewer.expect(re.escape(VIEW_ONLY_LINE))
     viewer.send("KEYS-2")
     writer = start_join(procs, info)
     writer.expect("recorder-ready")
@@ -37,7 +41,34 @@ def test_a_view_only_joiner_that_types_is_told_once(procs: Procs, server: str, t
     assert host.exit_code() == 0
     assert viewer.exit_code() == 0
     assert "KEYS" not in host.transcript.getvalue()  # the shared program never got them
-    # Both keystrokes reached the host and were dropped (logged as the viewer left)...
-    assert re.search(r"dropped 12 bytes of its input", log.read_text())
-    # ...and the viewer was told once.
-    assert viewer.transcript.getvalue().count(VIEW_ONLY_NOTICE) == 1
+    assert "dropped" not in log.read_text()  # nor did the host: they were never sent
+    assert viewer.transcript.getvalue().count(VIEW_ONLY_LINE) == 1  # told once
+
+
+def test_a_viewer_in_tmux_sees_the_line_and_then_the_hosts_screen_again(
+    procs: Procs, server: str, tmp_path
+) -> None:
+    host, info = start_host(procs, tmp_path, server, cols=80, rows=24)
+    shell_ready(host)
+    host.send("clear; for i in 1 2 3; do echo row-$i; done\r")
+    host.expect("row-3")
+    shell_ready(host)
+    tmux = Tmux(tmp_path, cols=80, rows=24)
+    try:
+        tmux.keys(" ".join([BEACH, *info["view_join_command"][1:]]), "Enter")
+        tmux.shows("row-3")
+        before = tmux.screen()
+        tmux.keys("x")
+        lines = tmux.shows(VIEW_ONLY_LINE[:40]).splitlines()
+        assert VIEW_ONLY_LINE in lines[23]  # across the bottom row
+        assert lines[:3] == before.splitlines()[:3]  # the rest untouched
+        deadline = time.monotonic() + VIEW_ONLY_SHOWN + 10
+        while VIEW_ONLY_LINE[:40] in (screen := tmux.screen()):
+            assert time.monotonic() < deadline, screen
+            time.sleep(0.1)
+        assert screen.splitlines()[:4] == ["row-1", "row-2", "row-3", "$"]
+        assert screen == before
+    finally:
+        tmux.close()
+    host.send("exit\r")
+    assert host.exit_code() == 0

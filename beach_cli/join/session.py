@@ -95,6 +95,10 @@ RENDER_QUIET = 30.0
 # Frames arriving while a large one is still being drawn wait (in order) up to this many
 # bytes; past it they are dropped for a fresh screen.
 FRAME_QUEUE_MAX = 8 * 1024 * 1024
+# A view-only joiner that types is told so once, across the bottom row, for this long; then a
+# fresh screen puts that row back exactly as the host has it. Its keys are never sent.
+VIEW_ONLY_LINE = "beach: you are watching (view-only): your keystrokes are not sent"
+VIEW_ONLY_SHOWN = 4.0
 
 
 class BadOutput(Exception):
@@ -139,6 +143,7 @@ class JoinSession:
         self.resume_id: str | None = None
         self.timings: dict[str, float] = {"start": time.monotonic()}
         self._identity: Any = None  # identity.signer.Identity, from -i FILE
+        self._told_view_only: asyncio.TimerHandle | None = None
         self.echo = PredictiveEcho(opts.predict)
 
     # -- the session -------------------------------------------------------------------------
@@ -191,6 +196,8 @@ class JoinSession:
                     return self._done.result()
         finally:
             rtc.cancel()
+            if self._told_view_only is not None:
+                self._told_view_only.cancel()
             self._stop_drawing()
             if self.link is not None:
                 await self.link.close()
@@ -530,6 +537,9 @@ class JoinSession:
             out = self._detach_filter(data)
         if not out:  # detached, or only the prefix so far
             return
+        if self.token.role == "view":
+            self._tell_viewer()
+            return
         offset = self.inputs.add(out)
         if offset is None:
             self._title("beach: the host is not taking keystrokes; some were dropped")
@@ -537,6 +547,19 @@ class JoinSession:
             self._send_input(offset, out)
             if self._drew and not self._awaiting_snapshot:
                 self.term.write(self.echo.key(out, offset + len(out), self.link.pace.rtt))
+
+    def _tell_viewer(self) -> None:
+        """Once: a line across the bottom row saying keystrokes go nowhere (the title may not
+        show: tmux and many setups never do). The cursor and attributes are saved around it;
+        VIEW_ONLY_SHOWN later a fresh screen puts the row back as the host has it."""
+        if self._told_view_only is not None or not self._drew or self.viewport is None:
+            return
+        cols = min(self.viewport.window[0], self.viewport.pty[0])
+        row = min(self.viewport.window[1], self.viewport.pty[1])
+        text = VIEW_ONLY_LINE[:cols].ljust(cols).encode()
+        self.term.write(b"\x1b7\x1b[%d;1H\x1b[0;7m%s\x1b[0m\x1b8" % (row, text))
+        self._title("beach: view-only: your keystrokes are not sent")
+        self._told_view_only = asyncio.get_running_loop().call_later(VIEW_ONLY_SHOWN, self._resync)
 
     def _take_answer(self, data: bytes) -> bytes:
         m = CURSOR_REPORT.search(data)
