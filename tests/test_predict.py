@@ -223,15 +223,38 @@ def test_without_prediction_the_output_is_the_hosts_byte_for_byte(mode: str, rtt
 def test_auto_shows_guesses_only_above_its_threshold() -> None:
     d = Duo("auto")
     d.output(b"$ ")
-    d.key(b"a", rtt=0.05)  # modelled (above MODEL_ON) but not shown (below SHOW_ON)
-    d.output(b"a")
+    for ch in b"ab":  # below SHOW_ON: not even modelled
+        assert d.key(bytes([ch]), rtt=0.05) == b""
+        d.output(bytes([ch]))
+        d.ack()
+    assert d.echo.model is None
+    assert d.key(b"c", rtt=0.07) == echo_mod.ASK_CURSOR  # above: modelled, checked...
+    d.output(b"c")
     d.ack()
-    d.key(b"b", rtt=0.05)
-    assert d.row() == "$ a"
-    d.output(b"b")
+    d.typed(b"d")  # ...confirmed
+    d.key(b"e", rtt=0.05)  # and shown until the round trip falls to SHOW_OFF
+    assert d.row() == "$ abcde"
+    d.output(b"e")
     d.ack()
-    d.key(b"c", rtt=0.07)
-    assert d.row() == "$ abc"
+    assert d.key(b"f", rtt=0.035) == b""
+    assert d.echo.model is None
+
+
+def test_a_typo_fixed_quickly_never_shows_the_typo_again() -> None:
+    d = Duo()
+    d.output(b"$ ")
+    for ch in b"hel":
+        d.typed(bytes([ch]))
+    seen = []
+    for key in (b"l", b"p", b"\x7f", b"o"):  # typed faster than the round trip
+        d.key(key)
+        seen.append(d.row())
+    assert seen == ["$ hell", "$ hellp", "$ hell", "$ hello"]
+    for echo in (b"l", b"p", b"\b \b", b"o"):  # the host's echoes of each, in turn
+        d.output(echo)
+        assert d.row() == "$ hello", d.row()  # never back to a line already left
+    d.ack()
+    assert d.same()
 
 
 @pytest.mark.parametrize(

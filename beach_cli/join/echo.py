@@ -6,8 +6,8 @@ over it and taken back before the next output, so the terminal shows exactly the
 screen whenever no guess is drawn. Nothing is added at all unless the round trip makes it
 worth it (`--predict auto`): on a fast link the output is byte for byte the host's.
 
-- Modeling costs CPU (pyte), so the model is made only while guesses are wanted (the round
-  trip above MODEL_ON, or `--predict always`) and fed only interactive output: more than
+- Modeling costs CPU (pyte), so the model is made only while guesses show (the round trip
+  above SHOW_ON, or `--predict always`) and fed only interactive output: more than
   FEED_BUDGET bytes a second (a build, a `cat`) and the model is dropped, and made again from
   the recent output (screen/history.py, which is cheap to keep) once output calms down.
 - A model made from the recent output may not have the terminal's cursor row (long lines
@@ -34,7 +34,6 @@ from .predict import Predictor
 log = logging.getLogger("beach.join")
 
 MODES = ("auto", "always", "never")
-MODEL_ON = 0.030  # s of round trip: model the screen (so guesses are confirmed when shown)
 SHOW_ON, SHOW_OFF = 0.060, 0.040
 UNDERLINE_ON, UNDERLINE_OFF = 0.160, 0.100
 FEED_BUDGET = 64 * 1024  # bytes of output a second the model may be fed (pyte: ~0.5 MB/s)
@@ -72,6 +71,7 @@ class PredictiveEcho:
         self.verified = False  # the model's cursor is the terminal's (it was asked, or is exact)
         self._asked: tuple[tuple[int, int], int, float] | None = None  # cursor, fed, when
         self._asks = 0
+        self._shown_key = 0  # the newest keystroke counted as shown
 
     # -- the session's news ---------------------------------------------------------------------
 
@@ -216,7 +216,7 @@ class PredictiveEcho:
     def _wanted(self) -> bool:
         if not self.enabled:
             return False
-        return self.mode == "always" or (self.rtt is not None and self.rtt > MODEL_ON)
+        return self.mode == "always" or self.showing
 
     def _over_budget(self, n: int) -> bool:
         now = self._clock()
@@ -279,11 +279,17 @@ class PredictiveEcho:
             self._drawn.add((row, col))
             if not guess.shown:
                 guess.shown = True
-                if guess.typed:
-                    self.predictor.stats.shown += 1
+                self._count_shown(guess.key)
+        if cursor is not None and cursor != model.cursor:
+            self._count_shown(self.predictor.cursor_key)
         out += _cup(*(cursor or model.cursor)) + now
         self._moved = True
         return bytes(out)
+
+    def _count_shown(self, key: int) -> None:
+        if key > self._shown_key:  # keys are numbered in order; each counts once
+            self._shown_key = key
+            self.predictor.stats.shown += 1
 
     def summary(self) -> str:
         s = self.predictor.stats

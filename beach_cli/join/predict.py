@@ -37,15 +37,19 @@ class Guess:
     attrs: Char  # how it is drawn (the typed character: the attributes in effect)
     due: int  # the input offset after the keystroke that made it
     epoch: int
-    seen: str  # the model's character there when guessed: once it differs, the host has spoken
+    # What the host may show here before it answers this guess's keystroke: the character
+    # there when the cell was first guessed at, and each older guess's (the host echoes the
+    # keys in order). Anything else, and the host has spoken for the cell: it is not drawn over.
+    expected: frozenset[str]
     typed: bool  # the keystroke's own character (else a neighbour it moved)
+    key: int  # which keystroke made it (for the count of keystrokes shown)
     shown: bool = False
 
 
 @dataclass(slots=True)
 class Stats:
     keys: int = 0  # keystrokes that could be guessed at
-    shown: int = 0  # keystrokes whose guess was drawn before the host's echo
+    shown: int = 0  # keystrokes whose guess (a cell, or the cursor) was drawn before the echo
     confirmed: int = 0  # cells the host's screen matched
     wrong: int = 0  # shown cells it did not
     resets: int = 0
@@ -57,6 +61,8 @@ class Predictor:
         self.cursor: tuple[int, int] | None = None  # predicted; None: the model's
         self.cursor_due = 0
         self.cursor_epoch = 0
+        self.cursor_key = 0
+        self.keys = 0  # keystrokes guessed at so far (numbers them)
         self.epoch = 0
         self.confirmed = -1  # the newest epoch with a confirmed guess
         self.stats = Stats()
@@ -134,11 +140,12 @@ class Predictor:
         self, model: ScreenModel, row: int, col: int, char: str, attrs: Char, due: int, typed: bool
     ) -> None:
         old = self.cells.get((row, col))
-        seen = old.seen if old is not None else model.text(row, col)
-        self.cells[row, col] = Guess(char, attrs, due, self.epoch, seen, typed)
+        expected = old.expected | {old.char} if old is not None else frozenset(model.text(row, col))
+        self.cells[row, col] = Guess(char, attrs, due, self.epoch, expected, typed, self.keys)
 
     def _move(self, row: int, col: int, due: int) -> None:
         self.cursor, self.cursor_due, self.cursor_epoch = (row, col), due, self.epoch
+        self.cursor_key = self.keys
 
     def _insert(self, model: ScreenModel, ch: str, due: int) -> None:
         row, col = self._where(model)
@@ -147,6 +154,7 @@ class Predictor:
             self.tentative()
             return
         self.stats.keys += 1
+        self.keys += 1
         line = [self._shown_text(model, row, c) for c in range(col, max(end, col))]
         self._set(model, row, col, ch, model.cursor_attrs, due, True)
         for i, (text, attrs) in enumerate(line, start=col + 1):
@@ -160,6 +168,7 @@ class Predictor:
             self.tentative()
             return
         self.stats.keys += 1
+        self.keys += 1
         line = [self._shown_text(model, row, c) for c in range(col, max(end, col))]
         for i, (text, attrs) in enumerate(line, start=col - 1):
             self._set(model, row, i, text, attrs, due, False)
@@ -174,6 +183,7 @@ class Predictor:
             self.tentative()
             return
         self.stats.keys += 1
+        self.keys += 1
         self._move(row, col + (1 if right else -1), due)
 
     # -- the host's answer ----------------------------------------------------------------------
@@ -234,7 +244,7 @@ class Predictor:
             if guess.epoch > self.confirmed:
                 continue
             now = model.text(*pos)
-            if now != guess.seen or now == guess.char:
+            if now not in guess.expected or now == guess.char:
                 continue
             out.append((pos, guess))
         return out
