@@ -36,12 +36,14 @@ TYPING_ROWS = (
     ("p99", "keystroke to glyph p99 (ms)"),
     ("first", "  first key of each line, p50 (ms)"),
     ("half", "  keys drawn within half a round trip (%)"),
+    ("screen", "  screen updates: wrong / back to an older line, of all (bench's count)"),
     ("shown", "  shown before the host's echo (joiner's count, % of keys)"),
     ("wrong", "  shown wrong / shown (joiner's count)"),
 )
 CAT_ROWS = (
     ("cpu", "joiner's CPU during the ls cat (s, user + system)"),
     ("cat", "the ls cat to the joiner's final screen (s)"),
+    ("drawn", "  the cat: MB written to the joiner's terminal"),
 )
 SAME = "LAN: joiner's output, auto = never, byte for byte"
 SPEC = Spec(
@@ -165,6 +167,7 @@ def _plain(value: Result) -> object:
     if isinstance(value, Typing):
         return {
             "samples_ms": [round(s.seconds * 1e3, 3) for s in value.samples],
+            "looks": asdict(value.looks),
             "first": [s.first for s in value.samples],
             "summary": asdict(value.summary) if value.summary else None,
             "output_bytes": len(value.output),
@@ -192,6 +195,9 @@ def typing_cell(ctx: Context, figs: Figures, profile: Profile, key: str, method:
         return fmt(ms(seconds, 50 if key == "p50" else 99), 1)
     if key == "first":
         return fmt(ms([s.seconds for s in value.samples if s.first], 50), 1)
+    if key == "screen":
+        looks = value.looks
+        return f"{looks.wrong} / {looks.back} of {looks.updates}"
     if key == "half":
         half = profile.rtt_ms / 2e3
         return f"{100 * sum(s < half for s in seconds) / max(len(seconds), 1):.0f}%"
@@ -223,6 +229,8 @@ def typing_row(ctx: Context, figs: Figures, profile: Profile, key: str, label: s
 
 
 def cat_value(cats: list[Cat], key: str) -> float:
+    if key == "drawn":
+        return median([c.drawn / 1e6 for c in cats])
     return median([c.cpu if key == "cpu" else c.seconds for c in cats])
 
 
@@ -353,6 +361,11 @@ def notes(ctx: Context, figs: Figures, ls: Path) -> list[str]:
         "timed. First key of each line: after a fresh prompt beach shows no guess until one "
         "is confirmed (a tentative epoch), so it takes a round trip by design. Ratio column: "
         "auto / never.",
+        "Screen updates (the bench's own count, for every program): each change of the "
+        "prompt's row or the cursor while a line is typed; wrong: a line no key written so far "
+        "leads to (a guess drawn wrong, or drawn over a cell the host has changed since); back: "
+        "an older line than one already drawn (a guess taken back before the host caught up: "
+        "a flicker). A program that draws each echo whole has neither.",
         "mosh in its default adaptive mode (`--predict=adaptive`: it guesses when the link is "
         "slow); `ssh -tt` never guesses. The joiner's count is the line `beach join` logs at "
         "INFO when it leaves ('predictive echo: N keystrokes guessed at, S shown before the "
@@ -362,7 +375,9 @@ def notes(ctx: Context, figs: Figures, ls: Path) -> list[str]:
         f"{opts.reps} run(s) each, median; FILE is `ls -lR --color=always /usr` recorded, "
         f"{ls.stat().st_size / 1e6:.1f} MB; seconds to the end marker on the joiner's screen, "
         "and the `beach join` process's user + system CPU (/proc/PID/stat) over the cat and "
-        "the 0.3 s after it. Ratio column: always / never.",
+        "the 0.3 s after it; MB written to the joiner's terminal: what it drew meanwhile (the "
+        "host sends output faster than anyone reads as the current screen, ten times a second, "
+        "so this is far less than the file). Ratio column: always / never.",
         "LAN: the full typing session with --predict never and with auto, each on a fresh host; "
         "everything the joiner's terminal showed from Ctrl-L to the last prompt, concatenated, "
         "compared byte for byte (on a 1 ms link auto must not even model the screen).",

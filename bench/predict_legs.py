@@ -15,7 +15,7 @@ from .errors import BenchError
 from .links.legs import shell_command, timed_cat
 from .links.net import HOST_ADDR, Link
 from .links.remote import LinkHost, LinkSshd, client
-from .predict_typing import GlyphTap, Sample, prompt_below, type_session
+from .predict_typing import GlyphTap, Looks, Sample, prompt_below, type_session
 from .ptys import PtyProcess
 from .taps import Tap
 
@@ -42,6 +42,7 @@ class Summary:
 @dataclass
 class Typing:
     samples: list[Sample]
+    looks: Looks  # the far end's screen updates: wrong ones, going back
     summary: Summary | None  # None: the joiner guessed at nothing (or is not beach)
     output: bytes  # what the far end's terminal showed from Ctrl-L to the last prompt
 
@@ -50,6 +51,7 @@ class Typing:
 class Cat:
     seconds: float  # from the keystroke to the end marker on the joiner's screen
     cpu: float  # the joiner's user + system CPU meanwhile (and 0.3 s after), seconds
+    drawn: int  # bytes its terminal was sent meanwhile
 
 
 def parse_summary(log: str) -> Summary | None:
@@ -122,19 +124,19 @@ class Far:
         tap = self.tap
         assert isinstance(tap, GlyphTap)
         tap.record()
-        samples = type_session(self.pty, tap, lines, timeout)
+        samples, looks = type_session(self.pty, tap, lines, timeout)
         output = tap.recording()
-        return Typing(samples, self.leave(), output)
+        return Typing(samples, looks, self.leave(), output)
 
     def cats(self, path: Path, reps: int, timeout: float) -> list[Cat]:
         """`cat path` typed at the joiner `reps` times, each timed to its end marker there."""
         found = []
         for _ in range(reps):
-            before = cpu_seconds(self.pty.pid)
+            before, total = cpu_seconds(self.pty.pid), self.tap.total
             seen = timed_cat(self.pty, [self.tap], path, timeout)[0]
             if seen is None:
                 raise TimeoutError(f"{self.method}: no end marker within {timeout:.0f} s")
-            found.append(Cat(seen, cpu_seconds(self.pty.pid) - before))
+            found.append(Cat(seen, cpu_seconds(self.pty.pid) - before, self.tap.total - total))
         return found
 
     def leave(self) -> Summary | None:

@@ -44,9 +44,38 @@ class Line:
     last: tuple[str, int, int] | None = None  # the row and cursor at the last look
     complete: threading.Event = field(default_factory=threading.Event)
 
+    updates: int = 0  # changes of the row or cursor while the line is typed
+    wrong: int = 0  # ...to a state no key written so far leads to
+    back: int = 0  # ...back to an older state than one already drawn
+
+    def judge(self, state: tuple[str, int, int]) -> None:
+        """Count one screen update of this line: right, wrong, or going back."""
+        self.updates += 1
+        blank = Key(b"", "", 0)
+        states = [_expected(self.row, k) for k in [blank, *self.keys[: len(self.written)]]]
+        newest = max((i - 1 for i, st in enumerate(states) if st == state), default=None)
+        if newest is None:
+            self.wrong += 1
+        elif newest < self.done:
+            self.back += 1
+
     @property
     def last_glyph(self) -> int:
         return max(i for i, key in enumerate(self.keys) if key.glyph)
+
+
+@dataclass
+class Looks:
+    """The far end's screen updates over a session (Line's counts, summed)."""
+
+    updates: int = 0
+    wrong: int = 0
+    back: int = 0
+
+    def add(self, line: Line) -> None:
+        self.updates += line.updates
+        self.wrong += line.wrong
+        self.back += line.back
 
 
 @dataclass
@@ -87,6 +116,8 @@ class GlyphTap(ScreenTap):
         if state == line.last:
             return
         line.last = state
+        if line.keys[len(line.written) - 1].glyph:  # (after Enter the cursor leaves the row)
+            line.judge(state)
         for j in range(line.done + 1, len(line.written)):
             key = line.keys[j]
             if key.glyph and state == _expected(line.row, key):
@@ -158,13 +189,14 @@ def prompt_below(row: int) -> Predicate:
 
 def type_session(
     pty: PtyProcess, tap: GlyphTap, lines: tuple[str, ...], timeout: float
-) -> list[Sample]:
+) -> tuple[list[Sample], Looks]:
     """Ctrl-L (bash clears the screen; a control key, so no guess is made or counted), then
-    each scripted line at a person's pace; a sample per key with a glyph."""
+    each scripted line at a person's pace; a sample per key with a glyph, and how the screen
+    got there."""
     tap.until(prompt_below(-1), timeout, "prompt")
     pty.write(CLEAR)
     tap.until(lambda s: prompt_below(-1)(s) and s.cursor.y == 0, timeout, "cleared screen")
-    row, samples = -1, []
+    row, samples, looks = -1, [], Looks()
     all_keys = [keys_of(text) for text in lines]
     waits = iter(pauses(sum(len(k) for k in all_keys)))
     for text, keys in zip(lines, all_keys, strict=True):
@@ -185,10 +217,11 @@ def type_session(
             at = time.perf_counter()
             tap.wrote(line, at)
             pty.write(key.data)
+        looks.add(line)
         for i, key in enumerate(keys):
             drawn = line.drawn[i]
             if key.glyph and drawn is not None:
                 samples.append(Sample(drawn - line.written[i], i == 0))
     tap.until(prompt_below(row), timeout, "the last prompt")
     tap.begin(None)
-    return samples
+    return samples, looks
