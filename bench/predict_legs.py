@@ -4,9 +4,11 @@ joiner's CPU and time to its final screen during a big cat, per --predict mode."
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import shlex
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +22,8 @@ from .ptys import PtyProcess
 from .taps import Tap
 
 START_TIMEOUT = 30.0
+PACED = (50, 4800, 0.1)  # chunks, bytes each, s between: ~45 KB/s, under join/echo.py's budget
+_marks = itertools.count(2_000_000)  # end markers unique across the run
 LEAVE = b"\x1dd"  # Ctrl-] d: a beach joiner leaves the way a person does
 MODES = {"beach never": "never", "beach auto": "auto", "beach always": "always"}
 SUMMARY = re.compile(
@@ -52,6 +56,7 @@ class Cat:
     seconds: float  # from the keystroke to the end marker on the joiner's screen
     cpu: float  # the joiner's user + system CPU meanwhile (and 0.3 s after), seconds
     drawn: int  # bytes its terminal was sent meanwhile
+    kind: str = "cat"  # or "paced"
 
 
 def parse_summary(log: str) -> Summary | None:
@@ -137,6 +142,28 @@ class Far:
             if seen is None:
                 raise TimeoutError(f"{self.method}: no end marker within {timeout:.0f} s")
             found.append(Cat(seen, cpu_seconds(self.pty.pid) - before, self.tap.total - total))
+        return found
+
+    def paced(self, path: Path, reps: int, timeout: float) -> list[Cat]:
+        """Output a person could still read along (PACED: slow enough that a joiner modelling
+        the screen keeps feeding its model), timed like a cat."""
+        assert isinstance(self.tap, Tap)
+        chunks, size, pause = PACED
+        found = []
+        for _ in range(reps):
+            n = next(_marks)
+            marker = f"BENCH-END-{n}:".encode()
+            watch = self.tap.expect(marker)
+            before, total = cpu_seconds(self.pty.pid), self.tap.total
+            start = time.perf_counter()
+            self.pty.write(
+                f"for i in $(seq {chunks}); do head -c {size} {path}; sleep {pause}; done; "
+                f"printf '\\n%s%s:\\n' BENCH-END- {n}\r".encode()
+            )
+            seen = self.tap.wait(watch, timeout).at - start
+            time.sleep(0.3)  # as timed_cat: the last prompt goes by
+            cpu = cpu_seconds(self.pty.pid) - before
+            found.append(Cat(seen, cpu, self.tap.total - total, "paced"))
         return found
 
     def leave(self) -> Summary | None:

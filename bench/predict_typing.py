@@ -29,6 +29,7 @@ RECORD_MAX = 4 << 20  # bytes of a terminal's output kept for the byte-for-byte 
 BEFORE_ENTER = 0.25  # s: a person reads the line once it shows, then presses Enter
 CLEAR = b"\x0c"  # Ctrl-L
 THINK = 0.4  # s: ...and reads the output before typing the next line
+KEEP_WRONG = 5  # wrong lines kept per typed line
 Predicate = Callable[[pyte.Screen], bool]
 
 
@@ -47,6 +48,7 @@ class Line:
     updates: int = 0  # changes of the row or cursor while the line is typed
     wrong: int = 0  # ...to a state no key written so far leads to
     back: int = 0  # ...back to an older state than one already drawn
+    seen_wrong: list[str] = field(default_factory=list)  # the first few, for the report
 
     def judge(self, state: tuple[str, int, int]) -> None:
         """Count one screen update of this line: right, wrong, or going back."""
@@ -56,6 +58,9 @@ class Line:
         newest = max((i - 1 for i, st in enumerate(states) if st == state), default=None)
         if newest is None:
             self.wrong += 1
+            if len(self.seen_wrong) < KEEP_WRONG:
+                expected = (PROMPT + self.keys[len(self.written) - 1].text).rstrip()
+                self.seen_wrong.append(f"{state[0]!r} at col {state[2]} (typed: {expected!r})")
         elif newest < self.done:
             self.back += 1
 
@@ -71,11 +76,13 @@ class Looks:
     updates: int = 0
     wrong: int = 0
     back: int = 0
+    wrong_lines: list[str] = field(default_factory=list)
 
     def add(self, line: Line) -> None:
         self.updates += line.updates
         self.wrong += line.wrong
         self.back += line.back
+        self.wrong_lines += line.seen_wrong
 
 
 @dataclass
