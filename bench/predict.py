@@ -5,9 +5,11 @@ LAN, that --predict auto changes not one byte of the joiner's output."""
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import signal
+from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
 
@@ -30,6 +32,7 @@ JUDGED = (RTT100, RTT200)
 METHODS = ("beach never", "beach auto", "ssh -tt", "mosh")
 CAT_MODES = ("beach never", "beach auto", "beach always")
 COLUMNS = ("beach never", "beach auto", "beach always", "ssh -tt", "mosh")
+CPU_SLACK = 0.05  # s of CPU within which two cats cost the same (a few of /proc's ticks)
 LINE_TIMEOUT = 30.0  # s: a typed line's every glyph, or a prompt
 TYPING_ROWS = (
     ("p50", "keystroke to glyph p50 (ms)"),
@@ -60,8 +63,8 @@ SPEC = Spec(
     targets=(
         "100 ms and 200 ms: keystroke to glyph p50 with --predict auto < 10 ms",
         "100 ms and 200 ms: with --predict never, p50 within 25% of the measured round trip",
-        "broadband: --predict always: the joiner's CPU during the ls cat <= 1.25x and its time "
-        "to the final screen <= 1.1x --predict never's",
+        "broadband: --predict always: the joiner's CPU during the ls cat <= 1.25x (or 0.05 s "
+        "more) and its time to the final screen <= 1.1x --predict never's",
         "LAN: the joiner's output with --predict auto is byte for byte the one with never",
         "100 ms, 200 ms and mobile: with --predict auto no screen update while typing shows a "
         "wrong line or goes back to an older one (the bench's count)",
@@ -328,9 +331,12 @@ def cat_target(figs: Figures, name: str) -> Target:
     always, never = figs.cats("beach always"), figs.cats("beach never")
     if not always or not never:
         return Target(name, "not measured (a cat failed)", False)
-    cpu = cat_value(always, "cpu") / max(cat_value(never, "cpu"), 1e-3)
+    cpu_a, cpu_n = cat_value(always, "cpu"), cat_value(never, "cpu")
     time = cat_value(always, "cat") / cat_value(never, "cat")
-    return Target(name, f"CPU {cpu:.2f}x, time {time:.2f}x", cpu <= 1.25 and time <= 1.1)
+    # /proc counts CPU in ticks (10 ms): a tick or two more is no measurable cost.
+    cpu_ok = cpu_a <= 1.25 * cpu_n or cpu_a - cpu_n <= CPU_SLACK
+    measured = f"CPU {cpu_a:.2f} vs {cpu_n:.2f} s, time {time:.2f}x"
+    return Target(name, measured, cpu_ok and time <= 1.1)
 
 
 def same_target(figs: Figures, name: str) -> Target:
@@ -426,18 +432,25 @@ def unavailable(why: str) -> Section:
 
 
 def run(ctx: Context) -> Section:
-    lacks = missing(ctx)
-    if lacks:
-        if os.environ.get("CI") == "true":
-            raise RuntimeError(f"the predict section needs {', '.join(lacks)} (CI=true)")
-        return unavailable(", ".join(lacks))
-    # SIGTERM too removes the namespaces and stops what runs in them (via the finally blocks).
-    previous = signal.signal(signal.SIGTERM, _terminate)
+    lacks = missing(ctx)  # the real-link section's needs: the same links, sshd and mosh
+    if not lacks:
+        with sigterm_unwinds():
+            return measure(ctx)
+    if os.environ.get("CI") == "true":
+        raise RuntimeError(f"the predict section needs {', '.join(lacks)} (CI=true)")
+    return unavailable(", ".join(lacks))
+
+
+@contextlib.contextmanager
+def sigterm_unwinds() -> Iterator[None]:
+    """SIGTERM raises SystemExit meanwhile, so the finally blocks remove the namespaces and
+    stop what runs in them."""
+
+    def stop(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, stop)
     try:
-        return measure(ctx)
+        yield
     finally:
         signal.signal(signal.SIGTERM, previous)
-
-
-def _terminate(signum: int, frame: object) -> None:
-    raise SystemExit(128 + signum)
