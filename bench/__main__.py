@@ -11,7 +11,18 @@ from datetime import datetime
 from pathlib import Path
 from types import ModuleType
 
-from . import browser, fanout, hostcost, join, latency, reallink, server, throughput, transport
+from . import (
+    browser,
+    fanout,
+    hostcost,
+    join,
+    latency,
+    predict,
+    reallink,
+    server,
+    throughput,
+    transport,
+)
 from .context import REPO_ROOT, Context, Options, machine
 from .report import Run, print_run, write_json, write_markdown
 from .results import Section, failed
@@ -26,6 +37,7 @@ SECTIONS: dict[str, ModuleType] = {
     "server": server,
     "transport": transport,
     "links": reallink,
+    "predict": predict,
 }
 DEFAULT_OUTPUT = REPO_ROOT / "docs" / "performance.md"
 QUIET = 0.10  # --quiet-wait: other processes' share of the CPU that counts as quiet

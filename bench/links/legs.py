@@ -105,6 +105,9 @@ class Session:
         self.host: LinkHost | None = None
         if method == "beach":
             self.host = legs.host(SHELL)
+            # Its joiners do not guess: the echo rows time the transport (bench/predict.py
+            # times what a person sees with guesses).
+            self.host.join_argv += ["--predict", "never"]
             self.keyboard = self.host.join()
             self.screen: Tap | RemoteTap = self.keyboard.tap()
             self.screens: list[Tap | RemoteTap] = [self.screen, self.host.tap]
