@@ -5,6 +5,8 @@ arrive apart (cursor moves between them) or never as one run of bytes."""
 from __future__ import annotations
 
 import codecs
+import contextlib
+import os
 import time
 from collections.abc import Callable
 
@@ -21,7 +23,14 @@ class ScreenTap(Tap):
         self.screen = pyte.Screen(cols, rows)
         self.stream = pyte.Stream(self.screen)
         self.decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        # A terminal answers a program's queries on its input: `beach join` asks where the
+        # cursor is (DSR) before it trusts a model of the screen for predictive echo.
+        self.screen.write_process_input = self._answer
         super().__init__(name, fd, read)
+
+    def _answer(self, text: str) -> None:
+        with contextlib.suppress(OSError):
+            os.write(self.fd, text.encode())
 
     def _on_screen(self, marker: bytes) -> bool:
         text = marker.decode()
