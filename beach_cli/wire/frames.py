@@ -33,6 +33,9 @@ class Frame(IntEnum):
     NOTICE = 8  # UTF-8 text the joiner shows outside the shared screen
     SNAPSHOT = 9  # like OUTPUT, but starts a fresh screen (late join, resync)
     ACK = 10  # u64: the joiner's input up to this offset has reached the PTY
+    # Both ways, only on the relay of an early-relay join (link/handover.py): the last relayed
+    # frame, the rest follow on the data channel; with the body b"relay", no channel is coming.
+    HANDOVER = 11
 
 
 _RESIZE = struct.Struct("!HH")
