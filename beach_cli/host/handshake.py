@@ -371,7 +371,9 @@ class Handshake:
         greeted = asyncio.ensure_future(self._greeted.wait())
         lost = asyncio.ensure_future(link.lost.wait())
         try:
-            await asyncio.wait({greeted, lost}, timeout=HELLO_TIMEOUT)
+            await asyncio.wait(
+                {greeted, lost}, timeout=HELLO_TIMEOUT, return_when=asyncio.FIRST_COMPLETED
+            )
         finally:
             greeted.cancel()
             lost.cancel()
