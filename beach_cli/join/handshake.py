@@ -171,8 +171,7 @@ class Handshake:
             raise
         link: Link = self._link
         self.marks["open"] = time.monotonic()
-        if not isinstance(link, HandoverLink):  # else the title says it once the path settles
-            self.status(f"connected, {link.path}")
+        self.status(f"connected, {link.path}")  # an early-relay link's title says where it goes
         return link
 
     @property
@@ -369,7 +368,6 @@ class Handshake:
         relay = await relay_through(self.sig, self.kx, self._frames, ask=False)
         self._link = HandoverLink(relay, peer, self._frames, "host", wait, self._settled)
         log.info("streaming through the server relay until the data channel opens")
-        self.status("streaming through the server relay until the data channel opens")
 
     def _frames(self, kind: Frame, body: bytes) -> None:
         if kind == Frame.HELLO:
