@@ -6,14 +6,20 @@ BEACH_EARLY_RELAY=0) gets the channel first, as before."""
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from conftest import BEACH, Procs, shell_ready, start_host, wait_for_line
+from loop_thread import LoopThread
 from netns import Net, network
 from oracle import Window, check
+
+from beach_cli.link import handover
+from beach_cli.link.handover import HandoverLink
+from beach_cli.wire.frames import Frame, encode_frame
 
 pytestmark = pytest.mark.e2e
 HERE = Path(__file__).parent
@@ -168,3 +174,73 @@ def test_with_no_channel_the_screen_comes_at_once_and_the_session_stays_relayed(
     host.send("exit 6\r")
     assert joiner.exit_code() == 6
     assert host.exit_code() == 6
+
+
+async def withholding_joiner(server: str, token: str, typed: bytes) -> str:
+    """A joiner of beach's own modules whose move marker never goes out (it sends a NOTICE
+    in its place), and which then types on the data channel: why its link ended."""
+    from beach_cli.join.dialer import Dialer
+    from beach_cli.keys import parse_token
+    from beach_cli.link import rtc
+    from beach_cli.wire.frames import FRAME_VERSION, Frame, Hello, encode_hello, encode_input
+
+    greeted = asyncio.Event()
+
+    def on_frame(kind: Frame, body: bytes) -> None:
+        if kind == Frame.HELLO:
+            greeted.set()
+
+    loaded: asyncio.Future[object] = asyncio.get_running_loop().create_future()
+    loaded.set_result(rtc)
+    t = parse_token(token)
+    link = await Dialer(server, t, [], 20.0, loaded, on_frame).dial(lambda _: None, None)
+    assert isinstance(link, HandoverLink)
+    # Nor does it drop its relay once it has the host's marker: the relay stays alive, so only
+    # the marker's absence can end it.
+    relay = link.relay
+    retire = relay.close
+
+    async def keep() -> None:
+        pass
+
+    relay.close = keep  # type: ignore[method-assign]
+    try:
+        link.send(encode_hello(Hello(FRAME_VERSION, t.role, 80, 24, ())))
+        async with asyncio.timeout(20):
+            await greeted.wait()  # over the relay
+            while link._out is link.relay:  # noqa: ASYNC110 (our channel opening; bounded)
+                await asyncio.sleep(0.05)
+        link.send(encode_input(0, typed))  # on the channel, with no marker before it
+        async with asyncio.timeout(30):
+            await link.lost.wait()  # the host drops us
+        return link.lost_reason
+    finally:
+        await link.close()
+        await retire()
+
+
+def test_a_joiner_that_withholds_its_marker_is_dropped_and_its_typing_never_lands(
+    procs: Procs, server: str, tmp_path: Path, monkeypatch
+) -> None:
+    monkeypatch.setattr(handover, "MOVE", encode_frame(Frame.NOTICE, b"not a marker"))
+    log = tmp_path / "host.log"
+    host, info = start_host(
+        procs, tmp_path, server, global_opts=("--log-file", str(log), "--log-level", "info")
+    )
+    shell_ready(host)
+    loop = LoopThread(timeout=60)
+    try:
+        loop.call(withholding_joiner(server, info["join_token"], b"echo typed-$((6*7))\r"))
+    finally:
+        loop.stop()
+    wait_for_line(log, "its marker did not come through the server within 10 s")
+    assert "typed-42" not in host.transcript.getvalue()
+    # The host is unharmed: a real joiner gets in and types.
+    joiner = procs.start(joiner_argv(info, tmp_path / "join.log"))
+    shell_ready(joiner)
+    joiner.send("echo after-$((6*7))\r")
+    host.expect("after-42")
+    joiner.send("\x1dd")
+    assert joiner.exit_code() == 0
+    host.send("exit\r")
+    assert host.exit_code() == 0
