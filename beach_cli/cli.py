@@ -658,9 +658,19 @@ def host(
     help="The SSH key to prove when the host admits only certain keys (a private key file, "
     "or a .pub naming a key in your ssh-agent); else the ssh-agent's keys.",
 )
+@click.option(
+    "--predict",
+    type=click.Choice(["auto", "always", "never"]),
+    default="auto",
+    show_default=True,
+    help="Show typed characters before the host echoes them: on links slower than about "
+    "60 ms round trip (auto), always, or never.",
+)
 @click.argument("token", metavar="LINK|TOKEN")
 @click.pass_context
-def join(ctx: click.Context, token: str, identity_file: Path | None, **flags: Any) -> None:
+def join(
+    ctx: click.Context, token: str, identity_file: Path | None, predict: str, **flags: Any
+) -> None:
     """Attach to a shared terminal: the link `beach host` printed, or its token with --server.
     Detach with Ctrl-] then d."""
     from .invite import BadLink, is_link, parse_link
@@ -696,7 +706,12 @@ def join(ctx: click.Context, token: str, identity_file: Path | None, **flags: An
 
     async def main() -> int:
         opts = JoinOptions(
-            token, s["server"], s["connect_timeout"], tuple(s["ice_servers"]), identity_file
+            token,
+            s["server"],
+            s["connect_timeout"],
+            tuple(s["ice_servers"]),
+            identity_file,
+            predict,
         )
         return await join_and_report(opts, LocalTerminal())
 

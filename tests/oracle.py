@@ -66,6 +66,10 @@ class XtermScreen(pyte.Screen):
         self.main_buffer = None
         super().reset()
 
+    def select_graphic_rendition(self, *attrs: int, **kwargs: Any) -> None:
+        if not kwargs.get("private"):  # ESC [ > 4 ; 2 m (vim's key modes) sets no attribute
+            super().select_graphic_rendition(*attrs)
+
     def save_cursor(self) -> None:
         self.savepoints.clear()  # xterm has one save slot, not pyte's stack
         super().save_cursor()

@@ -32,9 +32,18 @@ from test_security import EvilServer, ServerThread, confirm_before_pake, evil, k
 
 from beach_cli.errors import ProtocolError
 from beach_cli.join.session import FRAME_INFLATE_MAX, INFLATE_PIECE, JoinOptions, JoinSession
+from beach_cli.link.pace import Pace
 from beach_cli.server.app import Client
 from beach_cli.wire import compression
-from beach_cli.wire.frames import FRAME_VERSION, MAX_CHUNK_BYTES, Frame, Hello, encode_hello
+from beach_cli.wire.frames import (
+    ECHO_FEATURE,
+    FRAME_VERSION,
+    MAX_CHUNK_BYTES,
+    Frame,
+    Hello,
+    encode_echo,
+    encode_hello,
+)
 from beach_cli.wire.keyplane import payload
 from beach_cli.wire.signaling import server_message
 
@@ -272,6 +281,73 @@ async def test_a_broken_deflate_stream_resyncs() -> None:
     before = term.written
     session._on_frame(Frame.SNAPSHOT, compression.standalone(b"fresh"))
     assert term.written > before
+
+
+# -- a hostile host's echo acknowledgements ------------------------------------------------------
+
+
+class TtyTerm(FakeTerm):
+    """A terminal the joiner predicts on; keeps what it is given."""
+
+    is_tty = out_is_tty = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.data = bytearray()
+
+    def write(self, data: bytes) -> None:
+        super().write(data)
+        self.data += data
+
+    def set_title(self, text: str) -> None:
+        pass
+
+
+def predicting_session() -> tuple[JoinSession, TtyTerm, FakeLink]:
+    term = TtyTerm()
+    opts = JoinOptions("abcdef-ghijkl", "ws://127.0.0.1:1/ws", predict="always")
+    session = JoinSession(opts, term)  # type: ignore[arg-type]
+    session.link = link = FakeLink()
+    link.pace = Pace()  # type: ignore[attr-defined]
+    session._done = asyncio.get_running_loop().create_future()
+    hello = Hello(FRAME_VERSION, "rw", *PTY, (ECHO_FEATURE,))
+    session._on_frame(Frame.HELLO, encode_hello(hello)[1:])
+    session._raw = True
+    session._on_frame(Frame.SNAPSHOT, b"\x1b[H\x1b[2J$ ")
+    return session, term, link
+
+
+async def test_a_malformed_echo_is_a_bad_frame() -> None:
+    session, _term, _link = predicting_session()
+    session._on_frame(Frame.ECHO, b"\x00" * 8)  # no flags byte
+    assert session._done.done()
+    exc = session._done.exception()
+    assert isinstance(exc, ProtocolError) and "malformed" in exc.message
+
+
+async def test_a_storm_of_absurd_echoes_costs_nothing_and_shows_nothing() -> None:
+    session, term, _link = predicting_session()
+    session._on_input(b"a")
+    session._on_frame(Frame.OUTPUT, b"a")
+    start = len(term.data)
+    t0 = time.process_time()
+    for i in range(20_000):  # offsets from far behind to far ahead, every flag
+        session._on_frame(Frame.ECHO, encode_echo((i * 7919) % 2**63, i % 256)[1:])
+    assert time.process_time() - t0 < 5.0
+    assert not session._done.done()
+    assert len(term.data) - start < 1024  # nothing to take back, nothing drawn
+    session._on_input(b"b")  # and typing goes on
+    assert not session._done.done()
+
+
+async def test_output_the_model_cannot_follow_drops_the_model_not_the_screen() -> None:
+    session, _term, link = predicting_session()
+    session._on_frame(Frame.OUTPUT, b"\x1b[" + b"9" * 50_000 + b"H\x1b[?1049h\x1b[?1049l")
+    assert not session._done.done()
+    assert not any(f[0] == Frame.SNAPSHOT for f in link.sent)  # no resync for the model's sake
+    assert session.echo.model is None  # (pyte cannot take a 50,000-digit parameter)
+    session._on_input(b"x")
+    assert not session._done.done()
 
 
 # -- text from the server ------------------------------------------------------------------------

@@ -88,7 +88,7 @@ VIOLATIONS = {
     },
     "redis-in-cluster-only": {"server/app.py": "import redis\n"},
     "no-cycles": {"server/metrics.py": "from beach_cli.server import app\n"},
-    "no-cycles-in-host": {"host/screen.py": "from beach_cli.host import session\n"},
+    "no-cycles-in-host": {"host/recorder.py": "from beach_cli.host import session\n"},
 }
 
 

@@ -20,7 +20,7 @@ import pyte
 import pytest
 from oracle import COLS, ROWS, XtermScreen
 
-from beach_cli.host.screen import ScreenHistory
+from beach_cli.screen.history import ScreenHistory
 
 
 def render(data: bytes, screen: XtermScreen | None = None) -> XtermScreen:

@@ -26,8 +26,11 @@ class Session:
         self.changed.set()
         return b"\x1b[H\x1b[2Jthe screen"
 
-    def keystrokes(self, data: bytes) -> None:
+    def keystrokes(self, data: bytes, writer: str) -> None:
         pass
+
+    def writes_by_others(self, writer: str) -> int:
+        return 0
 
     def sizes_changed(self) -> None:
         pass

@@ -75,6 +75,11 @@ class Joiner:
         return self._stream.deflate
 
     @property
+    def echoes(self) -> bool:
+        """It predicts local echo and takes ECHO frames."""
+        return self._stream.echoes
+
+    @property
     def relayed(self) -> bool:
         link = self._handshake.link
         if isinstance(link, HandoverLink):  # on the relay until its channel opens, or for good
@@ -152,6 +157,10 @@ class Joiner:
     def output(self, unit: bytes, raw_len: int) -> None:
         """One PTY read: a deflate unit if `deflate`, else the raw bytes."""
         self._stream.output(unit, raw_len)
+
+    def echo_state(self) -> None:
+        """The PTY's password state changed: the joiner hears it behind the output so far."""
+        self._stream.echo_state()
 
     def send_size(self, cols: int, rows: int) -> None:
         self._stream.send_size(cols, rows)

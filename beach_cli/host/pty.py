@@ -133,6 +133,19 @@ class PtyProcess:
             self.pause_reading()
             self._eof.set()
 
+    def settle(self) -> None:
+        """Read now what the child has written so far (an echo acknowledgement goes behind it)."""
+        if self._reading:
+            self._readable()
+
+    def secret_input(self) -> bool:
+        """Canonical mode with echo off: the child reads a password (getpass, sudo, read -s)."""
+        try:
+            lflag = termios.tcgetattr(self.master)[3]
+        except (termios.error, OSError):
+            return False
+        return bool(lflag & termios.ICANON) and not lflag & termios.ECHO
+
     # -- input -----------------------------------------------------------------------------------
 
     def write(self, data: bytes) -> None:

@@ -29,6 +29,7 @@ from ..keys import ROLES, Token
 from ..qr import qr_lines
 from ..rendezvous import short_url
 from ..resume import ResumeTable
+from ..screen.history import RESET, ScreenHistory
 from ..terminal import LocalTerminal
 from ..text import printable
 from ..wire.compression import Encoder
@@ -43,7 +44,6 @@ from .options import HostOptions
 from .pty import PtyProcess
 from .recorder import Recorder
 from .registration import Registration
-from .screen import RESET, ScreenHistory
 
 if TYPE_CHECKING:
     from ..identity.allowed import AllowedKeys
@@ -75,6 +75,11 @@ class HostSession:
             None if os.environ.get("BEACH_SCREEN_STATE") == "off" else ScreenHistory()
         )
         self.peers: dict[str, Joiner] = {}
+        # Writes to the PTY by each writer ("host", or a joiner's id), for predictive echo: a
+        # joiner's guesses are void once someone else typed.
+        self._writes: dict[str, int] = {}
+        self._write_total = 0
+        self._secret = False  # the PTY reads a password (as last told to echoing joiners)
         self.registration = Registration(opts, self)
         self._secrets: dict[str, str] = {}
         self.guesses = {role: GuessGate(role, self._wrong_guess) for role in ROLES}
@@ -351,6 +356,7 @@ class HostSession:
         if self.prompt.active:  # the host is answering a question, not typing to the shell
             self.prompt.key(data)
         elif self.pty is not None:
+            self._wrote("host")
             self.pty.write(data)
 
     def _on_output(self, data: bytes) -> None:
@@ -375,6 +381,7 @@ class HostSession:
             self.term.write(data)
         if self.screen is not None:
             self.screen.feed(data)
+        self._check_secret()
         if self.term.pending > LOCAL_HIGH_WATER and self.pty is not None and not self.headless:
             self.pty.pause_reading()
             self._paused = True
@@ -395,10 +402,39 @@ class HostSession:
     def alt_active(self) -> bool:
         return self.screen is not None and self.screen.alt_active
 
-    def keystrokes(self, data: bytes) -> None:
+    def keystrokes(self, data: bytes, writer: str) -> None:
         """A read-write joiner's keystrokes, each byte once."""
         if self.pty is not None:
+            self._wrote(writer)
             self.pty.write(data)
+
+    # -- predictive echo (the joiners that speak "echo": host/stream.py) -------------------------
+
+    def _wrote(self, writer: str) -> None:
+        self._writes[writer] = self._writes.get(writer, 0) + 1
+        self._write_total += 1
+
+    def writes_by_others(self, writer: str) -> int:
+        return self._write_total - self._writes.get(writer, 0)
+
+    def settle_output(self) -> None:
+        if self.pty is not None:
+            self.pty.settle()
+
+    def secret_input(self) -> bool:
+        return self.pty is not None and self.pty.secret_input()
+
+    def _check_secret(self) -> None:
+        """A program that turns echo off prints its prompt after doing so: tell the joiners
+        that predict right behind that prompt, before they guess at what is typed next."""
+        echoing = [p for p in self.peers.values() if p.state == "live" and p.echoes]
+        if not echoing:
+            return
+        secret = self.secret_input()
+        if secret != self._secret:
+            self._secret = secret
+            for peer in echoing:
+                peer.echo_state()
 
     # -- sizes -----------------------------------------------------------------------------------
 

@@ -26,6 +26,9 @@ from ..link.base import Link
 from ..link.chunks import chunked
 from ..wire import compression
 from ..wire.frames import (
+    ECHO_FEATURE,
+    ECHO_OTHERS,
+    ECHO_SECRET,
     FRAME_VERSION,
     MAX_CHUNK_BYTES,
     ExitStatus,
@@ -35,6 +38,7 @@ from ..wire.frames import (
     decode_input,
     decode_resize,
     encode_ack,
+    encode_echo,
     encode_exit,
     encode_frame,
     encode_hello,
@@ -54,7 +58,12 @@ SKIP_HISTORY = 32 * 1024
 FLOOD_WINDOW = 0.1  # s
 FLOOD_BYTES = 256 * 1024  # of output within a window: 2.6 MB/s, a thousand lines a tenth
 FLOOD_INTERVAL = 0.1  # s: fresh screens of a skip or a flood, at most this often
-FEATURES = (compression.FEATURE,)
+FEATURES = (compression.FEATURE, ECHO_FEATURE)
+# Predictive echo: a keystroke's echo is judged this long after it reached the PTY (a program
+# echoes within a millisecond or two; one that takes longer is judged wrong, and the joiner's
+# guess goes, which costs a redraw, never a wrong screen).
+ECHO_WAIT = 0.02
+ECHO_PENDING = 256  # keystroke batches awaiting their ECHO (older ones merge into newer)
 COALESCE_AFTER = 0.005  # a send within this long means output is streaming...
 COALESCE_WAIT = 0.001  # ...so wait this long for more before the next frame
 COALESCE_MIN = 4096  # ...unless there is less than this to send (an echo, a prompt)
@@ -99,6 +108,17 @@ class Stream:
         self._sender: asyncio.Task[None] | None = None
         self._dropped_input = 0  # keystrokes not for the PTY (a view-only joiner's)
         self._told_view_only = False
+        # Predictive echo ("echo" feature): when each batch of keystrokes reached the PTY,
+        # the ECHO due, and the ECHO held behind output still queued (the latest says all).
+        self.echoes = False
+        self._applied: deque[tuple[float, int]] = deque()
+        self._echo_timer: asyncio.TimerHandle | None = None
+        self._echoed = 0  # the offset the last ECHO named
+        self._others = 0  # writes by others when it was sent
+        self._echo_held: bytes | None = None
+        self._echo_after = 0  # ...until this many units have gone out
+        self._units_in = 0  # units queued, and sent (or dropped for a fresh screen), so far
+        self._units_out = 0
 
     @property
     def started(self) -> bool:
@@ -130,7 +150,9 @@ class Stream:
         if self.started and role == "rw" and record is not None:
             fresh = record.accept(offset, data)
             if fresh:
-                self.host.keystrokes(fresh)
+                self.host.keystrokes(fresh, self.id)
+                if self.echoes:
+                    self._echo_later(record.applied)
             if self._ack_timer is None:  # one ACK per burst of keystrokes
                 loop = asyncio.get_running_loop()
                 self._ack_timer = loop.call_later(ACK_DELAY, self._send_ack)
@@ -156,6 +178,59 @@ class Stream:
             delay = (1 - self._snapshots.tokens) / SNAPSHOT_RATE
             self._asked = asyncio.get_running_loop().call_later(delay, self._snapshot_due)
 
+    # -- predictive echo -------------------------------------------------------------------------
+
+    def _echo_later(self, applied: int) -> None:
+        if len(self._applied) >= ECHO_PENDING:
+            self._applied.pop()  # the newest batch stands for the one dropped before it
+        self._applied.append((time.monotonic(), applied))
+        if self._echo_timer is None:
+            self._echo_timer = asyncio.get_running_loop().call_later(ECHO_WAIT, self._echo_due)
+
+    def _echo_due(self) -> None:
+        """Keystrokes that reached the PTY ECHO_WAIT ago: what the program made of them is
+        read first, so the ECHO goes behind it."""
+        self._echo_timer = None
+        self.host.settle_output()
+        now = time.monotonic()
+        offset = None
+        while self._applied and self._applied[0][0] <= now - ECHO_WAIT + 0.001:
+            offset = self._applied.popleft()[1]
+        if self._applied:
+            wait = self._applied[0][0] + ECHO_WAIT - now
+            self._echo_timer = asyncio.get_running_loop().call_later(wait, self._echo_due)
+        if offset is not None:
+            self._echoed = offset
+            self._send_echo()
+
+    def echo_state(self) -> None:
+        """The PTY's password state changed: said behind the output so far (no new offset)."""
+        if self.echoes and self.started:
+            self._send_echo()
+
+    def _send_echo(self) -> None:
+        flags = ECHO_SECRET if self.host.secret_input() else 0
+        others = self.host.writes_by_others(self.id)
+        if others != self._others:
+            self._others = others
+            flags |= ECHO_OTHERS
+        frame = encode_echo(self._echoed, flags)
+        if self._queue or self._resync or self._echo_held is not None:
+            if self._echo_held is not None:  # the flags it said still hold: keep them
+                flags |= self._echo_held[-1] & ECHO_OTHERS
+                frame = encode_echo(self._echoed, flags)
+            self._echo_held, self._echo_after = frame, self._units_in
+            return
+        if self.link is not None:
+            self.link.send_control(frame)
+
+    def _release_echo(self) -> None:
+        """Output the held ECHO covers has gone out: it follows."""
+        if self._echo_held is not None and self._units_out >= self._echo_after:
+            frame, self._echo_held = self._echo_held, None
+            if self.link is not None:
+                self.link.send_control(frame)
+
     def _send_ack(self) -> None:
         self._ack_timer = None
         if self.link is not None and self.admission.record is not None:
@@ -169,6 +244,8 @@ class Stream:
         self.link = link
         features = tuple(f for f in FEATURES if f in self._hello.features)
         self.deflate = compression.FEATURE in features
+        self.echoes = ECHO_FEATURE in features and self.admission.role == "rw"
+        self._others = self.host.writes_by_others(self.id)
         who = self.admission
         applied = who.record.applied if who.record is not None else 0
         hello = Hello(FRAME_VERSION, who.role, cols, rows, features, applied, who.resume_id)
@@ -213,6 +290,7 @@ class Stream:
             self._send_body(link, Frame.OUTPUT, unit)
             return
         self._queue.append((unit, raw_len))
+        self._units_in += 1
         self._behind += raw_len
         self._queued += len(unit)
         if link is not None and not self._resync and self._too_late(link):
@@ -271,6 +349,7 @@ class Stream:
     def request_resync(self) -> None:
         self._skipping = False
         self._queue.clear()
+        self._units_out = self._units_in  # the fresh screen stands for them
         self._behind = 0
         self._queued = 0
         self._resync = True
@@ -314,6 +393,7 @@ class Stream:
     def _send_snapshot(self, link: Link) -> None:
         self._resync = False
         self._queue.clear()
+        self._units_out = self._units_in
         self._behind = 0
         self._queued = 0
         snap = self.host.snapshot(recent=SKIP_HISTORY if self._skipping else None)
@@ -322,6 +402,7 @@ class Stream:
         self._send_body(
             link, Frame.SNAPSHOT, compression.standalone(snap) if self.deflate else snap
         )
+        self._release_echo()
 
     def _send_queued(self, link: Link) -> None:
         """Units concatenate into one valid stream: as many as fit go in one frame. A unit
@@ -336,12 +417,15 @@ class Stream:
             return
         body = bytearray(unit)
         self._behind -= raw_len
+        self._units_out += 1
         while self._queue and len(body) + len(self._queue[0][0]) <= most:
             unit, raw_len = self._queue.popleft()
             body += unit
             self._behind -= raw_len
+            self._units_out += 1
         self._queued -= len(body)
         self._send_body(link, Frame.OUTPUT, bytes(body))
+        self._release_echo()
 
     # -- the end ---------------------------------------------------------------------------------
 
@@ -361,6 +445,8 @@ class Stream:
         self._closed = True
         if self._ack_timer is not None:
             self._ack_timer.cancel()
+        if self._echo_timer is not None:
+            self._echo_timer.cancel()
         if self._asked is not None:
             self._asked.cancel()
         if self._sender is not None:

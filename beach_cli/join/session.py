@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import importlib
 import logging
+import re
 import time
 import zlib
 from collections import deque
@@ -37,11 +38,13 @@ from ..terminal import LocalTerminal, eprint
 from ..text import printable
 from ..wire import compression
 from ..wire.frames import (
+    ECHO_FEATURE,
     FRAME_VERSION,
     ExitStatus,
     Frame,
     Hello,
     decode_ack,
+    decode_echo,
     decode_exit,
     decode_hello,
     decode_resize,
@@ -52,11 +55,13 @@ from ..wire.frames import (
     exit_reason,
 )
 from .dialer import Dialer
+from .echo import PredictiveEcho
 from .viewport import Viewport
 
 log = logging.getLogger("beach.join")
 
 DETACH_PREFIX = 0x1D  # Ctrl-]
+CURSOR_REPORT = re.compile(rb"\x1b\[(\d{1,5});(\d{1,5})R")  # the terminal's answer to DSR 6
 DETACH_KEYS = (ord("d"), ord("."))
 HELLO_TIMEOUT = 10.0
 HELLO_AGAIN = 1.0  # s before HELLO is said again (then 2, 4...), within HELLO_TIMEOUT
@@ -103,6 +108,7 @@ class JoinOptions:
     connect_timeout: float = 20.0
     ice_servers: tuple[str, ...] = ()
     identity_file: Path | None = None  # -i FILE: the SSH key to prove, if the host asks one
+    predict: str = "auto"  # predictive echo: auto, always, never (join/echo.py)
 
 
 class JoinSession:
@@ -133,6 +139,7 @@ class JoinSession:
         self.resume_id: str | None = None
         self.timings: dict[str, float] = {"start": time.monotonic()}
         self._identity: Any = None  # identity.signer.Identity, from -i FILE
+        self.echo = PredictiveEcho(opts.predict)
 
     # -- the session -------------------------------------------------------------------------
 
@@ -187,8 +194,10 @@ class JoinSession:
             self._stop_drawing()
             if self.link is not None:
                 await self.link.close()
+            if self.echo.predictor.stats.keys:
+                log.info("predictive echo: %s", self.echo.summary())
             if self._drew:
-                self.term.write(LEAVE)
+                self.term.write(self.echo.finish() + LEAVE)
                 await self.term.drain(1.0)
             self.term.restore()
 
@@ -198,7 +207,9 @@ class JoinSession:
         self._stop_drawing()
         self._hello_event.clear()
         cols, rows = self.term.size()
-        features = (compression.FEATURE,)
+        features = (compression.FEATURE,) + (
+            (ECHO_FEATURE,) if self.opts.predict != "never" else ()
+        )
         hello = encode_hello(Hello(FRAME_VERSION, self.token.role, cols, rows, features))
         # Said again while unanswered: a message sent the moment a fresh data channel opens
         # now and then never reaches the host (seen in CI; aiortc#1194 reports the same), and a
@@ -394,6 +405,7 @@ class JoinSession:
         """Drop what is not shown yet and wait for a fresh screen; OUTPUT until then is skipped
         without inflating it (a SNAPSHOT starts a deflate stream of its own)."""
         self._awaiting_snapshot = True
+        self.echo.stale()
         self.term.discard_pending()
         if self.link is not None:
             self.link.send(encode_frame(Frame.SNAPSHOT))
@@ -405,10 +417,14 @@ class JoinSession:
                 self._decompress = compression.decoder()
             self.pty_size = (self._hello.cols, self._hello.rows)
             self.viewport = Viewport(self.term.size(), self.pty_size)
+            speaks = ECHO_FEATURE in self._hello.features and self._hello.role == "rw"
+            self.echo.start(self.pty_size, speaks and self.term.out_is_tty)
+            self.echo.window(self._fits())
             self._hello_event.set()
         elif kind in (Frame.OUTPUT, Frame.SNAPSHOT):
             if kind == Frame.SNAPSHOT:
                 self._awaiting_snapshot = False
+                self.echo.fresh_screen()
                 if self._decompress is not None:
                     self._decompress = compression.decoder()
             elif self._awaiting_snapshot:
@@ -422,8 +438,13 @@ class JoinSession:
                     return pieces  # maybe more: drawn with the loop running in between
         elif kind == Frame.ACK:
             self.inputs.ack(decode_ack(body))
+        elif kind == Frame.ECHO:
+            offset, flags = decode_echo(body)
+            if self._drew and not self._awaiting_snapshot:
+                self.term.write(self.echo.echo(offset, flags))
         elif kind == Frame.RESIZE:
             self.pty_size = decode_resize(body)
+            self.term.write(self.echo.resized(self.pty_size))
             self._fit(pty=self.pty_size)
         elif kind == Frame.EXIT:
             code, sig = decode_exit(body)
@@ -470,7 +491,8 @@ class JoinSession:
             self.term.write(PUSH_TITLE)
             self._title(f"beach: {self.token.session}, {self.link.path}")
             self._fit()
-        self.term.write(self.viewport.filter(data) if self.viewport else data)
+        shown = self.viewport.filter(data) if self.viewport else data
+        self.term.write(self.echo.before_output() + shown + self.echo.after_output(data))
 
     def _fit(
         self, window: tuple[int, int] | None = None, pty: tuple[int, int] | None = None
@@ -478,11 +500,19 @@ class JoinSession:
         """Sizes changed (or first drawing): adjust the scroll region, say if we are too small."""
         if self.viewport is None or not self._drew:
             return
-        self.term.write(self.viewport.resize(window, pty))
+        self.term.write(self.echo.window(False) + self.viewport.resize(window, pty))
+        self.echo.window(self._fits())
         notice = self.viewport.notice()
         if notice is not None or self._told_small:
             self._told_small = notice is not None
             self._title(notice or "beach: your window fits the shared terminal")
+
+    def _fits(self) -> bool:
+        """Our window holds the whole PTY (a smaller one is cut off: no guesses there)."""
+        if self.viewport is None:
+            return False
+        (wc, wr), (pc, pr) = self.viewport.window, self.viewport.pty
+        return wc >= pc and wr >= pr
 
     def _title(self, text: str) -> None:
         if self.term.out_is_tty and self._raw:
@@ -491,6 +521,10 @@ class JoinSession:
     # -- keystrokes ------------------------------------------------------------------------------
 
     def _on_input(self, data: bytes) -> None:
+        if self.echo.awaits_answer:  # the terminal's cursor report, for predictive echo
+            data = self._take_answer(data)
+            if not data:
+                return
         out: bytes | None = data  # the usual keystroke, unless it holds the detach prefix
         if self._prefix or DETACH_PREFIX in data:
             out = self._detach_filter(data)
@@ -501,6 +535,15 @@ class JoinSession:
             self._title("beach: the host is not taking keystrokes; some were dropped")
         elif self.link is not None:  # else they wait in the log for the reconnect
             self._send_input(offset, out)
+            if self._drew and not self._awaiting_snapshot:
+                self.term.write(self.echo.key(out, offset + len(out), self.link.pace.rtt))
+
+    def _take_answer(self, data: bytes) -> bytes:
+        m = CURSOR_REPORT.search(data)
+        if m is None:
+            return data
+        self.echo.answer(int(m.group(1)), int(m.group(2)))
+        return data[: m.start()] + data[m.end() :]
 
     def _detach_filter(self, data: bytes) -> bytes | None:
         """Strip the detach prefix (Ctrl-]) from keystrokes; None once the person detached."""

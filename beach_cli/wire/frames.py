@@ -33,13 +33,22 @@ class Frame(IntEnum):
     NOTICE = 8  # UTF-8 text the joiner shows outside the shared screen
     SNAPSHOT = 9  # like OUTPUT, but starts a fresh screen (late join, resync)
     ACK = 10  # u64: the joiner's input up to this offset has reached the PTY
+    # u64 offset, u8 flags (ECHO_*), host -> joiner, only with the "echo" feature: the joiner's
+    # input before the offset reached the PTY at least ECHO_WAIT ago, and the output the
+    # program made of it came before this frame (predictive echo is judged against it).
+    ECHO = 11
     # Both ways, only on the relay of an early-relay join (link/handover.py): the last relayed
     # frame, the rest follow on the data channel; with the body b"relay", no channel is coming.
-    HANDOVER = 11
+    HANDOVER = 12
 
 
 _RESIZE = struct.Struct("!HH")
 _OFFSET = struct.Struct("!Q")
+_ECHO = struct.Struct("!QB")
+
+ECHO_FEATURE = "echo"
+ECHO_SECRET = 1  # the PTY is in canonical mode with echo off: a password prompt
+ECHO_OTHERS = 2  # someone else's keystrokes reached the PTY since the previous ECHO
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +145,20 @@ def decode_ack(body: bytes) -> int:
     if len(body) != _OFFSET.size:
         raise ProtocolError("malformed ack frame")
     return _OFFSET.unpack(body)[0]
+
+
+def encode_echo(offset: int, flags: int) -> bytes:
+    return encode_frame(Frame.ECHO, _ECHO.pack(offset, flags))
+
+
+def decode_echo(body: bytes) -> tuple[int, int]:
+    """The offset and flags (unknown flags are kept: a later host may say more)."""
+    if len(body) != _ECHO.size:
+        raise ProtocolError("malformed echo frame")
+    offset, flags = _ECHO.unpack(body)
+    if offset >= 2**63:
+        raise ProtocolError("malformed echo frame")
+    return offset, flags
 
 
 @dataclass(frozen=True, slots=True)
