@@ -6,7 +6,7 @@ import os
 import signal
 
 import pytest
-from conftest import BEACH, Procs, free_port, shell_ready, start_host, start_join
+from conftest import BEACH, Procs, free_port, shell_ready, start_host, start_join, wait_for_line
 
 pytestmark = pytest.mark.e2e
 
@@ -16,10 +16,20 @@ def test_server_restart_keeps_sessions_and_tokens(procs: Procs, tmp_path) -> Non
     serve = [BEACH, "serve", "--host", "127.0.0.1", "--port", str(port)]
     srv = procs.start(serve)
     srv.expect("listening")
-    host, info = start_host(procs, tmp_path, f"ws://127.0.0.1:{port}/ws")
+    log = tmp_path / "host.log"
+    host, info = start_host(
+        procs,
+        tmp_path,
+        f"ws://127.0.0.1:{port}/ws",
+        global_opts=("--log-file", str(log), "--log-level", "info"),
+    )
     shell_ready(host)
     joiner = start_join(procs, info)
     shell_ready(joiner)
+    # The session starts on the sealed relay and moves to the data channel at once: from then
+    # on (both ends moved) it needs no server.
+    wait_for_line(log, "moved to the data channel")
+    joiner.expect("connected, peer-to-peer")
 
     srv.child.kill(signal.SIGKILL)
     assert srv.exit_code() == 128 + signal.SIGKILL

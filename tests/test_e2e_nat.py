@@ -128,10 +128,12 @@ def connect(
     joiner = procs.start(
         [*world.net.exec(world.join_ns), BEACH, *join_opts, *info["join_command"][1:]]
     )
-    joiner.expect(r"connected, ([a-zA-Z -]+)", timeout=40)
-    seen = joiner.child.match.group(1).strip()
+    joiner.expect("connected, server relay", timeout=40)  # at once: the early relay
     shell_ready(joiner)
     elapsed = time.monotonic() - started
+    # Then the title says where the session settled (link/handover.py).
+    joiner.expect(r"beach: connected, ([a-zA-Z -]+)", timeout=40)
+    seen = joiner.child.match.group(1).strip()
     record("connect_seconds", round(elapsed, 3))
     record("path", seen)
     print(f"\n{path}: connected in {elapsed:.2f} s via {seen}")

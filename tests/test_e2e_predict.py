@@ -137,6 +137,9 @@ def share(procs: Procs, tmp_path: Path, link: Link, predict: str):
         rows=24,
     )
     shell_ready(proc)
+    # The session starts on the early relay; typing starts once its path has settled, whose
+    # title (text in the output) a key's pattern could otherwise match.
+    proc.expect(r"beach: connected, [^\x07]*\x07")
     return host, Terminal(proc), cast, log
 
 

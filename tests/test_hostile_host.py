@@ -80,6 +80,8 @@ def test_host_that_cannot_reclaim_registers_anew_and_shows_new_tokens(
         shell_ready(host)
         live = start_join(procs, info)
         shell_ready(live)
+        # Its session needs no server once it has moved off the early relay.
+        watch.expect(r"moved to the data channel", timeout=T)
 
         serve.proc.kill()  # no goodbye: it forgets every session
         serve.stop()

@@ -618,7 +618,8 @@ def test_a_hello_lost_as_the_channel_opens_is_said_again(
         procs, tmp_path, server, global_opts=("--log-file", str(log_file), "--log-level", "info")
     )
     shell_ready(host)
-    joiner = start_join(procs, info, PYTHONPATH=str(inject))
+    # Its HELLO on the channel (an early-relay joiner says it over the relay first).
+    joiner = start_join(procs, info, PYTHONPATH=str(inject), BEACH_EARLY_RELAY="0")
     shell_ready(joiner)
     joiner.send("echo greeted-$((6*7))\r")
     host.expect("greeted-42")

@@ -10,6 +10,12 @@ the sealed offer is made while SPAKE2 computes and goes out right behind the hos
 confirmation, before the joiner's: the joiner answers in the same flight as its confirmation,
 a round trip sooner. Only the holder of the key can open the offer, and a joiner whose
 confirmation fails has its peer connection closed unanswered.
+
+Early relay: every offer says `"early": true` (this host can stream over the sealed relay at
+once); a joiner whose sealed join says so too gets its HELLO and screen over the relay as soon
+as its answer is in, and the session moves to the data channel when that opens
+(link/handover.py). The offer may be sealed before the join arrives (an early offer), which is
+why the host says it in every offer and acts on it only once the join agrees.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from ..errors import BeachError, ConnectTimeout, ProtocolError, Refused, Securit
 from ..identity.proof import ProofRefused
 from ..keys import ROLES, KeyExchange
 from ..link.base import Link
+from ..link.handover import HandoverLink
 from ..link.relay import RelayLink
 from ..resume import ResumeRecord
 from ..wire.frames import Frame
@@ -59,6 +66,7 @@ HANDSHAKE_TIMEOUT = 30.0
 HELLO_TIMEOUT = 10.0
 LATE_HELLO = 0.8  # s: a greeting later than this is logged
 INBOX_LIMIT = 64
+EARLY_RELAY = True  # this host streams over the relay until the channel opens, if asked
 _LEFT: dict[str, Any] = {"k": "left"}  # in the inbox: the joiner hung up (compared by identity)
 
 
@@ -107,6 +115,8 @@ class Handshake:
         self._offered: PeerLink | None = None  # offered with the key exchange (see above)
         self._offering: asyncio.Task[str] | None = None  # its offer being made
         self.timeout = max(HANDSHAKE_TIMEOUT, host.opts.connect_timeout)
+        self.early = False  # both ends said "early": the relay at once (see above)
+        self.on_settled: Callable[[HandoverLink], None] | None = None  # the move is decided
 
     @property
     def offers_early(self) -> bool:
@@ -153,7 +163,7 @@ class Handshake:
     async def _drop_early_offer(self) -> None:
         """An offer made with the key exchange that the handshake never got to use."""
         await tasks.stop(self._offering)
-        if self._offered is not None and self._offered is not self.link:
+        if self._offered is not None and self._offered is not self.link:  # (None once handed over)
             await self._offered.close()
         self._offering = None
 
@@ -205,6 +215,7 @@ class Handshake:
         msg = kx.open(await self._next("sealed"))
         if msg["t"] != "join":
             raise ProtocolError(f"expected a join message, got {msg['t']}")
+        self.early = EARLY_RELAY and msg.get("early") is True
         who = self.admission
         who.resume_id, who.record, resumed = self.host.resumes.resume(msg.get("resume"), who.role)
         if resumed:
@@ -241,6 +252,8 @@ class Handshake:
             await self._send_offer(kx, await self._make_offer())
         rtc = self._offered
         assert rtc is not None
+        if self.early:
+            return await self._connect_early(kx, rtc)
         link: Link = rtc
         self.link = link
         opened = asyncio.ensure_future(rtc.wait_open(self.timeout))
@@ -263,6 +276,26 @@ class Handshake:
                 getter.cancel()
         return link
 
+    async def _connect_early(self, kx: KeyExchange, rtc: PeerLink) -> Link:
+        """The answer, then the relay at once and the channel in the background. The answer
+        is opened before any relayed frame: both share the joiner's sequence numbers."""
+        self.link = rtc
+        while rtc.pc.remoteDescription is None:
+            relay = await self._while_connecting(kx, rtc, await self._inbound())
+            if relay is not None:  # the joiner asked for the plain relay after all
+                await relay.wait_open(self.timeout)
+                return relay
+        name = f"peer {self.peer.id}"
+        relay = RelayLink(kx, self._relay_out, self._on_frame, name)
+        await relay.wait_open(self.timeout)  # open at once; this starts its heartbeat
+        link = HandoverLink(relay, rtc, self._on_frame, name, self.timeout, self.on_settled)
+        self.link = link
+        self._offered = None  # the handover link owns it now
+        for text in self._early_relay:
+            relay.deliver(text)
+        self._early_relay.clear()
+        return link
+
     async def _make_offer(self) -> str:
         from ..link.rtc import PeerLink
 
@@ -270,7 +303,7 @@ class Handshake:
         return await self._offered.make_offer()
 
     async def _send_offer(self, kx: KeyExchange, sdp: str, unconfirmed: bool = False) -> None:
-        offer = kx.seal({"t": "offer", "sdp": sdp}, unconfirmed=unconfirmed)
+        offer = kx.seal({"t": "offer", "sdp": sdp, "early": EARLY_RELAY}, unconfirmed=unconfirmed)
         await self.host.signal(self.peer.id, offer)
 
     async def _while_connecting(
@@ -308,6 +341,8 @@ class Handshake:
         speaks; the link it greeted on is returned. Until then the joiner may still switch to
         the relay: its wait for the channel can end just as ours opens, and the joiner's choice
         is the one both ends follow (its relayed HELLO waits in `_early_relay` meanwhile)."""
+        if isinstance(self.link, HandoverLink):
+            return await self._hello_early(self.link)
         greeted = asyncio.ensure_future(self._greeted.wait())
         started = time.monotonic()
         try:
@@ -329,6 +364,23 @@ class Handshake:
             log.info("peer %s: greeted %.1f s after the channel opened", self.peer.id, took)
         assert self.link is not None
         return self.link
+
+    async def _hello_early(self, link: HandoverLink) -> Link:
+        """The joiner's HELLO over the relay (or, held until its marker, the channel); nothing
+        more comes as signals (its answer is in)."""
+        greeted = asyncio.ensure_future(self._greeted.wait())
+        lost = asyncio.ensure_future(link.lost.wait())
+        try:
+            await asyncio.wait(
+                {greeted, lost}, timeout=HELLO_TIMEOUT, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            greeted.cancel()
+            lost.cancel()
+        if not self._greeted.is_set():
+            raise BeachError("the joiner never said hello")
+        log.info("peer %s: greeted over the %s, before the data channel", self.peer.id, link.path)
+        return link
 
     async def _before_hello(self, kx: KeyExchange, data: dict[str, Any]) -> None:
         """A signal after our side of the channel opened: the switch to the relay, or a late
@@ -368,6 +420,8 @@ class Handshake:
         """A relayed frame from the joiner."""
         if isinstance(self.link, RelayLink):
             self.link.deliver(text)
+        elif isinstance(self.link, HandoverLink):
+            self.link.relay.deliver(text)
         elif len(self._early_relay) < INBOX_LIMIT:
             # Relayed frames can overtake the sealed switch to the relay, which waits its turn
             # in the inbox: keep them for the RelayLink.

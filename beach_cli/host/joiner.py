@@ -12,6 +12,7 @@ import asyncio
 import logging
 from typing import Any
 
+from ..link.handover import HandoverLink
 from ..link.relay import RelayLink
 from ..wire.frames import ExitStatus
 from .contract import JoinerHost
@@ -40,6 +41,7 @@ class Joiner:
         self._handshake = Handshake(
             host, self, admission, ice_servers, stream.on_frame, stream.greeted
         )
+        self._handshake.on_settled = self._settled
         self.task = asyncio.create_task(self._run(), name=f"peer-{peer_id}")
 
     # -- facts -----------------------------------------------------------------------------------
@@ -79,7 +81,10 @@ class Joiner:
 
     @property
     def relayed(self) -> bool:
-        return isinstance(self._handshake.link, RelayLink)
+        link = self._handshake.link
+        if isinstance(link, HandoverLink):  # on the relay until its channel opens, or for good
+            return link.relayed
+        return isinstance(link, RelayLink)
 
     @property
     def hung_up(self) -> bool:
@@ -114,6 +119,11 @@ class Joiner:
                 await self._handshake.link.close()
             self._host.peer_gone(self)
 
+    def _settled(self, link: HandoverLink) -> None:
+        """An early-relay joiner's path is decided: the data channel, or the relay for good."""
+        if link.relayed and self._state == "live":
+            self._host.notify(f"{self.label}: no direct path, continuing via the server")
+
     # -- the server's news -----------------------------------------------------------------------
 
     def deliver(self, data: dict[str, Any]) -> None:
@@ -129,7 +139,7 @@ class Joiner:
         """The server says the joiner hung up. Once WebRTC is under way the data channel
         decides liveness: joiners hang up on the server as soon as their channel opens."""
         link = self._handshake.link
-        if link is not None and not isinstance(link, RelayLink):
+        if link is not None and not link.through_server:
             return
         if not self._handshake.hear_left():
             self.close()

@@ -12,6 +12,7 @@ from typing import Any
 from ..errors import BeachError, ServerUnreachable
 from ..keys import Token
 from ..link.base import Link
+from ..link.handover import HandoverLink
 from ..link.relay import RelayLink
 from ..rendezvous import SignalingClient
 from ..wire.frames import Frame
@@ -63,7 +64,7 @@ class Dialer:
         relayed = False
         try:
             link = await handshake.run()
-            relayed = isinstance(link, RelayLink)
+            relayed = isinstance(link, RelayLink | HandoverLink)
             return link
         except ServerUnreachable:
             if handshake.step == "server":
@@ -75,7 +76,8 @@ class Dialer:
             raise
         finally:
             # Once a peer-to-peer channel is open the session needs no server: hang up. A
-            # relayed session keeps the connection; its link closes it.
+            # relayed session keeps the connection; its link closes it (an early-relay one once
+            # both directions have moved to the data channel).
             if not relayed:
                 await sig.close()
 

@@ -2,6 +2,11 @@
 
     server -> introduce -> pake -> confirm [-> prove] -> offer [-> approval] -> open [-> relay]
 
+Early relay: our sealed join says `"early": true`; a host whose offer says so too streams over
+the sealed relay at once, and `open` returns a HandoverLink that moves to the data channel when
+it opens (link/handover.py), instead of waiting for the channel. BEACH_EARLY_RELAY=0 joins as
+before (the channel first).
+
 `Handshake.step` is the current step. Each step waits for what only it may receive, under its
 own deadline (see `_limit`), and names the step after it; a wait that runs out says which
 step's answer never came. Key-plane messages out of their step are a security failure: only
@@ -13,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -31,6 +37,7 @@ from ..errors import (
 from ..keys import KeyExchange, Token
 from ..link import reach
 from ..link.base import Link
+from ..link.handover import HandoverLink
 from ..link.ice import merge
 from ..rendezvous import SignalingClient
 from ..wire.frames import Frame
@@ -44,6 +51,11 @@ P2P_WAIT = 10.0
 # ...and when the candidates show no direct path could open (say this network lets no UDP out):
 # still long enough for a routed private network, which the candidates cannot reveal.
 P2P_WAIT_UNLIKELY = 3.0
+
+# A settled path is said in the title once the session has had time to enter the terminal
+# (a title set before that is not shown).
+SETTLED_NOTICE_AFTER = 0.1  # s after the host's HELLO
+HELLO_WAIT = 10.0  # s: no HELLO by then, no title (the session gives up on the host anyway)
 
 log = logging.getLogger("beach.dial")
 
@@ -131,6 +143,11 @@ class Handshake:
         self._host_sdp = ""  # the host's offer
         self._hints: list[str] | None = None  # the host asks for an SSH key (see identity/)
         self._link: Any = None  # the peer-to-peer link being opened, then the open link
+        self.early = os.environ.get("BEACH_EARLY_RELAY", "1") != "0"  # we ask for it
+        self._host_early = False  # the host's offer says it can
+        self._greeted = asyncio.Event()  # the host's HELLO came (on an early-relay link)
+        self._notice: asyncio.TimerHandle | None = None
+        self._tasks: set[asyncio.Future[None]] = set()
 
     def _limit(self, step: str) -> float | None:
         """How long `step` waits for its messages. The direct attempt has no deadline of its
@@ -154,7 +171,7 @@ class Handshake:
             raise
         link: Link = self._link
         self.marks["open"] = time.monotonic()
-        self.status(f"connected, {link.path}")
+        self.status(f"connected, {link.path}")  # an early-relay link's title says where it goes
         return link
 
     @property
@@ -279,7 +296,9 @@ class Handshake:
         await self.sig.send("signal", to="host", data=self.kx.confirmation())
         # First sealed word: who we were before, if this is a reconnect.
         await self.sig.send(
-            "signal", to="host", data=self.kx.seal({"t": "join", "resume": self.resume})
+            "signal",
+            to="host",
+            data=self.kx.seal({"t": "join", "resume": self.resume, "early": self.early}),
         )
         self.marks["keys"] = time.monotonic()
         self.status("key confirmed; connecting peer-to-peer")
@@ -292,6 +311,7 @@ class Handshake:
             sealed = self._sealed(await self._signal())
             if sealed["t"] == "offer":
                 self._host_sdp = sealed["sdp"]
+                self._host_early = sealed.get("early") is True
                 return "open"
             if sealed["t"] == "prove" and self.step == "offer" and self._hints is None:
                 self._hints = sealed["hints"]
@@ -311,6 +331,9 @@ class Handshake:
         answer = await peer.accept_offer(self._host_sdp)
         await self.sig.send("signal", to="host", data=self.kx.seal({"t": "answer", "sdp": answer}))
         wait = self._p2p_wait(answer)
+        if self.early and self._host_early:
+            await self._early_relay(peer, wait)
+            return None
         self.status(
             f"connecting peer-to-peer (through the server instead if nothing opens in {wait:.0f} s)"
         )
@@ -338,6 +361,37 @@ class Handshake:
         log.info("no peer-to-peer path opened; relaying through the server")
         self.status("no direct path; relaying through the server")
         return "relay"
+
+    async def _early_relay(self, peer: Any, wait: float) -> None:
+        """Both ends said "early": the relay now (our answer is sealed before any relayed
+        frame, as the host opens them in order), the channel when it opens within `wait`."""
+        relay = await relay_through(self.sig, self.kx, self._frames, ask=False)
+        self._link = HandoverLink(relay, peer, self._frames, "host", wait, self._settled)
+        log.info("streaming through the server relay until the data channel opens")
+
+    def _frames(self, kind: Frame, body: bytes) -> None:
+        if kind == Frame.HELLO:
+            self._greeted.set()
+        self.on_frame(kind, body)
+
+    def _settled(self, link: HandoverLink) -> None:
+        """The path is decided: say which in the title (as a NOTICE from the link itself)."""
+        text = f"beach: connected, {link.path}" + (" (no direct path)" if link.relayed else "")
+
+        def say() -> None:
+            self._notice = None
+            if not link.lost.is_set():
+                self.on_frame(Frame.NOTICE, text.encode())
+
+        async def when_greeted() -> None:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(HELLO_WAIT):
+                    await self._greeted.wait()
+            self._notice = asyncio.get_running_loop().call_later(SETTLED_NOTICE_AFTER, say)
+
+        task = asyncio.ensure_future(when_greeted())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _prove(self) -> str:
         """The host admits only certain SSH keys: sign this handshake with one of ours, or

@@ -19,12 +19,17 @@ log = logging.getLogger("beach.dial")
 
 
 async def relay_through(
-    sig: SignalingClient, kx: KeyExchange, on_frame: Callable[[Frame, bytes], None]
+    sig: SignalingClient,
+    kx: KeyExchange,
+    on_frame: Callable[[Frame, bytes], None],
+    ask: bool = True,
 ) -> RelayLink:
-    """Ask the host for the relay and carry frames through the server; from now on the link
-    owns the signaling connection (closing the link hangs up). The host's relayed frames may
-    follow our request at once: they wait on the connection until the reader takes them."""
-    await sig.send("signal", to="host", data=kx.seal({"t": "relay"}))
+    """Ask the host for the relay (unless `ask` is False: an early-relay join, where both ends
+    agreed on it already) and carry frames through the server; from now on the link owns the
+    signaling connection (closing the link hangs up). The host's relayed frames may follow our
+    request at once: they wait on the connection until the reader takes them."""
+    if ask:
+        await sig.send("signal", to="host", data=kx.seal({"t": "relay"}))
 
     async def send_text(text: str) -> None:
         await sig.send("relay", to="host", data=text)

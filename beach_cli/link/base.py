@@ -53,6 +53,7 @@ PING_BYTES = 8
 
 class Link:
     path = "?"  # how the bytes travel, for the person watching
+    through_server = False  # the peer's frames reach us through the server (the relay)
 
     def __init__(self, on_frame: Callable[[Frame, bytes], None], name: str) -> None:
         self.name = name
@@ -193,6 +194,17 @@ class Link:
             self._control[frame[0]] = frame
             return True
         return self.send(frame)
+
+    def redirect(self, on_frame: Callable[[Frame, bytes], None]) -> None:
+        """From now on frames go to `on_frame` (a link handed over to another: handover.py)."""
+        self._on_frame = on_frame
+
+    def flush_held(self) -> None:
+        """Send every held control frame now, whatever the backlog: the last word on a path
+        that is being left (they are small, and one of each kind at most)."""
+        while self._control and not self.lost.is_set():
+            kind = next(iter(self._control))
+            self.send(self._control.pop(kind))
 
     def _flush_control(self) -> None:
         while self._control and self.buffered <= self.high_water and not self.lost.is_set():

@@ -34,6 +34,7 @@ def split_frame(frame: bytes) -> list[bytes]:
 
 class RelayLink(Link):
     path = "server relay"
+    through_server = True
 
     def __init__(
         self,
@@ -49,6 +50,8 @@ class RelayLink(Link):
         self._queued = 0  # characters in _queue (Link caps it, as for a data channel)
         self._taken = 0  # messages handed to the server
         self._wake = asyncio.Event()
+        self.idle = asyncio.Event()  # everything queued has been handed to the server
+        self.idle.set()
         self._writer = asyncio.create_task(self._write_loop())
         self.on_shutdown: list[Callable[[], Awaitable[None]]] = []
         self._opened()
@@ -58,6 +61,7 @@ class RelayLink(Link):
             text = self.kx.seal_frame(piece)  # sealed now, so sequence numbers follow send order
             self._queue.append(text)
             self._queued += len(text)
+        self.idle.clear()
         self._wake.set()
 
     @property
@@ -86,6 +90,8 @@ class RelayLink(Link):
                     return
                 if self._queued <= self._low_water:
                     self._drained()
+            if not self._queue:
+                self.idle.set()
 
     def deliver(self, text: str) -> None:
         """A relayed message from the peer (via the server)."""

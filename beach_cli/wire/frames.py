@@ -37,6 +37,9 @@ class Frame(IntEnum):
     # input before the offset reached the PTY at least ECHO_WAIT ago, and the output the
     # program made of it came before this frame (predictive echo is judged against it).
     ECHO = 11
+    # Both ways, only on the relay of an early-relay join (link/handover.py): the last relayed
+    # frame, the rest follow on the data channel; with the body b"relay", no channel is coming.
+    HANDOVER = 12
 
 
 _RESIZE = struct.Struct("!HH")
