@@ -1,6 +1,7 @@
 """beach_cli/link/sctp_tuning.py between two real aiortc peers on this machine's interface: a
 SACK for every second DATA packet during bulk output, every byte in order, a gap acknowledged
-at once (a packet dropped on purpose), a lone packet after an idle spell acknowledged at once,
+at once (a packet dropped on purpose), a lone packet after an idle spell and a small one amid
+traffic acknowledged at once,
 the bigger receive buffer on every ICE socket; through a UDP relay that delays every datagram
 (a link with a known round trip), the retransmission timeout at its floor, a dropped packet
 resent by the T3 timer after it, backed off and reset, and no spurious retransmission while
@@ -33,6 +34,7 @@ from beach_cli.link.sctp_tuning import (
     RTO_MIN,
     RTO_SLACK,
     SACK_DELAY,
+    SMALL_PACKET,
     DelayedSackTransport,
     RtoTransport,
     Tally,
@@ -466,25 +468,48 @@ async def test_a_dropped_packet_is_resent_by_the_timer_after_the_floor(
     assert tx._rto == pytest.approx(expected_rto(tx)) and tx._rto < 1.5 * floor
 
 
+async def spend_quick_acks(p: Pair) -> None:
+    payload = os.urandom(2 * 1024 * 1024)  # ~1,800 packets: QUICK_START spent
+    assert await transfer(p, payload) == payload
+
+
+async def trickle(p: Pair, message: bytes) -> list[str]:
+    """KEYSTROKES messages, each arriving ~130 ms after the last (within SACK_DELAY: the
+    receive side is never idle); what the receiver did meanwhile, "data" or "sack"."""
+    held = Tally.attach(p.rx, trace=True)
+    for i in range(KEYSTROKES):
+        p.channel.send(message)
+        assert await asyncio.wait_for(p.inbox.get(), TIMEOUT) == message, i
+        await asyncio.sleep(SACK_DELAY - 2 * DELAY - 0.02)
+    await settled(p.tx, idle(p.tx))
+    return [kind for kind, _ in held.events]
+
+
 async def test_held_sacks_cause_no_spurious_retransmission(linked: tuple[Pair, Relay]) -> None:
-    """Bulk output past the quick-ack packets, then keystrokes close enough that the receiver
-    holds every other SACK (and the last one for its whole SACK_DELAY): nothing is resent."""
+    """Bulk output past the quick-ack packets, then lines of output close enough that the
+    receiver holds every other SACK (and the last one for its whole SACK_DELAY): nothing is
+    resent."""
     p, relay = linked
     tx = p.tx
     first_tsn = tx._local_tsn
     sent = Tally.attach(tx)
-    held = Tally.attach(p.rx, trace=True)
-    payload = os.urandom(2 * 1024 * 1024)  # ~1,800 packets: QUICK_START spent
-    assert await transfer(p, payload) == payload
-    mark = len(held.events)
-    for i in range(KEYSTROKES):  # each arrives ~130 ms after the last: within SACK_DELAY
-        p.channel.send(b"k%d" % i)
-        assert await asyncio.wait_for(p.inbox.get(), TIMEOUT) == b"k%d" % i
-        await asyncio.sleep(SACK_DELAY - 2 * DELAY - 0.02)
-    await settled(tx, idle(tx))
-    kinds = [kind for kind, _ in held.events[mark:]]
+    await spend_quick_acks(p)
+    kinds = await trickle(p, os.urandom(2 * SMALL_PACKET))
     assert kinds.count("data") == KEYSTROKES
-    assert kinds.count("sack") <= KEYSTROKES // 2 + 1  # held: one SACK per two keystrokes
+    assert kinds.count("sack") <= KEYSTROKES // 2 + 1  # held: one SACK per two packets
     assert relay.dropped == 0
     assert tx.timeouts == 0
     assert sent.data_out == (tx._local_tsn - first_tsn) % 2**32  # each TSN sent once
+
+
+async def test_keystrokes_amid_traffic_are_acknowledged_at_once(
+    linked: tuple[Pair, Relay],
+) -> None:
+    """Small packets get a SACK each even when the receive side is busy, so what the sender
+    measures is the round trip alone and its timeout stays at the floor."""
+    p, _ = linked
+    await spend_quick_acks(p)
+    assert alternate(await trickle(p, b"k"), KEYSTROKES)
+    tx = p.tx
+    await keystrokes(p, 10)  # SRTT and RTTVAR settle on the keystrokes' round trips
+    assert tx._rto == pytest.approx(tx._srtt + RTO_SLACK) == expected_rto(tx)

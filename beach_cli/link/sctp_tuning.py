@@ -8,8 +8,9 @@
 2. Delayed SACKs (RFC 9260 §6.2). Stock aiortc acknowledges every DATA packet at once: one
    SACK to seal, send, open and process for every packet. `DelayedSackTransport` acknowledges
    every second packet, or SACK_DELAY after an unacknowledged one, and at once on a gap, a
-   duplicate, a filled gap, and for the first packets after the receive side was idle (a
-   keystroke's echo is acknowledged as promptly as before, and slow start is not slowed).
+   duplicate, a filled gap, a small packet, and for the first packets after the receive side
+   was idle (a keystroke's echo is acknowledged as promptly as before, and slow start is not
+   slowed).
 3. A retransmission timeout that fits the link. aiortc never waits less than 1 s (and 3 s
    before its first measurement) to resend a lost packet, and never backs off; a keystroke or
    its echo has nothing behind it to trigger a fast retransmit, so on a lossy link one in a
@@ -59,6 +60,13 @@ SACK_DELAY = 0.2
 # bandwidth-delay product of 20 Mbit/s at 40 ms (100 KB).
 QUICK_START = 1024
 QUICK_AFTER_IDLE = 128
+# A packet shorter than this (a keystroke, its echo, a prompt) is acknowledged at once too, even
+# amid other packets: its sender likely has nothing behind it, and a SACK held for it would
+# only add to the round trips that sender measures. Typing faster than one key per SACK_DELAY
+# would otherwise hold every other keystroke's SACK until the next key, and grow the typist's
+# retransmission timeout by half that wait. Bulk output fills its packets (aiortc sends one
+# chunk a packet: 1,188 bytes, a 64 KiB message's last fragment 604); its SACKs stay delayed.
+SMALL_PACKET = 300  # bytes of SCTP packet: ~270 of a message
 # The retransmission timeout, RFC 6298 §2 with its "G" term: RTO = SRTT + max(4 RTTVAR,
 # RTO_SLACK), within [RTO_MIN, RTO_MAX]. A peer may hold its SACK of a packet for up to 200 ms
 # (ours: SACK_DELAY; usrsctp's default, Firefox; dcsctp's, Chrome: the lesser of 200 ms and
@@ -119,6 +127,11 @@ class DelayedSackTransport(RTCSctpTransport):
         self._sack_task: asyncio.Future[None] | None = None
         self._data_heard = float("-inf")  # loop time of the last packet with DATA
         self._sack_quick = QUICK_START  # packets still to acknowledge one by one
+        self._small = False  # the packet being handled is shorter than SMALL_PACKET
+
+    async def _handle_data(self, data: bytes) -> None:
+        self._small = len(data) < SMALL_PACKET
+        await super()._handle_data(data)
 
     async def _send_sack(self) -> None:
         loop = asyncio.get_running_loop()
@@ -133,6 +146,7 @@ class DelayedSackTransport(RTCSctpTransport):
         self._sack_quick -= quick
         if (
             quick
+            or self._small
             or self._sack_held >= 2
             or self._sack_misordered  # a gap: the sender needs it for fast retransmit
             or self._sack_gap  # the gap this packet filled
