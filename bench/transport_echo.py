@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import sys
 from collections.abc import Iterator
@@ -104,6 +105,7 @@ def main() -> None:
     p.add_argument("--profile", default="mobile", choices=[p.name for p in PROFILES])
     p.add_argument("--rounds", type=int, default=4)
     p.add_argument("--keystrokes", type=int, default=250, help="per variant and round")
+    p.add_argument("--json", help="also write every sample (seconds) here")
     args = p.parse_args()
     ctx = Context(replace(Options(), warmup=5))
     try:
@@ -115,6 +117,9 @@ def main() -> None:
         print(f"{args.profile}: {args.rounds} rounds x {args.keystrokes} keystrokes per variant")
         print(f"load average {load0:.2f} at the start, {os.getloadavg()[0]:.2f} at the end")
         print("\n".join(table(samples)))
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump(samples, f)
     finally:
         ctx.close()
 

@@ -4,7 +4,8 @@ at once (a packet dropped on purpose), a lone packet after an idle spell and a s
 traffic acknowledged at once,
 the bigger receive buffer on every ICE socket; through a UDP relay that delays every datagram
 (a link with a known round trip), the retransmission timeout at its floor, a dropped packet
-resent by the T3 timer after it, backed off and reset, and no spurious retransmission while
+resent by the T3 timer after it, backed off and reset, one with a packet behind it resent on
+the first SACK that shows it missing (early retransmit), and no spurious retransmission while
 SACKs are held; and stock aiortc wherever the tuning must not apply (an untested aiortc,
 BEACH_SCTP_TUNING=off, BEACH_SCTP_RTO=stock for the timeout alone)."""
 
@@ -466,6 +467,26 @@ async def test_a_dropped_packet_is_resent_by_the_timer_after_the_floor(
     # ...until a packet sent once is acknowledged: back to the floor.
     await keystrokes(p, 1)
     assert tx._rto == pytest.approx(expected_rto(tx)) and tx._rto < 1.5 * floor
+
+
+async def test_a_lost_packet_with_one_behind_it_is_resent_without_the_timer(
+    linked: tuple[Pair, Relay],
+) -> None:
+    """A lost echo and the keystroke ACK sent after it: the ACK's SACK shows the gap, and with
+    two packets in flight that one report is enough (RFC 5827): resent after a round trip,
+    where three reports would never come and the T3 timer would decide."""
+    p, relay = linked
+    tx = p.tx
+    await keystrokes(p, 10)
+    sent = Tally.attach(tx)
+    relay.drop = 1
+    p.channel.send(b"lost")
+    p.channel.send(b"next")
+    assert await asyncio.wait_for(p.inbox.get(), TIMEOUT) == b"lost"
+    assert await asyncio.wait_for(p.inbox.get(), TIMEOUT) == b"next"
+    assert relay.dropped == 1
+    assert sent.data_out == 3 and tx.timeouts == 0  # resent once, by the SACK, not the timer
+    await settled(tx, idle(tx))
 
 
 async def spend_quick_acks(p: Pair) -> None:

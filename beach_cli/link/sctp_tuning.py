@@ -15,12 +15,14 @@
    before its first measurement) to resend a lost packet, and never backs off; a keystroke or
    its echo has nothing behind it to trigger a fast retransmit, so on a lossy link one in a
    hundred waited over a second. `RtoTransport` computes RFC 6298's RTO with a floor just
-   above what a peer's delayed SACK can add, and backs off as RFC 9260 §6.3.3 says.
+   above what a peer's delayed SACK can add, and backs off as RFC 9260 §6.3.3 says; and
+   with fewer than four packets in flight, it resends a packet that a later one's SACK shows
+   missing at once (RFC 5827's early retransmit) instead of waiting for three such SACKs.
 
 The last two override private methods, so they are installed only on the aiortc minor version
 they were tested with, and only if what they rely on is there; otherwise aiortc stays stock.
 `BEACH_SCTP_TUNING=off` turns all three off (for an A/B comparison, or if one ever misbehaves);
-`BEACH_SCTP_RTO=stock` keeps only aiortc's own timeout (an A/B of the third alone).
+`BEACH_SCTP_RTO=stock` keeps aiortc's own timeout and fast retransmit (an A/B of the third).
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from typing import Any
 import aioice.turn
 import aiortc
 import aiortc.rtcpeerconnection
-from aiortc.rtcsctptransport import DataChunk, RTCSctpTransport, SackChunk
+from aiortc.rtcsctptransport import DataChunk, RTCSctpTransport, SackChunk, uint32_gt
 
 log = logging.getLogger("beach.sctp")
 
@@ -87,6 +89,13 @@ BACKOFF_MAX = 3.0
 # Before the first measurement (the INIT, the COOKIE ECHO, the channel's opening): RFC 9260's
 # RTO.Initial, 1 s, where aiortc has RFC 4960's 3 s.
 RTO_INITIAL = 1.0
+# Fast retransmit waits for a packet to be reported missing by three SACKs (aiortc counts
+# "misses" to 3); with fewer than EARLY_RETRANSMIT packets in flight and nothing more to send
+# there will never be three, and the timer decides. RFC 5827 lowers the count to the packets in
+# flight minus one: a lost echo with the keystroke ACK that follows it 50 ms later is resent a
+# round trip after it, not an RTO.
+EARLY_RETRANSMIT = 4
+MISSES = 3  # aiortc's fast-retransmit threshold (rtcsctptransport: `_misses == 3`)
 # What the stock transport relies on, checked before our subclass replaces it.
 _METHODS = (
     "_handle_data",
@@ -96,6 +105,7 @@ _METHODS = (
     "_update_rto",
     "_t3_expired",
     "_t1_expired",
+    "_receive_sack_chunk",
 )
 _STATE = (
     "_sack_needed",
@@ -106,6 +116,9 @@ _STATE = (
     "_srtt",
     "_rttvar",
     "_t3_handle",
+    "_sent_queue",
+    "_outbound_queue",
+    "_data_channel_queue",
 )
 
 DATA_CHUNK_TYPE = 0  # RFC 9260 §3.2
@@ -207,6 +220,25 @@ class RtoTransport(DelayedSackTransport):
         self.timeouts += 1
         self._back_off()
         super()._t3_expired()
+
+    async def _receive_sack_chunk(self, chunk: SackChunk) -> None:
+        if chunk.gaps and not self._outbound_queue and not self._data_channel_queue:
+            self._early_retransmit(chunk)
+        await super()._receive_sack_chunk(chunk)
+
+    def _early_retransmit(self, sack: SackChunk) -> None:
+        """RFC 5827 §3.2: count this SACK's report of a missing packet as if it were the
+        third when few are in flight. aiortc strikes each chunk missing below the highest one
+        this SACK newly acknowledges and resends it at the third strike: we only start the
+        count nearer to it."""
+        cumulative = sack.cumulative_tsn
+        flight = [c for c in self._sent_queue if uint32_gt(c.tsn, cumulative)]
+        if not flight or len(flight) >= EARLY_RETRANSMIT:
+            return
+        head = MISSES - max(len(flight) - 1, 1)  # strikes that count as already made
+        for c in flight:
+            if not c._acked and not c._retransmit:
+                c._misses = max(c._misses, head)
 
     def _t1_expired(self) -> None:
         # RFC 9260 §5.1 C: the INIT or COOKIE ECHO is resent after a doubled RTO too (1, 2,
