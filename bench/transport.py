@@ -4,7 +4,9 @@ bigger UDP receive buffers and delayed SACKs), A/B in one run: two processes
 64 KiB messages with beach's water marks for a fast path, pairs interleaved so drift hits both
 alike; then 8-byte echoes (a keystroke's), and a shorter stream over a 150 ms round trip (each
 peer holds its datagrams: this kernel has no netem) where delayed SACKs could slow aiortc's
-slow start. A third column is delayed SACKs alone, with the buffer a stock rmem_max allows."""
+slow start, then three echoes there, the last one's reply lost once (its retransmission
+timeout: aiortc's floor is 1 s, the tuning's ~RTT + 250 ms). A third column is delayed SACKs
+alone, with the buffer a stock rmem_max allows."""
 
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ from .stats import fmt, fmt_ratio, median, percentile, ratio
 MESSAGE = 64 * 1024
 ROUND_TRIP = 0.150  # the "far" row: each end holds its datagrams half of this
 FAR_BYTES = 2_000_000
+LOST_ECHO = 2  # the far run's echoes: two that measure the round trip, then one lost once
 # BEACH_SCTP_TUNING for both ends, and the receive buffer they ask for (None: as configured).
 # "sacks" is what a machine with a stock net.core.rmem_max (208 KiB) gets: delayed SACKs only.
 STOCK_RMEM_MAX = 212_992
@@ -49,6 +52,7 @@ SPEC = Spec(
         "8-byte echo round trip p99, ms",
         "first echo right after the bulk, ms",
         "bulk over a 150 ms round trip, s",
+        "then an echo whose reply is lost once, ms",
     ),
     targets=("tuned data channel: >= 1.4x stock throughput, <= 0.8x sender CPU, no drops",),
 )
@@ -71,13 +75,18 @@ async def _readline(proc: asyncio.subprocess.Process, timeout: float) -> dict[st
 
 
 async def _pair(
-    total: int, pings: int, mode: tuple[str, int | None], timeout: float, delay: float = 0.0
+    total: int,
+    pings: int,
+    mode: tuple[str, int | None],
+    timeout: float,
+    delay: float = 0.0,
+    lose_echo: int = -1,
 ) -> dict[str, Any]:
     tuning, rcvbuf = mode
     env = proc_env(BEACH_SCTP_TUNING=tuning)
     argv = [PYTHON, "-m", "bench.transport_program"]
     common = ["--bytes", str(total), "--message", str(MESSAGE), "--pings", str(pings)]
-    common += ["--timeout", str(timeout), "--delay", str(delay)]
+    common += ["--timeout", str(timeout), "--delay", str(delay), "--lose-echo", str(lose_echo)]
     common += ["--rcvbuf", str(rcvbuf)] if rcvbuf else []
     pipes: dict[str, Any] = {"stdin": asyncio.subprocess.PIPE, "stdout": asyncio.subprocess.PIPE}
     procs = [
@@ -120,8 +129,18 @@ def run(ctx: Context) -> Section:
             # Slow start, where delayed SACKs could cost most: a long round trip, no rate limit
             # (the receive buffer makes no difference there, so "sacks" is not run again).
             if name != "sacks":
-                far = asyncio.run(_pair(far_bytes, 2, mode, opts.timeout, delay=ROUND_TRIP / 2))
+                far = asyncio.run(
+                    _pair(
+                        far_bytes,
+                        LOST_ECHO + 1,
+                        mode,
+                        opts.timeout,
+                        delay=ROUND_TRIP / 2,
+                        lose_echo=LOST_ECHO,
+                    )
+                )
                 run["far"] = far["sender"]["wall"]
+                run["far_lost"] = 1000 * far["sender"]["trips"][LOST_ECHO]
             runs[name].append(run)
     # DATA chunks the stream needs once: each message is fragmented on its own.
     full, rest = divmod(total, MESSAGE)
@@ -145,8 +164,9 @@ def run(ctx: Context) -> Section:
         lambda run: 1000 * percentile(run["sender"]["trips"], 99),
         lambda run: 1000 * run["sender"]["trips"][0],
         lambda run: run.get("far"),
+        lambda run: run.get("far_lost"),
     )
-    digits = (1, 2, 2, 2, 0, 0, 0, 0, 2, 2, 2, 2)
+    digits = (1, 2, 2, 2, 0, 0, 0, 0, 2, 2, 2, 2, 0)
     rows = []
     for label, pick, d in zip(SPEC.labels, picks, digits, strict=True):
         stock, sacks, tuned = (med(name, pick) for name in MODES)
@@ -166,7 +186,10 @@ def run(ctx: Context) -> Section:
         f"{total / 1e6:.1f} MB in {MESSAGE // 1024} KiB messages, {opts.reps} pair(s) per mode, "
         f"load average {os.getloadavg()[0]:.2f}. The round-trip row sends "
         f"{far_bytes / 1e6:.1f} MB with every datagram held {1000 * ROUND_TRIP / 2:.0f} ms by "
-        "its sender (no rate limit: the time is slow start's). The tuned receive buffer is "
+        "its sender (no rate limit: the time is slow start's); then echoes over that link, "
+        "the reply to the third lost once in the receiver's own send path: with nothing sent "
+        "behind it, the retransmission timer resends it (aiortc: after at least 1 s; tuned: "
+        "SRTT + max(4 RTTVAR, 250 ms)). The tuned receive buffer is "
         "what the kernel grants (net.core.rmem_max caps it; docs/operations.md); drops are "
         "the whole namespace's, so other traffic on a busy machine adds to them.",
     ]

@@ -19,6 +19,7 @@ from typing import Any
 import aioice.turn
 from aioice.ice import StunProtocol
 from aiortc import RTCPeerConnection, RTCSessionDescription
+from aiortc.rtcsctptransport import DataChunk
 
 from beach_cli.link import sctp_tuning
 from beach_cli.link.base import HIGH_WATER
@@ -108,7 +109,20 @@ async def sender(total: int, size: int, pings: int, timeout: float) -> None:
     await asyncio.wait_for(pc.close(), 5)
 
 
-async def receiver(total: int, timeout: float) -> None:
+def _lose_first(sctp: Any, payload: bytes) -> None:
+    """The first transmission of the DATA chunk that carries `payload` is lost, as on a lossy
+    link: only a retransmission (the T3 timer's, with nothing behind it) delivers it."""
+    send = sctp._send_chunk
+
+    async def lossy(chunk: Any) -> None:
+        if isinstance(chunk, DataChunk) and chunk._sent_count == 1 and chunk.user_data == payload:
+            return
+        await send(chunk)
+
+    sctp._send_chunk = lossy
+
+
+async def receiver(total: int, timeout: float, lose_echo: int) -> None:
     pc = RTCPeerConnection(ice_configuration([]))
     finished, hung_up = asyncio.Event(), asyncio.Event()
     state: dict[str, Any] = {"got": 0, "seq": 0, "t0": 0.0, "c0": 0.0, "ordered": True}
@@ -139,6 +153,8 @@ async def receiver(total: int, timeout: float) -> None:
     await pc.setRemoteDescription(RTCSessionDescription(sdp=offer["offer"], type="offer"))
     assert pc.sctp is not None
     tally = Tally.attach(pc.sctp)
+    if lose_echo >= 0:
+        _lose_first(pc.sctp, PING + lose_echo.to_bytes(7, "big"))
     await pc.setLocalDescription(await pc.createAnswer())
     _say(answer=pc.localDescription.sdp)
     await asyncio.wait_for(finished.wait(), timeout)
@@ -183,6 +199,12 @@ def main() -> None:
         "many seconds (both ends: a round trip of twice this; no bandwidth limit)",
     )
     p.add_argument("--quick-start", type=int, help="override sctp_tuning.QUICK_START")
+    p.add_argument(
+        "--lose-echo",
+        type=int,
+        default=-1,
+        help="the receiver loses the first transmission of this echo (0 is the first)",
+    )
     args = p.parse_args()
     if args.rcvbuf:
         aioice.turn.UDP_SOCKET_BUFFER_SIZE = args.rcvbuf
@@ -193,7 +215,7 @@ def main() -> None:
     if args.role == "sender":
         coro = sender(args.bytes, args.message, args.pings, args.timeout)
     else:
-        coro = receiver(args.bytes, args.timeout)
+        coro = receiver(args.bytes, args.timeout, args.lose_echo)
     try:
         import uvloop  # what `beach` itself runs on (cli.py)
 

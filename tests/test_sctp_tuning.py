@@ -1,13 +1,19 @@
 """beach_cli/link/sctp_tuning.py between two real aiortc peers on this machine's interface: a
 SACK for every second DATA packet during bulk output, every byte in order, a gap acknowledged
-at once (a packet dropped on purpose), a lone packet after an idle spell acknowledged at once,
-the bigger receive buffer on every ICE socket; and stock aiortc wherever the tuning must not
-apply (an untested aiortc, BEACH_SCTP_TUNING=off)."""
+at once (a packet dropped on purpose), a lone packet after an idle spell and a small one amid
+traffic acknowledged at once,
+the bigger receive buffer on every ICE socket; through a UDP relay that delays every datagram
+(a link with a known round trip), the retransmission timeout at its floor, a dropped packet
+resent by the T3 timer after it, backed off and reset, one with a packet behind it resent on
+the first SACK that shows it missing (early retransmit), and no spurious retransmission while
+SACKs are held; and stock aiortc wherever the tuning must not apply (an untested aiortc,
+BEACH_SCTP_TUNING=off, BEACH_SCTP_RTO=stock for the timeout alone)."""
 
 from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable
@@ -16,8 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiortc import RTCPeerConnection
-from aiortc.rtcsctptransport import DataChunk
+from aiortc import RTCPeerConnection, RTCSessionDescription
+from aiortc.rtcsctptransport import SCTP_RTO_MIN, DataChunk
 
 from beach_cli.link.base import HIGH_WATER
 from beach_cli.link.rtc import ice_configuration
@@ -25,8 +31,13 @@ from beach_cli.link.sctp_tuning import (
     QUICK_AFTER_IDLE,
     QUICK_START,
     RCVBUF,
+    RTO_INITIAL,
+    RTO_MIN,
+    RTO_SLACK,
     SACK_DELAY,
+    SMALL_PACKET,
     DelayedSackTransport,
+    RtoTransport,
     Tally,
     granted_rcvbuf,
     install,
@@ -63,8 +74,10 @@ class Pair:
         return self.receiver.sctp
 
 
-@pytest.fixture
-async def pair() -> AsyncIterator[Pair]:
+SdpEdit = Callable[[str, str], str]  # (the description's type, its SDP) -> the SDP sent
+
+
+async def connect(edit: SdpEdit = lambda kind, sdp: sdp) -> AsyncIterator[Pair]:
     assert install(), "the tuning must be installed on the tested aiortc"
     sender = RTCPeerConnection(ice_configuration([]))
     receiver = RTCPeerConnection(ice_configuration([]))
@@ -82,15 +95,27 @@ async def pair() -> AsyncIterator[Pair]:
     channel.on("open", opened.set)
     try:
         await sender.setLocalDescription(await sender.createOffer())
-        await receiver.setRemoteDescription(sender.localDescription)
+        offer = sender.localDescription
+        await receiver.setRemoteDescription(
+            RTCSessionDescription(edit("offer", offer.sdp), "offer")
+        )
         await receiver.setLocalDescription(await receiver.createAnswer())
-        await sender.setRemoteDescription(receiver.localDescription)
+        answer = receiver.localDescription
+        await sender.setRemoteDescription(
+            RTCSessionDescription(edit("answer", answer.sdp), "answer")
+        )
         await asyncio.wait_for(opened.wait(), TIMEOUT)
         (await asyncio.wait_for(remote, TIMEOUT)).on("message", inbox.put_nowait)
         yield Pair(sender, receiver, channel, inbox)
     finally:
         await asyncio.wait_for(sender.close(), TIMEOUT)
         await asyncio.wait_for(receiver.close(), TIMEOUT)
+
+
+@pytest.fixture
+async def pair() -> AsyncIterator[Pair]:
+    async for p in connect():
+        yield p
 
 
 async def transfer(p: Pair, payload: bytes) -> bytes:
@@ -245,7 +270,7 @@ def _python(code: str, **env: str) -> str:
     done = subprocess.run(
         [sys.executable, "-c", code],
         cwd=REPO,
-        env={k: v for k, v in os.environ.items() if k != "BEACH_SCTP_TUNING"} | env,
+        env={k: v for k, v in os.environ.items() if not k.startswith("BEACH_SCTP")} | env,
         capture_output=True,
         text=True,
         timeout=60,
@@ -280,3 +305,232 @@ def test_a_missing_private_method_keeps_stock_sacks() -> None:
 def test_tuning_off_is_stock_aiortc() -> None:
     out = _python(PROBE.format(before=""), BEACH_SCTP_TUNING="off")
     assert f"installed False RTCSctpTransport {STOCK_RCVBUF}" in out
+
+
+def test_the_timeout_alone_can_be_stock() -> None:
+    assert "installed True RtoTransport" in _python(PROBE.format(before=""))
+    out = _python(PROBE.format(before=""), BEACH_SCTP_RTO="stock")
+    assert f"installed True DelayedSackTransport {RCVBUF}" in out
+
+
+# -- the retransmission timeout, through a relay that delays every datagram ------------------
+
+DELAY = 0.05  # each way: a 100 ms round trip
+RELAY_RCVBUF = 4 * 1024 * 1024  # the relay must lose nothing it was not told to
+KEYSTROKES = 15  # odd: the last one's SACK waits for the receiver's timer (the longest hold)
+
+
+def is_dtls(datagram: bytes) -> bool:
+    """A DTLS record (an SCTP packet) rather than STUN (ICE's consent checks): RFC 7983's
+    demultiplexing by the first byte."""
+    return bool(datagram) and 20 <= datagram[0] <= 63
+
+
+class Face(asyncio.DatagramProtocol):
+    def __init__(self, heard: Callable[[bytes], None]) -> None:
+        self.heard = heard
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        self.heard(data)
+
+
+class Relay:
+    """Stands in for each peer to the other (the SDP each is given names the relay's socket):
+    what one sends leaves the other socket for its peer DELAY later. `drop` DTLS records
+    from the sender are lost on purpose, and counted in `dropped`."""
+
+    def __init__(self) -> None:
+        self.real: dict[str, tuple[str, int]] = {}  # "offer": the sender's, "answer": the other
+        self.faces: dict[str, asyncio.DatagramTransport] = {}  # the same keys: who it stands for
+        self.drop = 0
+        self.dropped = 0
+
+    async def open(self) -> None:
+        loop = asyncio.get_running_loop()
+        heard = {"offer": self._from_receiver, "answer": self._from_sender}
+        for kind in ("offer", "answer"):
+            face, _ = await loop.create_datagram_endpoint(
+                lambda kind=kind: Face(heard[kind]),  # type: ignore[misc]
+                local_addr=("0.0.0.0", 0),
+            )
+            face.get_extra_info("socket").setsockopt(
+                socket.SOL_SOCKET, socket.SO_RCVBUF, RELAY_RCVBUF
+            )
+            self.faces[kind] = face
+
+    def close(self) -> None:
+        for face in self.faces.values():
+            face.close()
+
+    def edit(self, kind: str, sdp: str) -> str:
+        """Keep one IPv4 host candidate and name the relay's socket in it."""
+        lines, kept = [], False
+        port = self.faces[kind].get_extra_info("sockname")[1]
+        for line in sdp.split("\r\n"):
+            if line.startswith("a=candidate:"):
+                parts = line.split()
+                if kept or ":" in parts[4]:
+                    continue
+                self.real[kind] = (parts[4], int(parts[5]))
+                parts[5], kept = str(port), True
+                line = " ".join(parts)
+            elif line.startswith("m=application "):
+                parts = line.split()
+                parts[1] = str(port)
+                line = " ".join(parts)
+            lines.append(line)
+        assert kept, sdp
+        return "\r\n".join(lines)
+
+    def _forward(self, data: bytes, face: str, to: str) -> None:
+        loop = asyncio.get_running_loop()
+        loop.call_later(DELAY, self.faces[face].sendto, data, self.real[to])
+
+    def _from_sender(self, data: bytes) -> None:
+        if self.drop and is_dtls(data):
+            self.drop -= 1
+            self.dropped += 1
+            return
+        self._forward(data, "offer", "answer")
+
+    def _from_receiver(self, data: bytes) -> None:
+        self._forward(data, "answer", "offer")
+
+
+@pytest.fixture
+async def linked() -> AsyncIterator[tuple[Pair, Relay]]:
+    relay = Relay()
+    await relay.open()
+    try:
+        async for p in connect(relay.edit):
+            yield p, relay
+    finally:
+        relay.close()
+
+
+def idle(sctp: Any) -> Callable[[], bool]:
+    return lambda: sctp._flight_size == 0 and not sctp._sent_queue
+
+
+async def keystrokes(p: Pair, count: int, pause: float = 0.0) -> None:
+    """One small message at a time, each once the last one's SACK reached the sender (and
+    `pause` after it arrived)."""
+    for i in range(count):
+        p.channel.send(b"k%d" % i)
+        assert await asyncio.wait_for(p.inbox.get(), TIMEOUT) == b"k%d" % i
+        await settled(p.tx, idle(p.tx))
+        if pause:
+            await asyncio.sleep(pause)
+
+
+def expected_rto(sctp: Any) -> float:
+    """RFC 6298's RTO with our slack and floor, from the association's own SRTT and RTTVAR."""
+    return float(max(RTO_MIN, sctp._srtt + max(4 * sctp._rttvar, RTO_SLACK)))
+
+
+async def test_after_a_warm_up_the_timeout_sits_at_the_floor(
+    linked: tuple[Pair, Relay],
+) -> None:
+    p, _ = linked
+    tx = p.tx
+    assert isinstance(tx, RtoTransport) and isinstance(p.rx, RtoTransport)
+    assert RTO_INITIAL < SCTP_RTO_MIN * 3  # aiortc starts at 3 s
+    await keystrokes(p, 10)
+    assert tx._srtt >= 2 * DELAY  # it measured the relay's round trip
+    assert 4 * tx._rttvar < RTO_SLACK  # a steady link: the slack is what decides
+    assert tx._rto == pytest.approx(tx._srtt + RTO_SLACK) == expected_rto(tx)
+    assert tx._rto < SCTP_RTO_MIN  # where aiortc would wait 1 s
+
+
+async def test_a_dropped_packet_is_resent_by_the_timer_after_the_floor(
+    linked: tuple[Pair, Relay],
+) -> None:
+    p, relay = linked
+    tx = p.tx
+    await keystrokes(p, 10)
+    floor = tx._rto
+    assert floor < SCTP_RTO_MIN
+    sent = Tally.attach(tx)
+    loop = asyncio.get_running_loop()
+    relay.drop = 1
+    start = loop.time()
+    p.channel.send(b"lost")
+    assert await asyncio.wait_for(p.inbox.get(), TIMEOUT) == b"lost"
+    took = loop.time() - start
+    assert relay.dropped == 1
+    # Nothing behind it to trigger a fast retransmit: the T3 timer resent it, once.
+    assert tx.timeouts == 1 and sent.data_out == 2
+    assert took >= floor  # not sooner than the timer (later: however busy this machine is)
+    # Backed off, and kept so by Karn's rule: the retransmission's SACK is no sample...
+    await settled(tx, idle(tx))
+    assert tx._rto == pytest.approx(2 * floor)
+    # ...until a packet sent once is acknowledged: back to the floor.
+    await keystrokes(p, 1)
+    assert tx._rto == pytest.approx(expected_rto(tx)) and tx._rto < 1.5 * floor
+
+
+async def test_a_lost_packet_with_one_behind_it_is_resent_without_the_timer(
+    linked: tuple[Pair, Relay],
+) -> None:
+    """A lost echo and the keystroke ACK sent after it: the ACK's SACK shows the gap, and with
+    two packets in flight that one report is enough (RFC 5827): resent after a round trip,
+    where three reports would never come and the T3 timer would decide."""
+    p, relay = linked
+    tx = p.tx
+    await keystrokes(p, 10)
+    sent = Tally.attach(tx)
+    relay.drop = 1
+    p.channel.send(b"lost")
+    p.channel.send(b"next")
+    assert await asyncio.wait_for(p.inbox.get(), TIMEOUT) == b"lost"
+    assert await asyncio.wait_for(p.inbox.get(), TIMEOUT) == b"next"
+    assert relay.dropped == 1
+    assert sent.data_out == 3 and tx.timeouts == 0  # resent once, by the SACK, not the timer
+    await settled(tx, idle(tx))
+
+
+async def spend_quick_acks(p: Pair) -> None:
+    payload = os.urandom(2 * 1024 * 1024)  # ~1,800 packets: QUICK_START spent
+    assert await transfer(p, payload) == payload
+
+
+async def trickle(p: Pair, message: bytes) -> list[str]:
+    """KEYSTROKES messages, each arriving ~130 ms after the last (within SACK_DELAY: the
+    receive side is never idle); what the receiver did meanwhile, "data" or "sack"."""
+    held = Tally.attach(p.rx, trace=True)
+    for i in range(KEYSTROKES):
+        p.channel.send(message)
+        assert await asyncio.wait_for(p.inbox.get(), TIMEOUT) == message, i
+        await asyncio.sleep(SACK_DELAY - 2 * DELAY - 0.02)
+    await settled(p.tx, idle(p.tx))
+    return [kind for kind, _ in held.events]
+
+
+async def test_held_sacks_cause_no_spurious_retransmission(linked: tuple[Pair, Relay]) -> None:
+    """Bulk output past the quick-ack packets, then lines of output close enough that the
+    receiver holds every other SACK (and the last one for its whole SACK_DELAY): nothing is
+    resent."""
+    p, relay = linked
+    tx = p.tx
+    first_tsn = tx._local_tsn
+    sent = Tally.attach(tx)
+    await spend_quick_acks(p)
+    kinds = await trickle(p, os.urandom(2 * SMALL_PACKET))
+    assert kinds.count("data") == KEYSTROKES
+    assert kinds.count("sack") <= KEYSTROKES // 2 + 1  # held: one SACK per two packets
+    assert relay.dropped == 0
+    assert tx.timeouts == 0
+    assert sent.data_out == (tx._local_tsn - first_tsn) % 2**32  # each TSN sent once
+
+
+async def test_keystrokes_amid_traffic_are_acknowledged_at_once(
+    linked: tuple[Pair, Relay],
+) -> None:
+    """Small packets get a SACK each even when the receive side is busy, so what the sender
+    measures is the round trip alone and its timeout stays at the floor."""
+    p, _ = linked
+    await spend_quick_acks(p)
+    assert alternate(await trickle(p, b"k"), KEYSTROKES)
+    tx = p.tx
+    await keystrokes(p, 10)  # SRTT and RTTVAR settle on the keystrokes' round trips
+    assert tx._rto == pytest.approx(tx._srtt + RTO_SLACK) == expected_rto(tx)

@@ -1,5 +1,5 @@
-"""Two fixes to aiortc's data channel under bulk output, installed once before any
-RTCPeerConnection exists (rtc.py calls `install()` on import):
+"""Three fixes to aiortc's data channel, installed once before any RTCPeerConnection exists
+(rtc.py calls `install()` on import):
 
 1. Receive buffers sized for bursts. aioice asks for 256 KiB on its UDP sockets, and a burst of
    output overflows that (about 1,000 datagrams lost per 20 MiB on loopback, each recovered by
@@ -8,12 +8,21 @@ RTCPeerConnection exists (rtc.py calls `install()` on import):
 2. Delayed SACKs (RFC 9260 §6.2). Stock aiortc acknowledges every DATA packet at once: one
    SACK to seal, send, open and process for every packet. `DelayedSackTransport` acknowledges
    every second packet, or SACK_DELAY after an unacknowledged one, and at once on a gap, a
-   duplicate, a filled gap, and for the first packets after the receive side was idle (a
-   keystroke's echo is acknowledged as promptly as before, and slow start is not slowed).
+   duplicate, a filled gap, a small packet, and for the first packets after the receive side
+   was idle (a keystroke's echo is acknowledged as promptly as before, and slow start is not
+   slowed).
+3. A retransmission timeout that fits the link. aiortc never waits less than 1 s (and 3 s
+   before its first measurement) to resend a lost packet, and never backs off; a keystroke or
+   its echo has nothing behind it to trigger a fast retransmit, so on a lossy link one in a
+   hundred waited over a second. `RtoTransport` computes RFC 6298's RTO with a floor just
+   above what a peer's delayed SACK can add, and backs off as RFC 9260 §6.3.3 says; and
+   with fewer than four packets in flight, it resends a packet that a later one's SACK shows
+   missing at once (RFC 5827's early retransmit) instead of waiting for three such SACKs.
 
-The second overrides private methods, so it is installed only on the aiortc minor version it
-was tested with, and only if what it relies on is there; otherwise aiortc stays stock.
-`BEACH_SCTP_TUNING=off` turns both off (for an A/B comparison, or if one ever misbehaves).
+The last two override private methods, so they are installed only on the aiortc minor version
+they were tested with, and only if what they rely on is there; otherwise aiortc stays stock.
+`BEACH_SCTP_TUNING=off` turns all three off (for an A/B comparison, or if one ever misbehaves);
+`BEACH_SCTP_RTO=stock` keeps aiortc's own timeout and fast retransmit (an A/B of the third).
 """
 
 from __future__ import annotations
@@ -29,11 +38,12 @@ from typing import Any
 import aioice.turn
 import aiortc
 import aiortc.rtcpeerconnection
-from aiortc.rtcsctptransport import DataChunk, RTCSctpTransport, SackChunk
+from aiortc.rtcsctptransport import DataChunk, RTCSctpTransport, SackChunk, uint32_gt
 
 log = logging.getLogger("beach.sctp")
 
 ENV = "BEACH_SCTP_TUNING"
+RTO_ENV = "BEACH_SCTP_RTO"  # "stock": aiortc's own retransmission timeout, the rest tuned
 TESTED_AIORTC = "1.16."  # the minor version whose private methods we override
 # 4 MiB holds ~3,500 full datagrams: a 64 KiB message is 57, and HIGH_WATER (1 MiB) of output
 # in flight is ~900. (Linux reports, and charges, twice what is asked: its bookkeeping.)
@@ -52,13 +62,68 @@ SACK_DELAY = 0.2
 # bandwidth-delay product of 20 Mbit/s at 40 ms (100 KB).
 QUICK_START = 1024
 QUICK_AFTER_IDLE = 128
+# A packet shorter than this (a keystroke, its echo, a prompt) is acknowledged at once too, even
+# amid other packets: its sender likely has nothing behind it, and a SACK held for it would
+# only add to the round trips that sender measures. Typing faster than one key per SACK_DELAY
+# would otherwise hold every other keystroke's SACK until the next key, and grow the typist's
+# retransmission timeout by half that wait. Bulk output fills its packets (aiortc sends one
+# chunk a packet: 1,188 bytes, a 64 KiB message's last fragment 604); its SACKs stay delayed.
+SMALL_PACKET = 300  # bytes of SCTP packet: ~270 of a message
+# The retransmission timeout, RFC 6298 §2 with its "G" term: RTO = SRTT + max(4 RTTVAR,
+# RTO_SLACK), within [RTO_MIN, RTO_MAX]. A peer may hold its SACK of a packet for up to 200 ms
+# (ours: SACK_DELAY; usrsctp's default, Firefox; dcsctp's, Chrome: the lesser of 200 ms and
+# half its RTO), so the acknowledgement of a packet can take SRTT + 200 ms even on a steady
+# link where RTTVAR has decayed to nothing: the slack is that plus 50 ms for a busy peer's
+# late timer, so a held SACK never looks like a loss. aiortc's floor is RFC 9260's RTO.Min,
+# 1 s; dcsctp (Chrome) floors at 400 ms with ~110 ms of variance slack, libdatachannel at
+# 200 ms, Linux's TCP at SRTT + 200 ms. Ours resends after ~RTT + 250 ms: 0.4 s at 150 ms.
+RTO_SLACK = 0.25
+RTO_MIN = RTO_SLACK  # only binds where SRTT is near zero (loopback, a LAN)
+# RFC 9260's RTO.Max for a measured RTO (a link that bufferbloat slows to seconds is not
+# mistaken for loss). Backing off after a timeout stops doubling at BACKOFF_MAX, as Chrome's
+# data channel does (3 s): after an outage of a minute the first retransmission to get
+# through comes within 3 s of the link's return, not up to a minute later. A packet every 3 s
+# into a dead link costs nothing; beach's own PINGs decide when a peer is gone.
+RTO_MAX = 60.0
+BACKOFF_MAX = 3.0
+# Before the first measurement (the INIT, the COOKIE ECHO, the channel's opening): RFC 9260's
+# RTO.Initial, 1 s, where aiortc has RFC 4960's 3 s.
+RTO_INITIAL = 1.0
+# Fast retransmit waits for a packet to be reported missing by three SACKs (aiortc counts
+# "misses" to 3); with fewer than EARLY_RETRANSMIT packets in flight and nothing more to send
+# there will never be three, and the timer decides. RFC 5827 lowers the count to the packets in
+# flight minus one: a lost echo with the keystroke ACK that follows it 50 ms later is resent a
+# round trip after it, not an RTO.
+EARLY_RETRANSMIT = 4
+MISSES = 3  # aiortc's fast-retransmit threshold (rtcsctptransport: `_misses == 3`)
 # What the stock transport relies on, checked before our subclass replaces it.
-_METHODS = ("_handle_data", "_send_sack", "_send_chunk", "_receive_chunk")
-_STATE = ("_sack_needed", "_sack_misordered", "_sack_duplicates", "_association_state")
+_METHODS = (
+    "_handle_data",
+    "_send_sack",
+    "_send_chunk",
+    "_receive_chunk",
+    "_update_rto",
+    "_t3_expired",
+    "_t1_expired",
+    "_receive_sack_chunk",
+)
+_STATE = (
+    "_sack_needed",
+    "_sack_misordered",
+    "_sack_duplicates",
+    "_association_state",
+    "_rto",
+    "_srtt",
+    "_rttvar",
+    "_t3_handle",
+    "_sent_queue",
+    "_outbound_queue",
+    "_data_channel_queue",
+)
 
 DATA_CHUNK_TYPE = 0  # RFC 9260 §3.2
 
-_installed: bool | None = None  # None: not tried yet; else whether the SACK transport is in
+_installed: bool | None = None  # None: not tried yet; else whether our transport is in
 
 
 class DelayedSackTransport(RTCSctpTransport):
@@ -75,6 +140,11 @@ class DelayedSackTransport(RTCSctpTransport):
         self._sack_task: asyncio.Future[None] | None = None
         self._data_heard = float("-inf")  # loop time of the last packet with DATA
         self._sack_quick = QUICK_START  # packets still to acknowledge one by one
+        self._small = False  # the packet being handled is shorter than SMALL_PACKET
+
+    async def _handle_data(self, data: bytes) -> None:
+        self._small = len(data) < SMALL_PACKET
+        await super()._handle_data(data)
 
     async def _send_sack(self) -> None:
         loop = asyncio.get_running_loop()
@@ -89,6 +159,7 @@ class DelayedSackTransport(RTCSctpTransport):
         self._sack_quick -= quick
         if (
             quick
+            or self._small
             or self._sack_held >= 2
             or self._sack_misordered  # a gap: the sender needs it for fast retransmit
             or self._sack_gap  # the gap this packet filled
@@ -122,6 +193,60 @@ class DelayedSackTransport(RTCSctpTransport):
             await self._sack_now()
 
 
+class RtoTransport(DelayedSackTransport):
+    """DelayedSackTransport whose retransmission timeout follows RFC 6298 with the floor and
+    ceiling above. aiortc keeps Karn's rule (it samples only chunks sent once) and computes
+    SRTT and RTTVAR as RFC 9260 §6.3.1 says; we change what RTO is made of them, and back the
+    timer off on expiry, which aiortc does not do. A new sample recomputes RTO from SRTT and
+    RTTVAR, which ends any backoff (RFC 6298 §5.7)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._rto = RTO_INITIAL
+        self.timeouts = 0  # T3-rtx expiries (for the tests and the benchmark)
+
+    def _update_rto(self, R: float) -> None:
+        super()._update_rto(R)  # SRTT and RTTVAR (and a 1 s floor that we replace)
+        assert self._srtt is not None and self._rttvar is not None
+        rto = self._srtt + max(4 * self._rttvar, RTO_SLACK)
+        self._rto = max(RTO_MIN, min(rto, RTO_MAX))
+
+    def _back_off(self) -> None:
+        # Double RTO, up to BACKOFF_MAX (never below what was measured).
+        self._rto = max(self._rto, min(2 * self._rto, BACKOFF_MAX))
+
+    def _t3_expired(self) -> None:
+        # RFC 9260 §6.3.3 E2; the T3 restarted by the retransmission waits the doubled time.
+        self.timeouts += 1
+        self._back_off()
+        super()._t3_expired()
+
+    async def _receive_sack_chunk(self, chunk: SackChunk) -> None:
+        if chunk.gaps and not self._outbound_queue and not self._data_channel_queue:
+            self._early_retransmit(chunk)
+        await super()._receive_sack_chunk(chunk)
+
+    def _early_retransmit(self, sack: SackChunk) -> None:
+        """RFC 5827 §3.2: count this SACK's report of a missing packet as if it were the
+        third when few are in flight. aiortc strikes each chunk missing below the highest one
+        this SACK newly acknowledges and resends it at the third strike: we only start the
+        count nearer to it."""
+        cumulative = sack.cumulative_tsn
+        flight = [c for c in self._sent_queue if uint32_gt(c.tsn, cumulative)]
+        if not flight or len(flight) >= EARLY_RETRANSMIT:
+            return
+        head = MISSES - max(len(flight) - 1, 1)  # strikes that count as already made
+        for c in flight:
+            if not c._acked and not c._retransmit:
+                c._misses = max(c._misses, head)
+
+    def _t1_expired(self) -> None:
+        # RFC 9260 §5.1 C: the INIT or COOKIE ECHO is resent after a doubled RTO too (1, 2,
+        # then 3 s: the association gives up after 24 s, where aiortc's fixed 3 s took 27).
+        self._back_off()
+        super()._t1_expired()
+
+
 def _sack_transport_fits() -> str | None:
     """Why our subclass must not be installed on this aiortc, or None if it may."""
     if not aiortc.__version__.startswith(TESTED_AIORTC):
@@ -144,7 +269,7 @@ def granted_rcvbuf(asked: int = RCVBUF) -> int:
 
 
 def install() -> bool:
-    """Apply both tunings unless BEACH_SCTP_TUNING=off; True if delayed SACKs are in. Only the
+    """Apply the tunings unless BEACH_SCTP_TUNING=off; True if our transport is in. Only the
     first call acts (a connection already made keeps the transport it was made with)."""
     global _installed
     if _installed is not None:
@@ -171,7 +296,11 @@ def install() -> bool:
     if why_not is not None:
         log.debug("delayed SACKs not installed, stock aiortc SACKs: %s", why_not)
         return False
-    aiortc.rtcpeerconnection.RTCSctpTransport = DelayedSackTransport  # type: ignore[misc]
+    stock_rto = os.environ.get(RTO_ENV, "").lower() == "stock"
+    if stock_rto:
+        log.debug("aiortc's own retransmission timeout (%s=stock)", RTO_ENV)
+    transport = DelayedSackTransport if stock_rto else RtoTransport
+    aiortc.rtcpeerconnection.RTCSctpTransport = transport  # type: ignore[misc]
     _installed = True
     return True
 
