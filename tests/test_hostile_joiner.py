@@ -14,9 +14,9 @@ from datetime import datetime
 from typing import Any
 
 import pytest
-from conftest import Procs, shell_ready, start_host, start_join
+from conftest import Procs, shell_ready, start_host, start_join, wait_for_line
 from loop_thread import LoopThread
-from test_security import EvilServer, evil
+from test_security import RECORDER, EvilServer, evil
 
 from beach_cli import tasks
 from beach_cli.host import joiner as joiner_mod
@@ -36,6 +36,7 @@ from beach_cli.wire.frames import (
     encode_ack,
     encode_frame,
     encode_hello,
+    encode_input,
     encode_resize,
 )
 from beach_cli.wire.keyplane import parse_payload
@@ -628,3 +629,37 @@ def test_a_hello_lost_as_the_channel_opens_is_said_again(
     assert joiner.exit_code() == 0
     host.send("exit\r")
     assert host.exit_code() == 0
+
+
+@pytest.mark.e2e
+def test_a_crafted_viewer_that_types_is_dropped_at_the_host(
+    procs: Procs, server: str, tmp_path, loop_thread: LoopThread
+) -> None:
+    """beach's own viewer sends no keys; one built to send them anyway gets them dropped at
+    the host, and the shared program never sees them."""
+    log = tmp_path / "host.log"
+    host, info = start_host(
+        procs,
+        tmp_path,
+        server,
+        command=["python3", "-c", RECORDER],
+        global_opts=("--log-file", str(log), "--log-level", "info"),
+    )
+    host.expect("recorder-ready")
+    writer = start_join(procs, info)
+    writer.expect("recorder-ready")
+    attacker = CraftedJoiner(server, parse_token(info["view_token"]))
+    loop_thread.call(attacker.connect())
+    loop_thread.call(attacker.until(Frame.SNAPSHOT, 1, 10))
+
+    async def type_anyway() -> None:
+        assert attacker.link is not None
+        assert attacker.link.send(encode_input(0, b"VIEWER-KEYS"))
+
+    loop_thread.call(type_anyway())
+    wait_for_line(log, "dropping input from a view joiner")
+    writer.send("WRITER-END")
+    for p in (host, writer):
+        p.expect("WRITER-END")
+    assert host.exit_code() == 0
+    assert "VIEWER-KEYS" not in host.transcript.getvalue()
