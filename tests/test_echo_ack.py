@@ -26,6 +26,7 @@ from beach_cli.wire.frames import (
     Hello,
     decode_echo,
     decode_frame,
+    encode_echo_wanted,
     encode_hello,
     encode_input,
 )
@@ -77,7 +78,7 @@ class Recording(_Path):
         return [decode_echo(body) for kind, body in self.frames if kind == Frame.ECHO]
 
 
-async def started(features: tuple[str, ...] = (ECHO_FEATURE,), role: str = "rw"):
+async def started(features: tuple[str, ...] = (ECHO_FEATURE,), role: str = "rw", asks: bool = True):
     session, path = Session(), Recording()
     path.pace.rate = 1e9
     admission = Admission(role=role, record=ResumeRecord(role))
@@ -86,6 +87,8 @@ async def started(features: tuple[str, ...] = (ECHO_FEATURE,), role: str = "rw")
     stream.on_frame(Frame.HELLO, encode_hello(Hello(FRAME_VERSION, role, 80, 24, features))[1:])
     stream.start(path, 80, 24)
     await until(lambda: any(k == Frame.SNAPSHOT for k, _ in path.frames), path.changed)
+    if asks:  # the joiner shows guesses: it asks for ECHOs
+        stream.on_frame(Frame.ECHO, encode_echo_wanted(True)[1:])
     return stream, path, session
 
 
@@ -152,6 +155,26 @@ async def test_no_echo_for_a_joiner_that_did_not_ask_or_may_not_type() -> None:
             assert not path.echoes()
         finally:
             stream.close()
+
+
+async def test_echoes_go_only_while_the_joiner_asks_for_them() -> None:
+    stream, path, _session = await started(asks=False)  # a joiner on a fast link: no guesses
+    try:
+        typed(stream, 0, b"a")
+        stream.echo_state()
+        await asyncio.sleep(stream_mod.ECHO_WAIT * 3)
+        assert not path.echoes() and not stream._applied  # no timer, no frame
+        stream.on_frame(Frame.ECHO, encode_echo_wanted(True)[1:])
+        typed(stream, 1, b"b")
+        await until(lambda: path.echoes() == [(2, 0)], path.changed)
+        stream.on_frame(Frame.ECHO, encode_echo_wanted(False)[1:])
+        typed(stream, 2, b"c")
+        await asyncio.sleep(stream_mod.ECHO_WAIT * 3)
+        assert path.echoes() == [(2, 0)]
+        stream.on_frame(Frame.ECHO, b"\x07")  # malformed: said in the log, nothing changes
+        assert not stream.echoing
+    finally:
+        stream.close()
 
 
 async def test_a_flood_of_keystrokes_keeps_the_echo_state_bounded() -> None:

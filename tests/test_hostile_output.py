@@ -206,6 +206,8 @@ class FakeLink:
         self.sent.append(frame)
         return True
 
+    send_control = send
+
 
 def greeted_session() -> tuple[JoinSession, FakeTerm, FakeLink]:
     term = FakeTerm()

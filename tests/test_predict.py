@@ -396,6 +396,27 @@ def test_an_absurd_echo_from_the_host_leaves_the_hosts_screen(offset: int, flags
     assert d.same()
 
 
+def test_the_host_is_asked_for_echoes_only_while_guesses_show() -> None:
+    told: list[bool] = []
+    e = PredictiveEcho("auto")
+    e.on_want = told.append
+    e.start((40, 6), True)
+    e.key(b"a", 1, 0.005)
+    assert told == []  # a fast link: the host is never bothered
+    e.key(b"b", 2, 0.08)
+    e.key(b"c", 3, 0.07)
+    e.key(b"d", 4, 0.03)
+    assert told == [True, False]
+    e.start((40, 6), True)  # a new connection: said again when it matters
+    e.key(b"e", 5, 0.08)
+    assert told == [True, False, True]
+    always: list[bool] = []
+    a = PredictiveEcho("always")
+    a.on_want = always.append
+    a.start((40, 6), True)
+    assert always == [True]
+
+
 def test_an_echo_before_any_screen_is_ignored() -> None:
     e = PredictiveEcho("always")
     assert e.echo(12, 0) == b""

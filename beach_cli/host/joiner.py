@@ -77,7 +77,7 @@ class Joiner:
     @property
     def echoes(self) -> bool:
         """It predicts local echo and takes ECHO frames."""
-        return self._stream.echoes
+        return self._stream.echoing
 
     @property
     def relayed(self) -> bool:

@@ -34,6 +34,7 @@ from ..wire.frames import (
     ExitStatus,
     Frame,
     Hello,
+    decode_echo_wanted,
     decode_hello,
     decode_input,
     decode_resize,
@@ -110,7 +111,8 @@ class Stream:
         self._told_view_only = False
         # Predictive echo ("echo" feature): when each batch of keystrokes reached the PTY,
         # the ECHO due, and the ECHO held behind output still queued (the latest says all).
-        self.echoes = False
+        self.echoes = False  # negotiated; ECHOs go only while the joiner asks (`echoing`)
+        self._echo_asked = False
         self._applied: deque[tuple[float, int]] = deque()
         self._echo_timer: asyncio.TimerHandle | None = None
         self._echoed = 0  # the offset the last ECHO named
@@ -139,6 +141,8 @@ class Stream:
                 self.size = decode_resize(body)
                 if self.started:
                     self.host.sizes_changed()
+            elif kind == Frame.ECHO:  # it shows guesses now (or no longer): ECHOs are worth it
+                self._echo_asked = decode_echo_wanted(body)
             elif kind == Frame.SNAPSHOT:  # a joiner asks to be brought up to date
                 if self._asked is None:  # else one is already waiting for its turn
                     self._snapshot_due()
@@ -151,7 +155,7 @@ class Stream:
             fresh = record.accept(offset, data)
             if fresh:
                 self.host.keystrokes(fresh, self.id)
-                if self.echoes:
+                if self.echoing:
                     self._echo_later(record.applied)
             if self._ack_timer is None:  # one ACK per burst of keystrokes
                 loop = asyncio.get_running_loop()
@@ -180,6 +184,12 @@ class Stream:
 
     # -- predictive echo -------------------------------------------------------------------------
 
+    @property
+    def echoing(self) -> bool:
+        """The joiner speaks "echo" and shows guesses now: a joiner on a fast link asks for
+        none, and costs the host no timer, no ECHO frame and no termios read."""
+        return self.echoes and self._echo_asked
+
     def _echo_later(self, applied: int) -> None:
         if len(self._applied) >= ECHO_PENDING:
             self._applied.pop()  # the newest batch stands for the one dropped before it
@@ -205,7 +215,7 @@ class Stream:
 
     def echo_state(self) -> None:
         """The PTY's password state changed: said behind the output so far (no new offset)."""
-        if self.echoes and self.started:
+        if self.echoing and self.started:
             self._send_echo()
 
     def _send_echo(self) -> None:

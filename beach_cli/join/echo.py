@@ -72,6 +72,9 @@ class PredictiveEcho:
         self._asked: tuple[tuple[int, int], int, float] | None = None  # cursor, fed, when
         self._asks = 0
         self._shown_key = 0  # the newest keystroke counted as shown
+        # Tells the host to send ECHOs (True) or stop (False); what it was told last.
+        self.on_want: Callable[[bool], None] | None = None
+        self._told: bool | None = None
 
     # -- the session's news ---------------------------------------------------------------------
 
@@ -79,7 +82,9 @@ class PredictiveEcho:
         """A HELLO: the PTY's size, and whether the host judges our guesses."""
         self.size = size
         self.enabled = enabled and self.mode != "never"
+        self._told = None  # a fresh host (or connection): tell it again
         self._drop()
+        self._tell()
 
     def fresh_screen(self) -> None:
         """A SNAPSHOT starts: it redraws everything, guesses included."""
@@ -212,6 +217,13 @@ class PredictiveEcho:
             self.underline = False
         if not self._wanted() and self.model is not None:
             self._drop()
+        self._tell()
+
+    def _tell(self) -> None:
+        want = self._wanted()
+        if want != self._told and (want or self._told is not None) and self.on_want is not None:
+            self._told = want
+            self.on_want(want)
 
     def _wanted(self) -> bool:
         if not self.enabled:

@@ -48,6 +48,7 @@ from ..wire.frames import (
     decode_exit,
     decode_hello,
     decode_resize,
+    encode_echo_wanted,
     encode_frame,
     encode_hello,
     encode_input,
@@ -145,6 +146,7 @@ class JoinSession:
         self._identity: Any = None  # identity.signer.Identity, from -i FILE
         self._told_view_only: asyncio.TimerHandle | None = None
         self.echo = PredictiveEcho(opts.predict)
+        self.echo.on_want = self._want_echo
 
     # -- the session -------------------------------------------------------------------------
 
@@ -513,6 +515,10 @@ class JoinSession:
         if notice is not None or self._told_small:
             self._told_small = notice is not None
             self._title(notice or "beach: your window fits the shared terminal")
+
+    def _want_echo(self, on: bool) -> None:
+        if self.link is not None:
+            self.link.send_control(encode_echo_wanted(on))
 
     def _fits(self) -> bool:
         """Our window holds the whole PTY (a smaller one is cut off: no guesses there)."""

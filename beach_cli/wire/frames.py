@@ -36,6 +36,7 @@ class Frame(IntEnum):
     # u64 offset, u8 flags (ECHO_*), host -> joiner, only with the "echo" feature: the joiner's
     # input before the offset reached the PTY at least ECHO_WAIT ago, and the output the
     # program made of it came before this frame (predictive echo is judged against it).
+    # Joiner -> host, u8: 1 to be sent ECHOs from now on (it shows guesses), 0 to stop.
     ECHO = 11
     # Both ways, only on the relay of an early-relay join (link/handover.py): the last relayed
     # frame, the rest follow on the data channel; with the body b"relay", no channel is coming.
@@ -149,6 +150,16 @@ def decode_ack(body: bytes) -> int:
 
 def encode_echo(offset: int, flags: int) -> bytes:
     return encode_frame(Frame.ECHO, _ECHO.pack(offset, flags))
+
+
+def encode_echo_wanted(on: bool) -> bytes:
+    return encode_frame(Frame.ECHO, bytes((1 if on else 0,)))
+
+
+def decode_echo_wanted(body: bytes) -> bool:
+    if len(body) != 1 or body[0] > 1:
+        raise ProtocolError("malformed echo request")
+    return body[0] == 1
 
 
 def decode_echo(body: bytes) -> tuple[int, int]:
