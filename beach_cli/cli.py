@@ -548,6 +548,12 @@ def _keys_url(ctx: click.Context, param: click.Parameter, value: str | None) -> 
 )
 @click.option("--approve", is_flag=True, help="Ask before letting each joiner in.")
 @click.option(
+    "--quiet",
+    is_flag=True,
+    help="No notices across the bottom row of your terminal (who joined, left or guessed "
+    "wrong); the window title still says.",
+)
+@click.option(
     "--record",
     type=click.Path(dir_okay=False, path_type=Path),
     help="Record the session to this file (asciicast v2, plays with asciinema).",
@@ -583,6 +589,7 @@ def host(
     github_users: tuple[str, ...],
     keys_url: str | None,
     qr: bool,
+    quiet: bool,
     **flags: Any,
 ) -> None:
     """Share your shell (or `-- CMD ARGS...`) and print how to join.
@@ -635,6 +642,7 @@ def host(
         github_users=list(github_users),
         keys_url=keys_url or DEFAULT_KEYS_URL,
         qr=qr,
+        quiet=quiet,
     )
 
     async def main() -> int:

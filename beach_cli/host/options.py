@@ -32,6 +32,7 @@ class HostOptions:
     on_guess_limit: str = "new-token"  # or "stop": after too many wrong tokens
     guess_limit: int = DEFAULT_GUESS_LIMIT  # wrong tokens for one role before that
     qr: bool = False  # the read-write link as a QR code in the banner, for a phone
+    quiet: bool = False  # notices only in the title, never across the bottom row
     web_origin: str | None = None  # links to a copy of the page hosted there, not the server's
     # How long the session lasts besides its shell (host/lifetime.py), in seconds.
     wait_for_joiner: float | None = None  # end (exit 11) if nobody joined within this long

@@ -30,6 +30,8 @@ from ..qr import qr_lines
 from ..rendezvous import short_url
 from ..resume import ResumeTable
 from ..screen.history import RESET, ScreenHistory
+from ..screen.status_line import PRIME as STATUS_PRIME
+from ..screen.status_line import StatusLine
 from ..terminal import LocalTerminal
 from ..text import printable
 from ..wire.compression import Encoder
@@ -88,6 +90,8 @@ class HostSession:
         self._notice: str | None = None
         self._announce: list[str] = []
         self._notice_timer: asyncio.TimerHandle | None = None
+        # Notices across the bottom row of the host's own terminal, put back cell for cell.
+        self.status = StatusLine(self.term.write, self._status_replay)
         self._paused = False
         self.accepting = True
         self.allowed_keys: AllowedKeys | None = None  # --authorized-keys/--github-user, at start
@@ -271,7 +275,7 @@ class HostSession:
             self.term.on_drain(self._local_drained)
             self.term.start_input(self._on_stdin, lambda: None)
             if self.term.is_tty:
-                self.term.on_resize(lambda c, r: self.sizes_changed())
+                self.term.on_resize(lambda c, r: self._resized())
         self.pty.start_reading(self._on_output)
         self._spawn(self.registration.run())
         self.lifetime.start(Path(continue_file))
@@ -340,6 +344,8 @@ class HostSession:
             self.pty.close()
         if self.recorder is not None:
             await self.recorder.aclose()
+        if not self.headless:
+            self.term.write(self.status.close())
         await self.term.drain(1.0)
         self.term.restore()
         await self.registration.close()
@@ -378,7 +384,7 @@ class HostSession:
         elif self.prompt.active:
             self.prompt.hold(data)
         else:
-            self.term.write(data)
+            self.term.write(self.status.before_output() + data)
         if self.screen is not None:
             self.screen.feed(data)
         self._check_secret()
@@ -437,6 +443,12 @@ class HostSession:
                 peer.echo_state()
 
     # -- sizes -----------------------------------------------------------------------------------
+
+    def _resized(self) -> None:
+        """The host's window changed: its terminal reflowed what it shows (a notice line too;
+        the program redraws on SIGWINCH)."""
+        self.status.forget()
+        self.sizes_changed()
 
     def shared_size(self) -> tuple[int, int]:
         assert self.pty is not None
@@ -528,6 +540,7 @@ class HostSession:
         # The role is proven by the key exchange; the peer's id and address come from the server.
         # The key it proved is beach's own word (checked against the host's list), not the server's.
         key = f" with key {peer.key}" if peer.key else ""
+        self.term.write(self.status.close())  # the question has the screen
         ok = await self.prompt.ask(
             f"{role} joiner{key} wants to join. Let in?",
             f"peer {peer.id}" + (f" at {peer.addr}" if peer.addr else ""),
@@ -640,8 +653,26 @@ class HostSession:
             if self.prompt.active:  # after the question, with the program's held output
                 self.prompt.hold(shown)
             else:
-                self.term.write(shown)
+                self.term.write(self.status.before_output() + shown)
         if text is None or not self.term.out_is_tty:
             return
         live = sum(1 for p in self.peers.values() if p.state == "live")
         self.term.set_title(f"beach {self.session_id}: {live} joined | {text}")
+        self._status_notice(f"beach: {text}")
+
+    def _status_notice(self, text: str) -> None:
+        """The notice across the bottom row too (tmux and many setups never show the title),
+        when the host's window shows the whole shared screen."""
+        if self.opts.quiet or self.prompt.active or self.pty is None:
+            return
+        (cols, rows), (pty_cols, pty_rows) = self.term.size(), (self.pty.cols, self.pty.rows)
+        if cols >= pty_cols and rows >= pty_rows:
+            self.status.show(text, pty_cols, pty_rows)
+
+    def _status_replay(self) -> bytes | None:
+        """What redraws the shared screen, for the notice line's model: none for a
+        full-screen program (pyte has one buffer for both screens: the notice goes only to
+        the title there)."""
+        if self.screen is None or self.screen.alt_active:
+            return None
+        return self.screen.snapshot(clear_scrollback=False, recent=STATUS_PRIME)

@@ -1,0 +1,172 @@
+"""A transient line of beach's own across the bottom row of a terminal that shows the shared
+screen: the host's notices (someone joined, left, guessed wrong) and a joiner's word on its
+connection. The shared program never sees it, and the row is put back cell for cell after.
+
+What the row held is known from a model (screen/model.py, pyte) made from the recent output
+(screen/history.py) when the line is drawn, in a worker thread: pyte is slow, and nothing on
+the hot path waits for it. Output that comes while it is being made voids it (the line is not
+drawn); output that comes while the line shows takes it down first, so the model is still
+exactly what the terminal had under it. Where the model cannot be exact (the alternate screen,
+an odd character set, attributes past what it can say again, the cursor waiting to wrap),
+there is no line: the caller says it another way (the title, a fresh screen).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+from ..text import printable
+from .model import ScreenModel, sgr_of
+
+log = logging.getLogger("beach.screen")
+
+SHOWN = 5.0  # seconds a line stays (unless output takes it down sooner)
+PRIME = 32 * 1024  # bytes of recent output the model is made from
+MAX_REPLAY = 96 * 1024  # more (a long alternate-screen history): no line, pyte would take long
+STYLE = b"\x1b[0;7m"  # reverse video, like tmux's status line
+
+
+def _cup(row: int, col: int) -> bytes:
+    return b"\x1b[%d;%dH" % (row + 1, col + 1)
+
+
+def _make_model(replay: bytes, cols: int, rows: int) -> ScreenModel:
+    model = ScreenModel(cols, rows)
+    model.feed(replay)
+    return model
+
+
+def row_bytes(model: ScreenModel, row: int) -> bytes:
+    """Bytes that draw `row` of the model again, from its first column, in its attributes:
+    to its last written cell, then erased in default attributes (as a cleared row is)."""
+    out = bytearray(_cup(row, 0))
+    sgr = b""
+    end = model.line_end(row)
+    col = 0
+    while col < end:
+        char = model.char(row, col)
+        if char.data == "":  # the right half of a wide character, drawn with its left half
+            col += 1
+            continue
+        want = sgr_of(char)
+        if want != sgr:
+            out += want
+            sgr = want
+        out += (char.data or " ").encode()
+        col += 1
+    out += b"\x1b[0m\x1b[K"
+    return bytes(out)
+
+
+class StatusLine:
+    def __init__(
+        self,
+        write: Callable[[bytes], None],
+        replay: Callable[[], bytes | None],
+        shown: float = SHOWN,
+    ) -> None:
+        self._write = write  # to the terminal, in order with the shared output
+        self._replay = replay  # bytes that redraw the shared screen (None: not known)
+        self.shown = shown
+        self._generation = 0  # output seen so far: a model made before it is stale
+        self._model: ScreenModel | None = None  # the screen under the line, while it shows
+        self._row = 0
+        self._timer: asyncio.TimerHandle | None = None
+        self._making: asyncio.Task[None] | None = None
+        self._text = ""
+        self._cols = 0
+        self.drawn = 0  # lines drawn (for tests and the log)
+        self.on_shown: Callable[[bool], None] = lambda ok: None
+
+    @property
+    def showing(self) -> bool:
+        return self._model is not None
+
+    def show(self, text: str, cols: int, rows: int) -> None:
+        """Draw `text` across the bottom row of a cols x rows shared screen for `shown`
+        seconds, as soon as the model under it is made. A line already showing just takes
+        the new text; the newest text wins while a model is being made. Whether it could be
+        drawn exactly is `on_shown(True/False)` (False: say it another way)."""
+        self._text = text
+        if self._model is not None:
+            self._draw()
+        elif self._making is None or self._making.done():
+            self._making = asyncio.get_running_loop().create_task(self._make(cols, rows))
+
+    async def _make(self, cols: int, rows: int) -> None:
+        generation = self._generation
+        replay = self._replay()
+        ok = False
+        if replay is not None and len(replay) <= MAX_REPLAY:
+            try:
+                model = await asyncio.to_thread(_make_model, replay, cols, rows)
+            except Exception:  # a model that cannot be made is no line, never a crash
+                log.debug("status line: no model", exc_info=True)
+            else:
+                # Output that came meanwhile makes it stale; so does an odd screen.
+                ok = (
+                    generation == self._generation
+                    and model.plain
+                    and model.at_rest
+                    and not model.lost
+                )
+                if ok:
+                    self._model, self._row, self._cols = model, rows - 1, cols
+                    self._draw()
+        self.on_shown(ok)
+
+    def _draw(self) -> None:
+        line = f" {printable(self._text, self._cols)} ".ljust(self._cols)[: self._cols]
+        self._write(_cup(self._row, 0) + STYLE + line.encode() + self._back())
+        self.drawn += 1
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = asyncio.get_running_loop().call_later(self.shown, self._expire)
+
+    def before_output(self) -> bytes:
+        """Called before shared output is written: the bytes that take the line down first
+        (empty when none shows)."""
+        self._generation += 1
+        return self._take_down()
+
+    def close(self) -> bytes:
+        """Leaving: the line's row as it was, if one shows; no line is drawn after this."""
+        self._generation += 1
+        if self._making is not None:
+            self._making.cancel()
+        return self._take_down()
+
+    def forget(self) -> None:
+        """The terminal changed under us (a resize reflows it): the model says nothing true
+        any more, so nothing is put back; the program redraws on its own."""
+        self._generation += 1
+        self._cancel()
+        self._model = None
+
+    def _expire(self) -> None:
+        self._timer = None
+        out = self._take_down()
+        if out:
+            self._write(out)
+
+    def _take_down(self) -> bytes:
+        if self._model is None:
+            return b""
+        self._cancel()
+        out = row_bytes(self._model, self._row) + self._back()
+        self._model = None
+        return out
+
+    def _back(self) -> bytes:
+        """The cursor and attributes back where the output left them (not DECSC/DECRC: the
+        program may have a cursor of its own saved there)."""
+        assert self._model is not None
+        row, col = self._model.cursor
+        return _cup(row, col) + self._model.sgr_now()
+
+    def _cancel(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
