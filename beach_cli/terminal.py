@@ -10,6 +10,7 @@ import atexit
 import contextlib
 import fcntl
 import os
+import re
 import signal
 import struct
 import sys
@@ -20,6 +21,8 @@ from collections.abc import Callable
 from .text import printable
 
 DEFAULT_SIZE = (80, 24)
+ASK_CURSOR = b"\x1b[6n"  # DSR: the terminal answers ESC [ row ; col R on our input
+CURSOR_REPORT = re.compile(rb"\x1b\[(\d{1,5});(\d{1,5})R")
 
 
 def get_winsize(fd: int) -> tuple[int, int] | None:
@@ -146,6 +149,37 @@ class LocalTerminal:
         self.write(f"\x1b]2;{safe}\x07".encode())
 
     # -- input -------------------------------------------------------------------------------------
+
+    async def cursor_position(self, timeout: float) -> tuple[tuple[int, int] | None, bytes]:
+        """Ask the terminal where its cursor is (0-based row, col), before input starts: the
+        answer, or None if none came within `timeout`; and whatever else was typed meanwhile
+        (for the caller to pass on)."""
+        if not (self.is_tty and self.out_is_tty) or self._reading:
+            return None, b""
+        loop = self._loop = self._loop or asyncio.get_running_loop()
+        self._set_nonblocking(self.stdin_fd)
+        got = bytearray()
+        answered = asyncio.Event()
+
+        def readable() -> None:
+            with contextlib.suppress(BlockingIOError, OSError):
+                got.extend(os.read(self.stdin_fd, 4096))
+            if CURSOR_REPORT.search(got) or len(got) > 4096:
+                answered.set()
+
+        loop.add_reader(self.stdin_fd, readable)
+        try:
+            self.write(ASK_CURSOR)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(timeout):
+                    await answered.wait()
+        finally:
+            loop.remove_reader(self.stdin_fd)
+        m = CURSOR_REPORT.search(got)
+        if m is None:
+            return None, bytes(got)
+        where = (max(int(m.group(1)) - 1, 0), max(int(m.group(2)) - 1, 0))
+        return where, bytes(got[: m.start()] + got[m.end() :])
 
     def start_input(self, on_input: Callable[[bytes], None], on_eof: Callable[[], None]) -> None:
         self._loop = self._loop or asyncio.get_running_loop()

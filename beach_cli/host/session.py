@@ -55,6 +55,7 @@ log = logging.getLogger("beach.host")
 # Pause reading the PTY while the host's own terminal has this much unwritten: the host's
 # terminal paces the program, exactly as without beach.
 LOCAL_HIGH_WATER = 1024 * 1024
+CURSOR_WAIT = 0.5  # s for the terminal to say where its cursor is, at the start
 NOTICE_QUIET = 0.15  # show a notice only after output has paused this long
 ROLE_NAMES = {"rw": "read-write", "view": "view-only"}
 APPROVAL_TIMEOUT = 120.0  # an unanswered question is a no
@@ -92,6 +93,7 @@ class HostSession:
         self._notice_timer: asyncio.TimerHandle | None = None
         # Notices across the bottom row of the host's own terminal, put back cell for cell.
         self.status = StatusLine(self.term.write, self._status_replay)
+        self._started_at: tuple[int, int] | None = None  # the cursor when the shell started
         self._paused = False
         self.accepting = True
         self.allowed_keys: AllowedKeys | None = None  # --authorized-keys/--github-user, at start
@@ -273,6 +275,10 @@ class HostSession:
         if not self.headless:  # headless: never raw mode, never a byte read from stdin
             self.term.enter_raw()
             self.term.on_drain(self._local_drained)
+            # Where the shell's output begins (the banner is above it): for notice lines.
+            self._started_at, typed = await self.term.cursor_position(CURSOR_WAIT)
+            if typed:
+                self.pty.write(typed)
             self.term.start_input(self._on_stdin, lambda: None)
             if self.term.is_tty:
                 self.term.on_resize(lambda c, r: self._resized())
@@ -669,10 +675,9 @@ class HostSession:
         if cols >= pty_cols and rows >= pty_rows:
             self.status.show(text, pty_cols, pty_rows)
 
-    def _status_replay(self) -> bytes | None:
-        """What redraws the shared screen, for the notice line's model: none for a
-        full-screen program (pyte has one buffer for both screens: the notice goes only to
-        the title there)."""
-        if self.screen is None or self.screen.alt_active:
+    def _status_replay(self, cols: int, rows: int) -> bytes | None:
+        """What makes the notice line's model of the shared screen (none for a full-screen
+        program: the notice goes only to the title there)."""
+        if self.screen is None:
             return None
-        return self.screen.snapshot(clear_scrollback=False, recent=STATUS_PRIME)
+        return self.screen.model_replay(STATUS_PRIME, cols, rows, self._started_at)

@@ -32,6 +32,7 @@ class Dialer:
         rtc: Awaitable[Any],
         on_frame: Callable[[Frame, bytes], None],
         prover: Prover | None = None,
+        on_settled: Callable[[], None] | None = None,
     ) -> None:
         self.server = server
         self.token = token
@@ -40,6 +41,7 @@ class Dialer:
         self._rtc = rtc
         self._on_frame = on_frame
         self._prover = prover
+        self._on_settled = on_settled
         self.marks: dict[str, float] = {}
 
     async def dial(
@@ -60,6 +62,7 @@ class Dialer:
             on_frame=self._on_frame,
             marks=self.marks,
             prover=self._prover,
+            on_settled=self._on_settled,
         )
         relayed = False
         try:

@@ -28,6 +28,7 @@ from collections.abc import Callable
 
 from ..screen.history import ScreenHistory
 from ..screen.model import ScreenModel, sgr_of
+from ..terminal import ASK_CURSOR
 from ..wire.frames import ECHO_OTHERS, ECHO_SECRET
 from .predict import Predictor
 
@@ -40,7 +41,6 @@ FEED_BUDGET = 64 * 1024  # bytes of output a second the model may be fed (pyte: 
 PRIME = 32 * 1024  # bytes of recent output a fresh model starts from
 HISTORY = 2 * PRIME  # kept for it (the host keeps more: it redraws scrollback too)
 UNDERLINE = b"\x1b[4m"
-ASK_CURSOR = b"\x1b[6n"  # DSR: the terminal answers ESC [ row ; col R on our input
 ASKS = 3  # times a fresh model asks before it waits for the next one
 ANSWER_WAIT = 2.0  # s for the terminal's answer
 
@@ -53,7 +53,8 @@ class PredictiveEcho:
     def __init__(self, mode: str, clock: Callable[[], float] = time.monotonic) -> None:
         self.mode = mode
         self._clock = clock
-        self.history = ScreenHistory(HISTORY) if mode != "never" else None
+        # Kept in every mode (it is cheap): the status line is made from it too.
+        self.history: ScreenHistory | None = ScreenHistory(HISTORY)
         self.model: ScreenModel | None = None
         self.predictor = Predictor()
         self.size = (80, 24)  # the PTY's
@@ -90,8 +91,7 @@ class PredictiveEcho:
         """A SNAPSHOT starts: it redraws everything, guesses included."""
         self._drawn.clear()
         self._moved = False
-        if self.history is not None:
-            self.history = ScreenHistory(HISTORY)
+        self.history = ScreenHistory(HISTORY)
         if self.model is not None or self._wanted():  # fed what the terminal is from here
             self.model = ScreenModel(*self.size)
             self.verified = True

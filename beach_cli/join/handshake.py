@@ -52,11 +52,6 @@ P2P_WAIT = 10.0
 # still long enough for a routed private network, which the candidates cannot reveal.
 P2P_WAIT_UNLIKELY = 3.0
 
-# A settled path is said in the title once the session has had time to enter the terminal
-# (a title set before that is not shown).
-SETTLED_NOTICE_AFTER = 0.1  # s after the host's HELLO
-HELLO_WAIT = 10.0  # s: no HELLO by then, no title (the session gives up on the host anyway)
-
 log = logging.getLogger("beach.dial")
 
 # Signs a handshake's proof binding with an allowed SSH key, given the host's hints: the sealed
@@ -112,6 +107,7 @@ class Handshake:
         on_frame: Callable[[Frame, bytes], None],
         marks: dict[str, float],
         prover: Prover | None = None,
+        on_settled: Callable[[], None] | None = None,
     ) -> None:
         self.sig = sig
         self.token = token
@@ -123,6 +119,7 @@ class Handshake:
         self.on_frame = on_frame
         self.marks = marks
         self.prover = prover
+        self.on_settled = on_settled  # an early-relay link decided its path
         self.step = "server"
         self._steps: dict[str, Callable[[], Awaitable[str | None]]] = {
             "server": self._server,
@@ -145,9 +142,6 @@ class Handshake:
         self._link: Any = None  # the peer-to-peer link being opened, then the open link
         self.early = os.environ.get("BEACH_EARLY_RELAY", "1") != "0"  # we ask for it
         self._host_early = False  # the host's offer says it can
-        self._greeted = asyncio.Event()  # the host's HELLO came (on an early-relay link)
-        self._notice: asyncio.TimerHandle | None = None
-        self._tasks: set[asyncio.Future[None]] = set()
 
     def _limit(self, step: str) -> float | None:
         """How long `step` waits for its messages. The direct attempt has no deadline of its
@@ -370,28 +364,12 @@ class Handshake:
         log.info("streaming through the server relay until the data channel opens")
 
     def _frames(self, kind: Frame, body: bytes) -> None:
-        if kind == Frame.HELLO:
-            self._greeted.set()
         self.on_frame(kind, body)
 
     def _settled(self, link: HandoverLink) -> None:
-        """The path is decided: say which in the title (as a NOTICE from the link itself)."""
-        text = f"beach: connected, {link.path}" + (" (no direct path)" if link.relayed else "")
-
-        def say() -> None:
-            self._notice = None
-            if not link.lost.is_set():
-                self.on_frame(Frame.NOTICE, text.encode())
-
-        async def when_greeted() -> None:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(HELLO_WAIT):
-                    await self._greeted.wait()
-            self._notice = asyncio.get_running_loop().call_later(SETTLED_NOTICE_AFTER, say)
-
-        task = asyncio.ensure_future(when_greeted())
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        """The path is decided (moved to the data channel, or staying on the relay)."""
+        if self.on_settled is not None:
+            self.on_settled()
 
     async def _prove(self) -> str:
         """The host admits only certain SSH keys: sign this handshake with one of ours, or

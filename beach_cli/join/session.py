@@ -8,7 +8,6 @@ import asyncio
 import contextlib
 import importlib
 import logging
-import re
 import time
 import zlib
 from collections import deque
@@ -34,7 +33,9 @@ from ..keys import parse_token
 from ..link.base import Link
 from ..recent import remember_server
 from ..resume import InputLog
-from ..terminal import LocalTerminal, eprint
+from ..screen.status_line import PRIME as STATUS_PRIME
+from ..screen.status_line import StatusLine
+from ..terminal import CURSOR_REPORT, LocalTerminal, eprint
 from ..text import printable
 from ..wire import compression
 from ..wire.frames import (
@@ -62,7 +63,6 @@ from .viewport import Viewport
 log = logging.getLogger("beach.join")
 
 DETACH_PREFIX = 0x1D  # Ctrl-]
-CURSOR_REPORT = re.compile(rb"\x1b\[(\d{1,5});(\d{1,5})R")  # the terminal's answer to DSR 6
 DETACH_KEYS = (ord("d"), ord("."))
 HELLO_TIMEOUT = 10.0
 HELLO_AGAIN = 1.0  # s before HELLO is said again (then 2, 4...), within HELLO_TIMEOUT
@@ -146,6 +146,9 @@ class JoinSession:
         self._identity: Any = None  # identity.signer.Identity, from -i FILE
         self._told_view_only: asyncio.TimerHandle | None = None
         self.echo = PredictiveEcho(opts.predict)
+        # A line of our own across the screen (how we are connected), put back cell for cell.
+        self.status_line = StatusLine(self.term.write, self._status_replay)
+        self._path_said: str | None = None
         self.echo.on_want = self._want_echo
 
     # -- the session -------------------------------------------------------------------------
@@ -173,6 +176,7 @@ class JoinSession:
             rtc,
             self._on_frame,
             self._prove,
+            on_settled=self._say_path,
         )
         if self.opts.identity_file is not None:  # read now: a passphrase is asked before we dial
             signer = await asyncio.to_thread(self._signer)
@@ -206,7 +210,7 @@ class JoinSession:
             if self.echo.predictor.stats.keys:
                 log.info("predictive echo: %s", self.echo.summary())
             if self._drew:
-                self.term.write(self.echo.finish() + LEAVE)
+                self.term.write(self.status_line.close() + self.echo.finish() + LEAVE)
                 await self.term.drain(1.0)
             self.term.restore()
 
@@ -280,6 +284,7 @@ class JoinSession:
             if last is None:
                 log.info("reconnected after %d attempt(s)", attempt)
                 self._title("beach: reconnected")
+                self._say_path()  # if the path changed (else the title says "reconnected")
                 return
             delay = backoff.next()
             if time.monotonic() + delay > deadline:
@@ -501,7 +506,38 @@ class JoinSession:
             self._title(f"beach: {self.token.session}, {self.link.path}")
             self._fit()
         shown = self.viewport.filter(data) if self.viewport else data
-        self.term.write(self.echo.before_output() + shown + self.echo.after_output(data))
+        self.term.write(
+            self.status_line.before_output()
+            + self.echo.before_output()
+            + shown
+            + self.echo.after_output(data)
+        )
+        if self._path_said is None:  # the first output after connecting
+            self._say_path()
+
+    def _say_path(self) -> None:
+        """How we are connected, in one line across the screen and in the title: once the
+        path is decided (an early-relay link takes a moment), and again when a reconnect
+        lands on another."""
+        link = self.link
+        if link is None or not link.settled or not self._drew:
+            return
+        said = f"connected, {link.path}" + (" (no direct path)" if link.through_server else "")
+        if said == self._path_said:
+            return
+        again = self._path_said is not None
+        self._path_said = said
+        text = f"beach: {'re' if again else ''}{said}"
+        log.info("%s", text)
+        self._title(text)
+        if self.term.out_is_tty and self._fits() and self.viewport is not None:
+            self.status_line.show(text, *self.viewport.pty)
+
+    def _status_replay(self, cols: int, rows: int) -> bytes | None:
+        """What makes the status line's model of the shared screen (the first snapshot
+        wiped the screen: the model knows every row)."""
+        history = self.echo.history
+        return None if history is None else history.model_replay(STATUS_PRIME, cols, rows)
 
     def _fit(
         self, window: tuple[int, int] | None = None, pty: tuple[int, int] | None = None
@@ -597,6 +633,7 @@ class JoinSession:
             self.link.send(encode_input(offset + i, data[i : i + INPUT_CHUNK]))
 
     def _on_resize(self, cols: int, rows: int) -> None:
+        self.status_line.forget()  # the terminal reflowed what it shows
         if self.link is not None:
             self.link.send(encode_resize(cols, rows))
         self._fit(window=(cols, rows))

@@ -54,6 +54,7 @@ PING_BYTES = 8
 class Link:
     path = "?"  # how the bytes travel, for the person watching
     through_server = False  # the peer's frames reach us through the server (the relay)
+    settled = True  # the path is decided (an early-relay link: once it moved or stayed)
 
     def __init__(self, on_frame: Callable[[Frame, bytes], None], name: str) -> None:
         self.name = name

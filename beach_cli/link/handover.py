@@ -76,6 +76,7 @@ class HandoverLink(Link):
         self._said: set[str] = set()
         self._started = time.monotonic()
         self._on_settled = on_settled
+        self.settled = False
         relay.redirect(self._from_relay)
         channel.redirect(self._from_channel)
         self._opened()
@@ -255,6 +256,7 @@ class HandoverLink(Link):
         await channel.close()
 
     def _settled(self) -> None:
+        self.settled = True
         if self._on_settled is not None:
             self._on_settled(self)
 

@@ -35,6 +35,7 @@ MAX_MODES = 64
 RESET = b"\x1b[!p\x1b[?7h\x1b[?1049l\x1b[0m\x1b[H\x1b[2J"
 CLEAR_SCROLLBACK = b"\x1b[3J"
 SAVE_CURSOR = b"\x1b7"
+UNKNOWN = "\ue000"  # in a model: a cell whose content beach never saw (model_replay)
 
 
 class _Screen:
@@ -44,6 +45,7 @@ class _Screen:
         self.data = bytearray()
         self.sgr: list[bytes] = []  # SGR sequences since the last attribute reset
         self.modes: dict[bytes, bytes] = {}  # private modes and scroll region, last one wins
+        self.wiped = False  # a wipe came: nothing from before it shows
 
     def clear(self) -> None:
         self.data.clear()
@@ -78,6 +80,7 @@ class _Screen:
         """A wipe at data[start:]: keep the lasting state, drop the visible bytes."""
         self.absorb(bytes(self.data) + data[:start])
         self.data.clear()
+        self.wiped = True
         return data[start:]
 
     def trim(self, limit: int, now: bool = False) -> None:
@@ -184,6 +187,31 @@ class ScreenHistory:
             data = screen.wipe_at(data, wipes[-1].start())
         screen.data += data
         screen.trim(self.limit)
+
+    def model_replay(
+        self, limit: int, cols: int, rows: int, start: tuple[int, int] | None = None
+    ) -> bytes | None:
+        """Bytes that make a fresh model (screen/model.py) of the main screen from about the
+        last `limit` bytes, or None where its rows could be off the terminal's: the alternate
+        screen (a model has one buffer), a cut inside a line (the wrap would differ), or too
+        few lines after the cut to have scrolled them into place (the cursor's row before it
+        is unknown). Output never wiped began wherever the terminal's cursor was, `start`
+        (row, col) if known: rows above it are filled with UNKNOWN, which the model's user
+        must not trust, until the output scrolls them away."""
+        if self.alt_active:
+            return None
+        data = self._main.data
+        if len(data) > limit:
+            cut = self._main._boundary(len(data) - limit)
+            if cut < 2 or data[cut - 2 : cut] != b"\r\n" or data.count(b"\n", cut) < rows:
+                return None
+        elif not self._main.wiped and data.count(b"\n") < rows:
+            if start is None:
+                return None
+            row, col = min(start[0], rows - 1), min(start[1], cols - 1)
+            prefix = UNKNOWN.encode() * (row * cols + col) + b"\x1b[%d;%dH" % (row + 1, col + 1)
+            return RESET + prefix + self._main.replay() + self._carry
+        return self.snapshot(clear_scrollback=False, recent=limit)
 
     def snapshot(self, clear_scrollback: bool = True, recent: int | None = None) -> bytes:
         """Bytes that redraw the current screen on a terminal in any state. With `recent`, the

@@ -1,14 +1,16 @@
-"""A transient line of beach's own across the bottom row of a terminal that shows the shared
-screen: the host's notices (someone joined, left, guessed wrong) and a joiner's word on its
-connection. The shared program never sees it, and the row is put back cell for cell after.
+"""A transient line of beach's own across a terminal that shows the shared screen: the host's
+notices (someone joined, left, guessed wrong) and a joiner's word on its connection. It goes
+on the bottom row, or the top one while the cursor is on the bottom row (where the person is
+typing). The shared program never sees it, and the row is put back cell for cell after.
 
 What the row held is known from a model (screen/model.py, pyte) made from the recent output
 (screen/history.py) when the line is drawn, in a worker thread: pyte is slow, and nothing on
-the hot path waits for it. Output that comes while it is being made voids it (the line is not
-drawn); output that comes while the line shows takes it down first, so the model is still
+the hot path waits for it. Output that comes while it is being made voids it (busy output gets
+a few tries); output that comes while the line shows takes it down first, so the model is still
 exactly what the terminal had under it. Where the model cannot be exact (the alternate screen,
-an odd character set, attributes past what it can say again, the cursor waiting to wrap),
-there is no line: the caller says it another way (the title, a fresh screen).
+an odd character set, attributes past what it can say again, the cursor waiting to wrap, a row
+shown before the output began: history.py's UNKNOWN), there is no line: the caller says it
+another way (the title, a fresh screen).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import logging
 from collections.abc import Callable
 
 from ..text import printable
+from .history import UNKNOWN
 from .model import ScreenModel, sgr_of
 
 log = logging.getLogger("beach.screen")
@@ -25,6 +28,8 @@ log = logging.getLogger("beach.screen")
 SHOWN = 5.0  # seconds a line stays (unless output takes it down sooner)
 PRIME = 32 * 1024  # bytes of recent output the model is made from
 MAX_REPLAY = 96 * 1024  # more (a long alternate-screen history): no line, pyte would take long
+TRIES = 4  # models made before giving up on busy output (each voided by output meanwhile)
+QUIET = 0.2  # s to wait after output voided one
 STYLE = b"\x1b[0;7m"  # reverse video, like tmux's status line
 
 
@@ -64,11 +69,11 @@ class StatusLine:
     def __init__(
         self,
         write: Callable[[bytes], None],
-        replay: Callable[[], bytes | None],
+        replay: Callable[[int, int], bytes | None],
         shown: float = SHOWN,
     ) -> None:
         self._write = write  # to the terminal, in order with the shared output
-        self._replay = replay  # bytes that redraw the shared screen (None: not known)
+        self._replay = replay  # (cols, rows): bytes that make its model (None: not known)
         self.shown = shown
         self._generation = 0  # output seen so far: a model made before it is stale
         self._model: ScreenModel | None = None  # the screen under the line, while it shows
@@ -96,25 +101,29 @@ class StatusLine:
             self._making = asyncio.get_running_loop().create_task(self._make(cols, rows))
 
     async def _make(self, cols: int, rows: int) -> None:
-        generation = self._generation
-        replay = self._replay()
         ok = False
-        if replay is not None and len(replay) <= MAX_REPLAY:
+        for _ in range(TRIES):
+            generation = self._generation
+            replay = self._replay(cols, rows)
+            if replay is None or len(replay) > MAX_REPLAY:
+                break
             try:
                 model = await asyncio.to_thread(_make_model, replay, cols, rows)
             except Exception:  # a model that cannot be made is no line, never a crash
                 log.debug("status line: no model", exc_info=True)
-            else:
-                # Output that came meanwhile makes it stale; so does an odd screen.
-                ok = (
-                    generation == self._generation
-                    and model.plain
-                    and model.at_rest
-                    and not model.lost
-                )
-                if ok:
-                    self._model, self._row, self._cols = model, rows - 1, cols
+                break
+            if generation != self._generation:  # output came meanwhile: once it pauses
+                await asyncio.sleep(QUIET)
+                continue
+            if model.plain and model.at_rest and not model.lost and rows >= 2:
+                # The bottom row, unless the cursor is there (a prompt at the bottom, where
+                # the person is looking and typing): then the top one.
+                row = rows - 1 if model.cursor[0] != rows - 1 else 0
+                if not any(model.text(row, c) == UNKNOWN for c in range(cols)):
+                    self._model, self._row, self._cols = model, row, cols
                     self._draw()
+                    ok = True
+            break
         self.on_shown(ok)
 
     def _draw(self) -> None:
