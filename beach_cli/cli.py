@@ -674,10 +674,20 @@ def host(
     help="Show typed characters before the host echoes them: on links slower than about "
     "60 ms round trip (auto), always, or never.",
 )
+@click.option(
+    "--quiet",
+    is_flag=True,
+    help="No line across the screen saying how you are connected; the window title still says.",
+)
 @click.argument("token", metavar="LINK|TOKEN")
 @click.pass_context
 def join(
-    ctx: click.Context, token: str, identity_file: Path | None, predict: str, **flags: Any
+    ctx: click.Context,
+    token: str,
+    identity_file: Path | None,
+    predict: str,
+    quiet: bool,
+    **flags: Any,
 ) -> None:
     """Attach to a shared terminal: the link `beach host` printed, or its token with --server.
     Detach with Ctrl-] then d."""
@@ -720,6 +730,7 @@ def join(
             tuple(s["ice_servers"]),
             identity_file,
             predict,
+            quiet,
         )
         return await join_and_report(opts, LocalTerminal())
 

@@ -40,8 +40,14 @@ class Tmux:
     def keys(self, *keys: str) -> None:
         self._run("send-keys", *keys)
 
-    def screen(self) -> str:
-        return self._run("capture-pane", "-p")
+    def screen(self, escapes: bool = False, start: int = 0) -> str:
+        """What the pane shows from row `start`; with `escapes`, its colours and attributes
+        too (as changes from one cell to the next, from default attributes at `start`)."""
+        return self._run("capture-pane", "-p", "-S", str(start), *(("-e",) if escapes else ()))
+
+    def record(self, path: Path) -> None:
+        """From now on, every byte the pane's program writes is appended to `path`."""
+        self._run("pipe-pane", "-o", f"cat >> {path}")
 
     def shows(self, text: str) -> str:
         """Wait until the screen holds `text` (bounded); the screen."""

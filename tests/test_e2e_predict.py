@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pexpect
 import pytest
-from conftest import BEACH, Procs, need, shell_ready, start_host, start_join
+from conftest import BEACH, Procs, need, shell_ready, start_host
 from netns import require_root_tools
 from oracle import Window, check
 
@@ -132,6 +132,7 @@ def share(procs: Procs, tmp_path: Path, link: Link, predict: str):
             *cmd[1:],
             "--predict",
             predict,
+            "--quiet",  # no line saying how it connected: a key's pattern could match it
         ],
         cols=80,
         rows=24,
@@ -290,10 +291,11 @@ def test_on_a_fast_link_auto_adds_not_one_byte(procs: Procs, tmp_path: Path, ser
     joiner with `--predict never` writes, byte for byte, once both are in."""
     host, info = start_host(procs, tmp_path, server)
     shell_ready(host)
-    auto = start_join(procs, info)
+    # --quiet: no line saying how each connected, drawn whenever its model is made.
+    auto = procs.start([BEACH, *info["join_command"][1:], "--quiet"])
     auto.child.delaybeforesend = None
     shell_ready(auto)
-    never = procs.start([BEACH, *info["join_command"][1:], "--predict", "never"])
+    never = procs.start([BEACH, *info["join_command"][1:], "--predict", "never", "--quiet"])
     shell_ready(never)
     auto.send("echo START-$((6*7))\r")
     for p in (auto, never):

@@ -14,6 +14,7 @@ from test_completion import Tmux
 from test_security import RECORDER
 
 from beach_cli.join.session import VIEW_ONLY_LINE, VIEW_ONLY_SHOWN
+from beach_cli.screen.status_line import SHOWN
 
 pytestmark = pytest.mark.e2e
 
@@ -56,8 +57,11 @@ def test_a_viewer_in_tmux_sees_the_line_and_then_the_hosts_screen_again(
     tmux = Tmux(tmp_path, cols=80, rows=24)
     try:
         tmux.keys(" ".join([BEACH, *info["view_join_command"][1:]]), "Enter")
-        tmux.shows("row-3")
-        before = tmux.screen()
+        tmux.shows("beach: connected")
+        deadline = time.monotonic() + SHOWN + 10
+        while "beach: connected" in (before := tmux.screen()):  # how it connected, then not
+            assert time.monotonic() < deadline, before
+            time.sleep(0.1)
         tmux.keys("x")
         lines = tmux.shows(VIEW_ONLY_LINE[:40]).splitlines()
         assert VIEW_ONLY_LINE in lines[23]  # across the bottom row

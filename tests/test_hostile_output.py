@@ -198,6 +198,8 @@ class FakeTerm:
 
 class FakeLink:
     path = "test"
+    settled = True
+    through_server = False
 
     def __init__(self) -> None:
         self.sent: list[bytes] = []

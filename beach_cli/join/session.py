@@ -114,6 +114,7 @@ class JoinOptions:
     ice_servers: tuple[str, ...] = ()
     identity_file: Path | None = None  # -i FILE: the SSH key to prove, if the host asks one
     predict: str = "auto"  # predictive echo: auto, always, never (join/echo.py)
+    quiet: bool = False  # the path only in the title, never in a line across the screen
 
 
 class JoinSession:
@@ -530,7 +531,7 @@ class JoinSession:
         text = f"beach: {'re' if again else ''}{said}"
         log.info("%s", text)
         self._title(text)
-        if self.term.out_is_tty and self._fits() and self.viewport is not None:
+        if not self.opts.quiet and self.term.out_is_tty and self._fits() and self.viewport:
             self.status_line.show(text, *self.viewport.pty)
 
     def _status_replay(self, cols: int, rows: int) -> bytes | None:
@@ -599,7 +600,10 @@ class JoinSession:
         cols = min(self.viewport.window[0], self.viewport.pty[0])
         row = min(self.viewport.window[1], self.viewport.pty[1])
         text = VIEW_ONLY_LINE[:cols].ljust(cols).encode()
-        self.term.write(b"\x1b7\x1b[%d;1H\x1b[0;7m%s\x1b[0m\x1b8" % (row, text))
+        self.term.write(
+            self.status_line.close()  # (the fresh screen puts back the rest)
+            + b"\x1b7\x1b[%d;1H\x1b[0;7m%s\x1b[0m\x1b8" % (row, text)
+        )
         self._title("beach: view-only: your keystrokes are not sent")
         self._told_view_only = asyncio.get_running_loop().call_later(VIEW_ONLY_SHOWN, self._resync)
 
