@@ -150,37 +150,6 @@ class LocalTerminal:
 
     # -- input -------------------------------------------------------------------------------------
 
-    async def cursor_position(self, timeout: float) -> tuple[tuple[int, int] | None, bytes]:
-        """Ask the terminal where its cursor is (0-based row, col), before input starts: the
-        answer, or None if none came within `timeout`; and whatever else was typed meanwhile
-        (for the caller to pass on)."""
-        if not (self.is_tty and self.out_is_tty) or self._reading:
-            return None, b""
-        loop = self._loop = self._loop or asyncio.get_running_loop()
-        self._set_nonblocking(self.stdin_fd)
-        got = bytearray()
-        answered = asyncio.Event()
-
-        def readable() -> None:
-            with contextlib.suppress(BlockingIOError, OSError):
-                got.extend(os.read(self.stdin_fd, 4096))
-            if CURSOR_REPORT.search(got) or len(got) > 4096:
-                answered.set()
-
-        loop.add_reader(self.stdin_fd, readable)
-        try:
-            self.write(ASK_CURSOR)
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(timeout):
-                    await answered.wait()
-        finally:
-            loop.remove_reader(self.stdin_fd)
-        m = CURSOR_REPORT.search(got)
-        if m is None:
-            return None, bytes(got)
-        where = (max(int(m.group(1)) - 1, 0), max(int(m.group(2)) - 1, 0))
-        return where, bytes(got[: m.start()] + got[m.end() :])
-
     def start_input(self, on_input: Callable[[bytes], None], on_eof: Callable[[], None]) -> None:
         self._loop = self._loop or asyncio.get_running_loop()
         self._set_nonblocking(self.stdin_fd)

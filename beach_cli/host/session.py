@@ -32,7 +32,7 @@ from ..resume import ResumeTable
 from ..screen.history import RESET, ScreenHistory
 from ..screen.status_line import PRIME as STATUS_PRIME
 from ..screen.status_line import StatusLine
-from ..terminal import LocalTerminal
+from ..terminal import ASK_CURSOR, CURSOR_REPORT, LocalTerminal
 from ..text import printable
 from ..wire.compression import Encoder
 from ..wire.frames import ExitStatus
@@ -55,7 +55,7 @@ log = logging.getLogger("beach.host")
 # Pause reading the PTY while the host's own terminal has this much unwritten: the host's
 # terminal paces the program, exactly as without beach.
 LOCAL_HIGH_WATER = 1024 * 1024
-CURSOR_WAIT = 0.5  # s for the terminal to say where its cursor is, at the start
+CURSOR_WAIT = 2.0  # s for the terminal to say where its cursor is, at the start
 NOTICE_QUIET = 0.15  # show a notice only after output has paused this long
 ROLE_NAMES = {"rw": "read-write", "view": "view-only"}
 APPROVAL_TIMEOUT = 120.0  # an unanswered question is a no
@@ -94,6 +94,7 @@ class HostSession:
         # Notices across the bottom row of the host's own terminal, put back cell for cell.
         self.status = StatusLine(self.term.write, self._status_replay)
         self._started_at: tuple[int, int] | None = None  # the cursor when the shell started
+        self._cursor_asked: float | None = None  # when we asked the terminal where it is
         self._paused = False
         self.accepting = True
         self.allowed_keys: AllowedKeys | None = None  # --authorized-keys/--github-user, at start
@@ -275,10 +276,11 @@ class HostSession:
         if not self.headless:  # headless: never raw mode, never a byte read from stdin
             self.term.enter_raw()
             self.term.on_drain(self._local_drained)
-            # Where the shell's output begins (the banner is above it): for notice lines.
-            self._started_at, typed = await self.term.cursor_position(CURSOR_WAIT)
-            if typed:
-                self.pty.write(typed)
+            # Where the shell's output begins (the banner is above it), for notice lines: the
+            # terminal answers in its own time, but as of this point in what it was sent.
+            if self.term.out_is_tty and self.term.is_tty:
+                self.term.write(ASK_CURSOR)
+                self._cursor_asked = time.monotonic()
             self.term.start_input(self._on_stdin, lambda: None)
             if self.term.is_tty:
                 self.term.on_resize(lambda c, r: self._resized())
@@ -365,11 +367,25 @@ class HostSession:
     # -- the hot path ----------------------------------------------------------------------------
 
     def _on_stdin(self, data: bytes) -> None:
+        if self._cursor_asked is not None:
+            data = self._take_cursor_report(data)
         if self.prompt.active:  # the host is answering a question, not typing to the shell
             self.prompt.key(data)
         elif self.pty is not None:
             self._wrote("host")
             self.pty.write(data)
+
+    def _take_cursor_report(self, data: bytes) -> bytes:
+        """The terminal's answer to ASK_CURSOR, taken off the host's keystrokes (waited for
+        CURSOR_WAIT at most: a terminal that never answers, and typing goes through)."""
+        m = CURSOR_REPORT.search(data)
+        if m is not None:
+            self._cursor_asked = None
+            self._started_at = (max(int(m.group(1)) - 1, 0), max(int(m.group(2)) - 1, 0))
+            return data[: m.start()] + data[m.end() :]
+        if self._cursor_asked is not None and time.monotonic() - self._cursor_asked > CURSOR_WAIT:
+            self._cursor_asked = None
+        return data
 
     def _on_output(self, data: bytes) -> None:
         # Joiners first: the network is the longer way, so its clock starts before ours.
