@@ -95,17 +95,16 @@ class HostSession:
         self.status = StatusLine(self.term.write, self._status_replay)
         self._started_at: tuple[int, int] | None = None  # the cursor when the shell started
         self._cursor_asked: float | None = None  # when we asked the terminal where it is
+        # Lines of output still to come before the host's terminal shows only what the PTY
+        # wrote (announcements went between): no notice line until then.
+        self._blind_lines = 0
         self._paused = False
         self.accepting = True
         self.allowed_keys: AllowedKeys | None = None  # --authorized-keys/--github-user, at start
         self.resumes = ResumeTable()
         self.encoder = Encoder()
         self.recorder: Recorder | None = None
-        self.prompt = ApprovalPrompt(
-            terminal,
-            lambda: self.snapshot(clear_scrollback=False),
-            lambda: self.alt_active,
-        )
+        self.prompt = ApprovalPrompt(terminal, self._redraw, lambda: self.alt_active)
         self.lifetime = Lifetime(opts, self._anyone_here)
         self._continue_dir: str | None = None
         self._unsaid = 0  # lines a headless host's stdout had no room for
@@ -409,6 +408,8 @@ class HostSession:
             self.term.write(self.status.before_output() + data)
         if self.screen is not None:
             self.screen.feed(data)
+        if self._blind_lines:
+            self._blind_lines = max(self._blind_lines - data.count(b"\n"), 0)
         self._check_secret()
         if self.term.pending > LOCAL_HIGH_WATER and self.pty is not None and not self.headless:
             self.pty.pause_reading()
@@ -425,6 +426,13 @@ class HostSession:
         if self.screen is None:
             return RESET
         return self.screen.snapshot(clear_scrollback, recent)
+
+    def _redraw(self) -> bytes:
+        """The shared screen redrawn on the host's own terminal (after a question): from its
+        top-left corner, as a notice line's model has it."""
+        self._started_at = (0, 0)
+        self._blind_lines = 0
+        return self.snapshot(clear_scrollback=False)
 
     @property
     def alt_active(self) -> bool:
@@ -676,6 +684,7 @@ class HostSession:
                 self.prompt.hold(shown)
             else:
                 self.term.write(self.status.before_output() + shown)
+            self._blind_lines = self.term.size()[1]  # beach's lines: the model never saw them
         if text is None or not self.term.out_is_tty:
             return
         live = sum(1 for p in self.peers.values() if p.state == "live")
@@ -685,7 +694,7 @@ class HostSession:
     def _status_notice(self, text: str) -> None:
         """The notice across the bottom row too (tmux and many setups never show the title),
         when the host's window shows the whole shared screen."""
-        if self.opts.quiet or self.prompt.active or self.pty is None:
+        if self.opts.quiet or self.prompt.active or self.pty is None or self._blind_lines:
             return
         (cols, rows), (pty_cols, pty_rows) = self.term.size(), (self.pty.cols, self.pty.rows)
         if cols >= pty_cols and rows >= pty_rows:

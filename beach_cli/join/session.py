@@ -326,7 +326,9 @@ class JoinSession:
             return
         cols, rows = self.term.size()
         line = f" beach: {printable(text, cols)} ".ljust(cols)[:cols]
-        self.term.write(f"\x1b7\x1b[{rows};1H\x1b[0;7m{line}\x1b[0m\x1b8".encode())
+        self.term.write(
+            self.status_line.close() + f"\x1b7\x1b[{rows};1H\x1b[0;7m{line}\x1b[0m\x1b8".encode()
+        )
 
     def _finish(self, code: int, line: str) -> None:
         if self._done is not None and not self._done.done():
