@@ -224,11 +224,10 @@ class Stream:
         if others != self._others:
             self._others = others
             flags |= ECHO_OTHERS
+        if self._echo_held is not None:  # replaced: the "others" it said still holds
+            flags |= self._echo_held[-1] & ECHO_OTHERS
         frame = encode_echo(self._echoed, flags)
         if self._queue or self._resync or self._echo_held is not None:
-            if self._echo_held is not None:  # the flags it said still hold: keep them
-                flags |= self._echo_held[-1] & ECHO_OTHERS
-                frame = encode_echo(self._echoed, flags)
             self._echo_held, self._echo_after = frame, self._units_in
             return
         if self.link is not None:
