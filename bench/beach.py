@@ -173,7 +173,9 @@ class BeachHost:
         except BaseException:
             self.close()
             raise
-        self.join_argv = [beach_bin(), *self.info["join_command"][1:]]
+        # --quiet: no line of beach's own saying how it connected (a keystroke's glyph could
+        # be found in it).
+        self.join_argv = [beach_bin(), *self.info["join_command"][1:], "--quiet"]
 
     @property
     def pid(self) -> int:

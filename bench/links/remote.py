@@ -123,7 +123,8 @@ class LinkHost:
         except BaseException:
             self.close()
             raise
-        self.join_argv = [*link.exec("joiner"), beach_bin(), *info["join_command"][1:]]
+        # --quiet: no line saying how it connected (a keystroke's glyph could be found in it).
+        self.join_argv = [*link.exec("joiner"), beach_bin(), *info["join_command"][1:], "--quiet"]
 
     def _wait_info(self) -> dict:
         deadline = time.monotonic() + START_TIMEOUT
