@@ -156,7 +156,7 @@ class BufferScreen {
 export class PredictiveEcho {
   // `send(frame)` sends a frame to the host; `now()` is the page's clock in ms.
   // `later(fn, ms)` is setTimeout (a test's own clock may stand in).
-  constructor({ terminal, mode = "auto", send = () => {}, now = () => performance.now(), later = setTimeout }) {
+  constructor({ terminal, mode = "auto", send = () => {}, now = () => performance.now(), later = (fn, ms) => setTimeout(fn, ms) }) {
     this.term = terminal;
     this.mode = parseMode(mode);
     this.send = send;
