@@ -22,6 +22,7 @@ import pytest
 from browser import SCREEN, Browsers, Tab, browsers
 from conftest import Proc, Procs, shell_ready, start_host
 from netns import require_root_tools
+from test_e2e_browser import World, host_in, join, link_for, net, world  # noqa: F401 (fixtures)
 
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
@@ -29,7 +30,6 @@ if str(REPO) not in sys.path:
 
 from bench.links.net import HOST_ADDR, Link, shaped  # noqa: E402
 from bench.links.profiles import Profile  # noqa: E402
-from test_e2e_browser import World, host_in, join, link_for, net, world  # noqa: E402, F401
 
 pytestmark = [pytest.mark.e2e, pytest.mark.netns]
 
@@ -139,11 +139,10 @@ def wait_glyph(tab: Tab, ch: str) -> dict[str, Any]:
           const keys = window.beach.predict.keys.filter((k) => k.ch === ch);
           const k = keys[keys.length - 1];
           if (!k) return false;
-          const inBuffer = (%s)().join('\\n').includes(ch);
+          const inBuffer = (SCREEN_FN)().join('\\n').includes(ch);
           if (inBuffer && k.echoed === undefined) k.echoed = performance.now();
           return (k.shown !== null || inBuffer) && {...k};
-        }"""
-        % SCREEN,
+        }""".replace("SCREEN_FN", SCREEN),
         f"{ch!r} showed on the page",
         arg=ch,
     )
@@ -299,13 +298,14 @@ def test_never_shows_nothing_and_asks_nothing_on_a_slow_link(
 
 
 def test_auto_on_a_fast_link_shows_nothing_and_asks_nothing(
-    procs: Procs, tmp_path: Path, world: World, web: Browsers
+    procs: Procs,
+    tmp_path: Path,
+    world: World,  # noqa: F811 (the fixture)
+    web: Browsers,
 ) -> None:
     host, info = host_in(world, procs, tmp_path)
     tab = open_page(web, world.web_ns, link_for(info), None)
-    tab.wait_for(
-        "() => window.beach.predict.rtt !== null", "the page measured the round trip"
-    )
+    tab.wait_for("() => window.beach.predict.rtt !== null", "the page measured the round trip")
     st = type_and_check_no_overlay(tab, host, "echo fast-typed")
     assert st["mode"] == "auto" and not st["showing"] and st["rtt"] < 40, st
     assert len(st["keys"]) >= len("echo fast-typed"), st
