@@ -196,7 +196,7 @@ export class PredictiveEcho {
   // -- the session's news -------------------------------------------------------------------------
 
   /** A HELLO from the host: its features; our role; whether our window holds the PTY. */
-  start(features, role, fits) {
+  start(features, role, fits, sent = 0) {
     this.enabled = this.mode !== "never" && role === "rw" && features.includes("echo");
     this.fits = fits;
     this.secret = false;
@@ -204,6 +204,9 @@ export class PredictiveEcho {
     this.told = null; // a fresh host (or connection): tell it again
     this.echoed = 0;
     this.reset();
+    // What came before is on the screen the host redraws.
+    this.predictor.answered = this.predictor.lastEnd = sent;
+    this.predictor.unknownFrom = 0;
     this._tell();
   }
 
@@ -278,9 +281,14 @@ export class PredictiveEcho {
   echo(offset, flags, sent) {
     this.secret = (flags & ECHO_SECRET) !== 0;
     if (!this.wanted || this.stale) return;
+    const mine = typeof offset === "number" && offset <= sent && offset >= this.echoed;
     if (this.secret || flags & ECHO_OTHERS || !this.screen.plain) {
+      if (mine) {
+        this.echoed = offset;
+        this.predictor.heard(offset);
+      }
       this.predictor.reset();
-    } else if (typeof offset !== "number" || offset > sent || offset < this.echoed) {
+    } else if (!mine) {
       this.state.ignored += 1; // beyond what we typed, or going back: not an answer of ours
     } else {
       this.echoed = offset;

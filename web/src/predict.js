@@ -57,6 +57,9 @@ export class Predictor {
     this.keys = 0; // keystrokes guessed at so far (numbers them)
     this.epoch = 0;
     this.confirmed = -1; // the newest epoch with a confirmed guess
+    this.answered = 0; // the input offset the screen is known to have answered (ECHOs)
+    this.lastEnd = 0; // the newest keystroke's end offset
+    this.unknownFrom = 0; // the screen's cursor is stale until it has answered this offset
     this.stats = new Stats();
   }
 
@@ -70,6 +73,7 @@ export class Predictor {
   tentative() {
     this.epoch += 1;
     this.cursor = null;
+    this.unknownFrom = this.lastEnd; // the keys so far may move it anywhere
   }
 
   /** Forget every guess (the host's screen is what shows). */
@@ -82,6 +86,7 @@ export class Predictor {
    * `may`: guesses are allowed now (no password prompt, the window fits...). `now` (ms) is
    * kept with each guess, for expiry. */
   key(screen, text, end, may, now = 0) {
+    this.lastEnd = Math.max(this.lastEnd, end);
     if (!may) {
       this.reset();
       return;
@@ -98,6 +103,13 @@ export class Predictor {
     if (chars.length !== 1) {
       // An escape sequence (up, down, function keys, Alt-x, a bracketed paste) or a paste:
       // the program decides what it does.
+      this.tentative();
+      return;
+    }
+    if (this.cursor === null && this.unknownFrom > this.answered) {
+      // Where the cursor is now is not known: the screen has yet to answer the keys that lost
+      // the predicted cursor (Enter, say), so its cursor is stale. No guess until it has
+      // (and by then the ECHO says whether a password is being read).
       this.tentative();
       return;
     }
@@ -210,6 +222,7 @@ export class Predictor {
 
   /** The screen has the host's answer to the input before `offset`. */
   judge(screen, offset) {
+    this.heard(offset);
     const due = [...this.cells.values()].filter((g) => g.due <= offset).sort((a, b) => a.due - b.due);
     for (const guess of due) {
       if (this.cells.get(at(guess.y, guess.x)) !== guess) continue; // dropped with its epoch
@@ -236,6 +249,11 @@ export class Predictor {
     }
   }
 
+  /** The screen has answered the input before `offset` (an ECHO, judged or not). */
+  heard(offset) {
+    if (offset > this.answered) this.answered = offset;
+  }
+
   /** A guess the screen contradicts; false once every guess is gone. */
   _wrong(guess) {
     if (guess.epoch <= this.confirmed) {
@@ -253,6 +271,7 @@ export class Predictor {
     for (const [key, g] of this.cells) if (g.epoch >= epoch) this.cells.delete(key);
     if (this.cursor !== null && this.cursorEpoch >= epoch) this.cursor = null;
     this.epoch = Math.max(this.epoch, epoch) + 1;
+    this.unknownFrom = this.lastEnd; // the dropped keys are still to come on the screen
   }
 
   /** Guesses older than `maxAge` ms at `now` were never judged (an ECHO lost, a host that

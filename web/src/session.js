@@ -254,7 +254,7 @@ export class Session {
       if (this.hello.features.includes("deflate")) this.inflater = new Inflater();
       this.term.resize(this.hello.cols, this.hello.rows);
       this.clamp.size(this.hello.cols, this.hello.rows);
-      this.echo.start(this.hello.features, this.token.role, this._fits());
+      this.echo.start(this.hello.features, this.token.role, this._fits(), this.inputs.end);
       this.helloWaiter();
     } else if (kind === Frame.OUTPUT || kind === Frame.SNAPSHOT) {
       if (kind === Frame.SNAPSHOT) {

@@ -121,6 +121,42 @@ test('Enter, control keys, escapes, up/down and pastes start a tentative epoch',
   }
 });
 
+test('after Enter nothing is guessed until the screen has answered the keys before', () => {
+  const s = new FakeScreen();
+  const p = new Predictor();
+  let end = type(p, s, 'ls');
+  s.echo('ls');
+  p.judge(s, end);
+  p.key(s, '\r', ++end, true);
+  end = type(p, s, 'pw', end); // typed before the host's newline and prompt came back
+  assert.equal(p.size, 0, 'the screen cursor is stale: no guess');
+  s.rows[1] = '$ pw'.padEnd(20, ' ').split('');
+  s.cursor = { x: 4, y: 1 };
+  p.judge(s, end); // the ECHO that covers them: the prompt, and pw after it
+  end = type(p, s, 'd', end);
+  assert.equal(p.size, 1, 'guessed at the fresh prompt (in a tentative epoch)');
+  assert.equal(p.cells.get('1,4').ch, 'd');
+  assert.equal(p.visible(s).length, 0);
+});
+
+test('after a dropped epoch the keys it guessed at must reach the screen before more guesses', () => {
+  const s = new FakeScreen();
+  const p = new Predictor();
+  let end = type(p, s, 'ab'); // tentative; the host shows something else
+  s.echo('x');
+  p.judge(s, 1);
+  assert.equal(p.size, 0);
+  end = type(p, s, 'c', end);
+  assert.equal(p.size, 0, "b is still to come: the screen's cursor is stale");
+  s.echo('y');
+  p.judge(s, 2);
+  end = type(p, s, 'd', end);
+  assert.equal(p.size, 0, 'c is too');
+  p.judge(s, end); // the screen has answered every key
+  type(p, s, 'e', end);
+  assert.equal(p.size, 1);
+});
+
 test('a wrong guess in a shown epoch drops every guess; the screen is what remains', () => {
   const s = new FakeScreen();
   const p = new Predictor();
@@ -149,7 +185,6 @@ test('a wrong guess in a tentative epoch drops it and later epochs, unseen', () 
   assert.equal(p.size, 0);
   assert.equal(p.stats.wrong, 0);
   assert.equal(p.stats.resets, 0);
-  assert.equal(p.epoch, 2); // a fresh one
 });
 
 test('the echo of an older key does not hide a newer guess on the same cell', () => {
@@ -171,8 +206,9 @@ test('no guess where it cannot be exact: wide characters, the last column, the a
   type(p, s, 'a');
   assert.equal(p.size, 0, 'a wide character to move');
   const full = new FakeScreen(['$ 12345'], 10, { x: 7, y: 0 });
-  type(p, full, 'ab');
-  assert.equal(p.size, 1, 'the last column is never guessed at');
+  const f = new Predictor();
+  type(f, full, 'ab');
+  assert.equal(f.size, 1, 'the last column is never guessed at');
   const alt = new FakeScreen();
   alt.plain = false;
   const q = new Predictor();
