@@ -226,8 +226,12 @@ def test_a_secret_never_shows_on_the_page(
             assert not set("".join(tab.screen())) & set(secret), tab.screen()
     tab.page.keyboard.press("Enter")
     tab.wait_text("got-4")
+    # And typed on the heels of Enter, within the round trip, in a confirmed epoch.
+    tab.page.keyboard.type("read -s y; echo had-${#y}\nJXZQ\n")
+    tab.wait_text("had-4")
     seen = tab.js("() => window.__seen.join('')")
     assert not set(seen) & set(secret), seen
+    assert "h" in seen, "the command line itself was never guessed at: the test saw nothing"
     assert not set("".join(tab.screen())) & set(secret), tab.screen()
     host.send("exit\r")
     assert tab.wait_state("ended")["exitCode"] == 0, tab.report()
