@@ -147,10 +147,6 @@ class BufferScreen {
     return line ? line.translateToString(true).length : 0;
   }
 
-  dispose() {
-    if (this.anchor !== null) this.anchor.dispose();
-    this.anchor = null;
-  }
 }
 
 export class PredictiveEcho {
@@ -269,8 +265,9 @@ export class PredictiveEcho {
     const at = this.now();
     this.state.keys.push({ n: ++this._keyNo, ch: typeof text === "string" ? text : null, at, shown: null });
     if (this.state.keys.length > KEYS_KEPT) this.state.keys.shift();
-    if (!this.wanted) return;
-    const may = this.fits && !this.secret && !this.stale && this.screen.plain;
+    // Not guessing (not wanted, a password prompt...) still tells the predictor of the key:
+    // the screen's cursor is not known again until the host has answered it.
+    const may = this.wanted && this.fits && !this.secret && !this.stale && this.screen.plain;
     this.predictor.key(this.screen, text, end, may, at);
     this.render();
     this._expireLater();

@@ -435,6 +435,20 @@ test('auto: ECHOs are asked for only above SHOW_ON of round trip, and stopped at
   assert.equal(echo.state.wants, 2);
 });
 
+test('keys typed while not guessing leave the cursor unknown until the host answers them', () => {
+  const { term, echo } = controller('auto');
+  echo.start(['echo'], 'rw', true);
+  echo.roundTrip(5);
+  echo.key('a', 1); // not guessed at: a fast link
+  echo.roundTrip(100); // guesses may show from now on
+  echo.key('b', 2);
+  assert.equal(echo.predictor.size, 0, "a may not be on the screen yet: its cursor is stale");
+  term.hostEchoes('ab');
+  echo.echo(2, 0, 2);
+  echo.key('c', 3);
+  assert.equal(echo.predictor.size, 1);
+});
+
 test('never, a view-only link, a host without "echo", a small window: no guesses, no frames', () => {
   for (const [mode, features, role, fits] of [
     ['never', ['echo'], 'rw', true],
