@@ -479,3 +479,41 @@ test('guesses no ECHO judges expire', () => {
   assert.equal(echo.predictor.size, 0);
   assert.equal(echo.state.expired, 1);
 });
+
+// -- the session's frame handler ------------------------------------------------------------------
+
+test('ECHO frames in the session: absurd offsets are ignored, a malformed body is a protocol error', async () => {
+  const { Session } = await import('../src/session.js');
+  const term = new FakeTerminal();
+  term.write = (data, callback) => callback && callback(); // parsed at once
+  term.resize = () => {};
+  term.onData = () => {};
+  term.onBinary = () => {};
+  const sent = [];
+  const session = new Session({
+    terminal: term,
+    propose: () => ({ cols: 100, rows: 30 }),
+    token: { role: 'rw', session: 's' },
+    url: 'ws://nowhere',
+    ui: { status: () => {}, state: () => {}, path: () => {} },
+    predict: 'always',
+  });
+  session.link = { send: (f) => { sent.push([...f]); return true; }, close: () => {} };
+  session.helloWaiter = () => {};
+  const hello = new TextEncoder().encode(JSON.stringify({ v: 1, role: 'rw', cols: 40, rows: 5, features: ['echo'] }));
+  session._frame(Frame.HELLO, hello);
+  assert.deepEqual(sent, [[Frame.ECHO, 1]], 'asked for ECHOs at once (always)');
+  const echo = (offset, flags = 0) => {
+    const body = new Uint8Array(9);
+    new DataView(body.buffer).setBigUint64(0, BigInt(offset));
+    body[8] = flags;
+    return body;
+  };
+  for (const offset of [5, 1n << 60n, (1n << 63n) - 1n]) session._frame(Frame.ECHO, echo(offset));
+  assert.equal(session.echo.state.ignored, 3);
+  assert.equal(session.finished, false);
+  const ended = session.ended.then(() => null, (err) => err);
+  session._frame(Frame.ECHO, Uint8Array.of(1)); // the joiner's one-byte form, from the host
+  const err = await ended;
+  assert.ok(err instanceof BeachError && err.kind === 'protocol' && /malformed/.test(err.message), err);
+});
