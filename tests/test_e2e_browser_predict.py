@@ -278,6 +278,35 @@ def test_a_wrong_guess_is_put_right_by_the_hosts_screen(
     assert tab.wait_state("ended")["exitCode"] == 0, tab.report()
 
 
+def test_nothing_is_guessed_on_the_alternate_screen(
+    procs: Procs, tmp_path: Path, slow: Link, web: Browsers
+) -> None:
+    host, url = share_slow(procs, tmp_path, slow)
+    tab = open_page(web, slow.joiner, url, "always")
+    wait_predicting(tab)
+    tab.type("echo ab")  # an epoch confirmed: guesses show on the main screen
+    host.expect("ab\r\n")
+    tab.wait_for("() => window.beach.predict.shown > 0", "guesses showed on the main screen")
+    tab.type("printf '\\033[?1049h'; cat; printf '\\033[?1049l'")
+    tab.wait_for(
+        "() => window.beach.terminal.buffer.active.type === 'alternate'",
+        "the alternate screen is up",
+    )
+    tab.js("() => { window.__seen.length = 0; window.__overlays = 0; }")
+    for ch in "QWERTY":  # cat's terminal echoes them: nothing to guess on this screen
+        key(tab, ch)
+        tab.wait_text(ch)
+    tab.page.keyboard.press("Enter")
+    tab.page.keyboard.press("Control+D")
+    tab.wait_for(
+        "() => window.beach.terminal.buffer.active.type === 'normal'", "back on the main screen"
+    )
+    assert tab.js("() => window.__overlays") == 0
+    assert tab.js("() => window.__seen.length") == 0
+    host.send("exit\r")
+    assert tab.wait_state("ended")["exitCode"] == 0, tab.report()
+
+
 def type_and_check_no_overlay(tab: Tab, host: Proc, text: str) -> dict[str, Any]:
     tab.type(text)
     host.expect(text.split()[-1] + "\r\n")
