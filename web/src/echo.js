@@ -175,7 +175,7 @@ export class PredictiveEcho {
     this.state = {
       mode: this.mode, enabled: false, showing: this.showing, underline: false, rtt: null,
       want: null, wants: 0, shown: 0, confirmed: 0, wrong: 0, resets: 0, expired: 0,
-      ignored: 0, guesses: [], cursor: null, keys: [],
+      ignored: 0, typed: 0, answered: 0, guesses: [], cursor: null, keys: [],
     };
     this._keyNo = 0; // keystrokes seen (numbers `state.keys`)
     this._shownKey = 0; // the newest predictor key counted as shown
@@ -390,9 +390,6 @@ export class PredictiveEcho {
       const style = el.style;
       style.fontFamily = opts.fontFamily;
       style.fontSize = `${opts.fontSize}px`;
-      style.whiteSpace = "pre";
-      style.overflow = "hidden";
-      style.pointerEvents = "none";
       if (spec.kind === "cursor") {
         style.color = theme.cursorAccent || theme.background || "#000000";
         style.background = theme.cursor || theme.foreground || "#ffffff";
@@ -401,7 +398,7 @@ export class PredictiveEcho {
         style.background = colours.bg;
         style.fontWeight = colours.bold ? "bold" : "normal";
         style.fontStyle = colours.italic ? "italic" : "normal";
-        if (item.underline || colours.underline) style.textDecoration = "underline";
+        if (item.underline || colours.underline) el.classList.add("beach-underline");
       }
     }
     if (spec.kind === "glyph" && spec.typed && !item.timed) {
@@ -436,6 +433,8 @@ export class PredictiveEcho {
     st.wrong = s.wrong;
     st.resets = s.resets;
     st.expired = s.expired;
+    st.typed = this.predictor.lastEnd; // the input offset after the newest key...
+    st.answered = this.predictor.answered; // ...and what ECHOs say the screen has answered
     if (this.drawn.size === 0 && !st.guesses.length && st.cursor === null) return;
     st.guesses = [];
     for (const item of this.drawn.values()) {
