@@ -68,8 +68,10 @@ export function parseMode(value) {
 // with its line, counts the lines trimmed. If the anchor itself is trimmed away, the count is
 // lost and every guess goes (`lost`).
 class BufferScreen {
-  constructor(term) {
+  // `live()`: whether any guess depends on the rows' numbers now.
+  constructor(term, live) {
     this.term = term;
+    this.live = live;
     this.trimmed = 0;
     this.anchor = null;
     this.anchorLine = 0;
@@ -93,7 +95,7 @@ class BufferScreen {
     const buf = this.term.buffer.normal;
     if (!this.plain) return this.trimmed; // (markers are made on the active buffer)
     if (this.anchor === null || this.anchor.isDisposed) {
-      if (this.anchor !== null) this.lost = true;
+      if (this.anchor !== null && this.live()) this.lost = true;
       this.anchor = this.term.registerMarker(0) ?? null;
       this.anchorLine = this.anchor ? this.anchor.line : 0;
       return this.trimmed;
@@ -158,8 +160,8 @@ export class PredictiveEcho {
     this.send = send;
     this.now = now;
     this.later = later;
-    this.screen = new BufferScreen(terminal);
     this.predictor = new Predictor();
+    this.screen = new BufferScreen(terminal, () => this.predictor.size > 0 || this.predictor.cursor !== null);
     this.enabled = false; // the host speaks "echo", we may type, and the mode is not never
     this.fits = true;
     this.secret = false;
@@ -263,12 +265,17 @@ export class PredictiveEcho {
   key(text, end) {
     if (this.mode === "never") return;
     const at = this.now();
-    this.state.keys.push({ n: ++this._keyNo, ch: typeof text === "string" ? text : null, at, shown: null });
+    // A key's character is kept only if it was guessed at (never one typed at a password
+    // prompt, say): `ch` null otherwise.
+    const rec = { n: ++this._keyNo, ch: null, at, shown: null };
+    this.state.keys.push(rec);
     if (this.state.keys.length > KEYS_KEPT) this.state.keys.shift();
+    const guessed = this.predictor.stats.keys;
     // Not guessing (not wanted, a password prompt...) still tells the predictor of the key:
     // the screen's cursor is not known again until the host has answered it.
     const may = this.wanted && this.fits && !this.secret && !this.stale && this.screen.plain;
     this.predictor.key(this.screen, text, end, may, at);
+    if (this.predictor.stats.keys > guessed) rec.ch = text;
     this.render();
     this._expireLater();
   }

@@ -392,6 +392,7 @@ test('the secret flag stops guessing; the others flag drops every guess', () => 
     echo.key(ch, 3 + i);
     assert.equal(echo.state.guesses.length, 0, 'a secret never shows');
   }
+  assert.ok(echo.state.keys.slice(-7).every((k) => k.ch === null), 'nor is it kept');
   assert.deepEqual(term.live(), []);
 });
 
