@@ -279,7 +279,7 @@ class FakeCell {
   isUnderline() { return 0; }
 }
 
-export class FakeTerminal {
+class FakeTerminal {
   constructor(rows = ['$ ']) {
     this.cols = 40;
     this.rows = 5;
@@ -329,7 +329,7 @@ export class FakeTerminal {
   }
 }
 
-export function controller(mode = 'always', rows = undefined) {
+function controller(mode = 'always', rows = undefined) {
   const term = new FakeTerminal(rows);
   const sent = [];
   let clock = 0;
@@ -517,4 +517,47 @@ test('ECHO frames in the session: absurd offsets are ignored, a malformed body i
   session._frame(Frame.ECHO, Uint8Array.of(1)); // the joiner's one-byte form, from the host
   const err = await ended;
   assert.ok(err instanceof BeachError && err.kind === 'protocol' && /malformed/.test(err.message), err);
+});
+
+test('the overlay draws a guess in the colours of the cell it stands for, underlined when slow', () => {
+  const { term, echo } = controller('auto');
+  const elements = [];
+  term.registerDecoration = (opts) => {
+    const handlers = [];
+    const d = { opts, isDisposed: false, dispose() { this.isDisposed = true; }, onRender: (fn) => handlers.push(fn) };
+    const el = { classList: new Set(), style: {}, dataset: {}, textContent: '' };
+    el.classList.add = el.classList.add.bind(el.classList);
+    d.render = () => handlers.forEach((fn) => fn(el));
+    term.decorations.push(d);
+    elements.push([d, el]);
+    return d;
+  };
+  // The cursor cell: palette red on true-colour blue, inverse.
+  term.buffer.active.getLine = (y) => term.lines[y] && {
+    getCell: (x) => Object.assign(new FakeCell(term.lines[y][x]), {
+      isFgDefault: () => false, isBgDefault: () => false, isFgPalette: () => true, isBgPalette: () => false,
+      getFgColor: () => 1, getBgColor: () => 0x0000ff, isInverse: () => 1, isBold: () => 1,
+    }),
+    translateToString: () => term.lines[y].join('').trimEnd(),
+  };
+  echo.start(['echo'], 'rw', true);
+  echo.roundTrip(200); // slow: shown and underlined
+  echo.key('a', 1);
+  term.hostEchoes('a');
+  echo.echo(1, 0, 1);
+  echo.key('b', 2);
+  const glyph = elements.find(([d]) => !d.isDisposed && d.opts.x === 3);
+  assert.ok(glyph, 'a decoration over the cell after a');
+  glyph[0].render();
+  const el = glyph[1];
+  assert.equal(el.textContent, 'b');
+  assert.ok(el.classList.has('beach-guess') && el.classList.has('beach-underline'), [...el.classList]);
+  assert.equal(el.style.color, '#0000ff'); // inverse: the background's colour...
+  assert.equal(el.style.background, '#cc0000'); // ...and the foreground's
+  assert.equal(el.style.fontWeight, 'bold');
+  assert.equal(el.style.fontFamily, 'monospace');
+  const cursor = elements.find(([d]) => !d.isDisposed && d.opts.x === 4);
+  cursor[0].render();
+  assert.ok(cursor[1].classList.has('beach-guess-cursor'));
+  assert.ok(echo.state.keys.at(-1).shown !== null, "the key's glyph was drawn: its time is kept");
 });
