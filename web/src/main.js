@@ -5,9 +5,9 @@
 import { Terminal } from "@xterm/xterm";
 import { FitAddon } from "@xterm/addon-fit";
 import { Unicode11Addon } from "@xterm/addon-unicode11";
+import { parseMode } from "./echo.js";
 import { parseToken } from "./keyplane.js";
 import { Session } from "./session.js";
-import { parseMode } from "./echo.js";
 
 const beach = {
   terminal: null,

@@ -3,10 +3,10 @@
 // drops by joining again with the same token and the resume id the host gave us.
 
 import {
+  ECHO_FEATURE,
   FRAME_VERSION,
   Frame,
   Inflater,
-  ECHO_FEATURE,
   decodeAck,
   decodeEcho,
   decodeExit,
@@ -254,7 +254,9 @@ export class Session {
       if (this.hello.features.includes("deflate")) this.inflater = new Inflater();
       this.term.resize(this.hello.cols, this.hello.rows);
       this.clamp.size(this.hello.cols, this.hello.rows);
-      this.echo.start(this.hello.features, this.token.role, this._fits(), this.inputs.end);
+      // Guesses for a read-write joiner only, as the host admitted us (and as our link says).
+      const role = this.token.role === "rw" ? this.hello.role : "view";
+      this.echo.start(this.hello.features, role, this._fits(), this.inputs.end);
       this.helloWaiter();
     } else if (kind === Frame.OUTPUT || kind === Frame.SNAPSHOT) {
       if (kind === Frame.SNAPSHOT) {
