@@ -561,3 +561,35 @@ test('the overlay draws a guess in the colours of the cell it stands for, underl
   assert.ok(cursor[1].classList.has('beach-guess-cursor'));
   assert.ok(echo.state.keys.at(-1).shown !== null, "the key's glyph was drawn: its time is kept");
 });
+
+// -- the round trip (links.js) --------------------------------------------------------------------
+
+test("the link's round trip: the least of its recent PING/PONGs, a stranger's PONG ignored", async () => {
+  const { RelayLink } = await import('../src/links.js');
+  const { encodePong } = await import('../src/frames.js');
+  const sent = [];
+  const sig = { recv: () => new Promise(() => {}), send: (type, msg) => sent.push(msg.data), close: () => {} };
+  const kx = { sealFrame: (f) => f, openFrame: (d) => d };
+  const link = new RelayLink(sig, kx, () => {});
+  const rtts = [];
+  link.onRtt = (ms) => rtts.push(ms);
+  try {
+    assert.equal(sent.length, 1, 'a PING as the link starts');
+    assert.equal(sent[0][0], Frame.PING);
+    link._received(encodePong(Uint8Array.of(1, 2, 3, 4, 5, 6, 7, 8))); // not ours
+    assert.deepEqual(rtts, []);
+    link._received(encodePong(sent[0].subarray(1)));
+    assert.equal(rtts.length, 1);
+    assert.ok(rtts[0] >= 0 && rtts[0] < 1000, rtts);
+    link._received(encodePong(sent[0].subarray(1))); // the same PONG again: counted once
+    assert.equal(rtts.length, 1);
+    link._ping();
+    await new Promise((resolve) => setTimeout(resolve, 30));
+    link._received(encodePong(sent[1].subarray(1))); // a slower one: the least stands
+    assert.equal(rtts.length, 2);
+    assert.equal(rtts[1], rtts[0]);
+    assert.equal(link.rtt, rtts[0]);
+  } finally {
+    link.close();
+  }
+});
