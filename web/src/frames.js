@@ -22,7 +22,14 @@ export const Frame = Object.freeze({
   NOTICE: 8, // UTF-8 text shown outside the shared screen
   SNAPSHOT: 9, // like OUTPUT, but starts a fresh screen; empty from the joiner: "send one"
   ACK: 10, // u64: the joiner's input up to this offset has reached the PTY
+  // Predictive echo ("echo" feature). Host -> joiner: u64 input offset, u8 flags (ECHO_*): the
+  // input before the offset was answered, and the output made of it came before this frame.
+  // Joiner -> host: one byte, 1 to be sent ECHOs from now on (it shows guesses), 0 to stop.
+  ECHO: 11,
 });
+export const ECHO_FEATURE = 'echo';
+export const ECHO_SECRET = 1; // the PTY reads a password (canonical mode, echo off)
+export const ECHO_OTHERS = 2; // someone else's keystrokes reached the PTY since the last ECHO
 const KINDS = new Set(Object.values(Frame));
 
 export function encodeFrame(kind, body = new Uint8Array(0)) {
@@ -139,6 +146,18 @@ export function encodeAck(offset) {
 export function decodeAck(body) {
   if (body.length !== 8) throw protocolError('malformed ack frame');
   return readU64(body);
+}
+
+/** The joiner's "send me ECHOs" (true) or "stop" (false). */
+export const encodeEchoWanted = (on) => encodeFrame(Frame.ECHO, Uint8Array.of(on ? 1 : 0));
+
+/** ECHO body -> {offset, flags}: offset a number, or a BigInt past 2^53 (more than was ever
+ * typed); unknown flags are kept (a later host may say more), as python's decode_echo. */
+export function decodeEcho(body) {
+  if (body.length !== 9) throw protocolError('malformed echo frame');
+  const big = new DataView(body.buffer, body.byteOffset, 8).getBigUint64(0);
+  if (big >= 1n << 63n) throw protocolError('malformed echo frame');
+  return { offset: big <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(big) : big, flags: body[8] };
 }
 
 // -- EXIT, NOTICE, SNAPSHOT request, PING ------------------------------------------------------

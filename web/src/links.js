@@ -6,6 +6,11 @@ import { Frame, PING_BYTES, decodeFrame, encodePing, encodePong } from "./frames
 
 const PING_INTERVAL = 1000;
 const PEER_TIMEOUT = 4000;
+// The round trip is the least of the last few PING/PONGs (a PING can queue behind output), as
+// beach_cli/link/pace.py; a PONG for no PING of ours, or claiming more than RTT_MAX, is not one.
+const RTT_SAMPLES = 8;
+const RTT_MAX = 10000; // ms
+const PINGS_KEPT = 8;
 
 class Link {
   constructor(onFrame) {
@@ -14,12 +19,42 @@ class Link {
     this.onLost = () => {};
     this.lastHeard = Date.now();
     this.timer = null;
+    this.onRtt = () => {}; // called with each new round trip (ms)
+    this.rtt = null;
+    this._rtts = [];
+    this._pings = new Map(); // our PINGs in flight: body as hex -> when sent (performance.now)
+  }
+
+  _ping() {
+    const frame = encodePing();
+    const key = hexOf(frame.subarray(1));
+    this._pings.set(key, performance.now());
+    while (this._pings.size > PINGS_KEPT) this._pings.delete(this._pings.keys().next().value);
+    this.send(frame);
+  }
+
+  _pong(body) {
+    const key = hexOf(body);
+    const sent = this._pings.get(key);
+    if (sent === undefined) return;
+    this._pings.delete(key);
+    const ms = performance.now() - sent;
+    if (!(ms >= 0 && ms <= RTT_MAX)) return;
+    this._rtts.push(ms);
+    if (this._rtts.length > RTT_SAMPLES) this._rtts.shift();
+    this.rtt = Math.min(...this._rtts);
+    try {
+      this.onRtt(this.rtt);
+    } catch (exc) {
+      console.warn(`round trip: ${exc.message}`);
+    }
   }
 
   _started() {
     this.lastHeard = Date.now();
+    this._ping(); // the round trip is known from the start (predictive echo waits for it)
     this.timer = setInterval(() => {
-      this.send(encodePing());
+      this._ping();
       if (Date.now() - this.lastHeard > PEER_TIMEOUT) {
         this.lose(`no sign of life for ${PEER_TIMEOUT / 1000} s`);
       }
@@ -36,7 +71,9 @@ class Link {
     }
     if (kind === Frame.PING) {
       if (body.length === PING_BYTES) this.send(encodePong(body));
-    } else if (kind !== Frame.PONG) {
+    } else if (kind === Frame.PONG) {
+      this._pong(body);
+    } else {
       this.onFrame(kind, body);
     }
   }
@@ -49,6 +86,8 @@ class Link {
     this.onLost(reason);
   }
 }
+
+const hexOf = (bytes) => Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
 
 export class RtcLink extends Link {
   constructor(iceServers, onFrame) {

@@ -5,6 +5,7 @@
 import { Terminal } from "@xterm/xterm";
 import { FitAddon } from "@xterm/addon-fit";
 import { Unicode11Addon } from "@xterm/addon-unicode11";
+import { parseMode } from "./echo.js";
 import { parseToken } from "./keyplane.js";
 import { Session } from "./session.js";
 
@@ -15,6 +16,7 @@ const beach = {
   path: null,
   error: null,
   status: "",
+  predict: null, // predictive echo's state (echo.js), once the session has started
 };
 window.beach = beach;
 
@@ -38,7 +40,9 @@ export function readLink(fragment, here) {
   } else if (!/^wss?:\/\//.test(server)) {
     throw new Error("the link's server is not a ws:// or wss:// address");
   }
-  return { token, server };
+  // Predictive echo: auto (by round trip), always or never (anything else: auto).
+  const predict = parseMode(params.get("predict"));
+  return { token, server, predict };
 }
 
 function setState(name) {
@@ -84,6 +88,7 @@ async function main() {
     propose: () => fit.proposeDimensions(),
     token: link.token,
     url: link.server,
+    predict: link.predict,
     ui: {
       status: show,
       state: setState,
@@ -92,6 +97,7 @@ async function main() {
       },
     },
   });
+  beach.predict = session.echo.state;
   window.addEventListener("pagehide", () => session.leave());
   let resizing = null;
   window.addEventListener("resize", () => {

@@ -3,10 +3,12 @@
 // drops by joining again with the same token and the resume id the host gave us.
 
 import {
+  ECHO_FEATURE,
   FRAME_VERSION,
   Frame,
   Inflater,
   decodeAck,
+  decodeEcho,
   decodeExit,
   decodeHello,
   decodeResize,
@@ -16,6 +18,7 @@ import {
   encodeSnapshotRequest,
 } from "./frames.js";
 import { Clamp } from "./clamp.js";
+import { PredictiveEcho } from "./echo.js";
 import { Handshake } from "./handshake.js";
 import { BeachError } from "./keyplane.js";
 
@@ -74,7 +77,7 @@ function printable(text, max) {
 
 export class Session {
   // `ui` is what the page shows: ui.status(text), ui.state(name), ui.path(text).
-  constructor({ terminal, propose, token, url, ui }) {
+  constructor({ terminal, propose, token, url, ui, predict = "auto" }) {
     this.term = terminal;
     this.propose = propose; // the window's size in cells, as the host should know it
     this.token = token;
@@ -95,10 +98,16 @@ export class Session {
       this.done = { resolve, reject };
     });
     this.finished = false;
+    // Predictive echo (echo.js): its frames go on whatever link is up.
+    this.echo = new PredictiveEcho({
+      terminal,
+      mode: predict,
+      send: (frame) => (this.link !== null ? this.link.send(frame) : false),
+    });
   }
 
   async run() {
-    this.term.onData((text) => this._typed(new TextEncoder().encode(text)));
+    this.term.onData((text) => this._typed(new TextEncoder().encode(text), text));
     this.term.onBinary((text) => this._typed(Uint8Array.from(text, (c) => c.charCodeAt(0) & 0xff)));
     await this._connect(null);
     return this.ended;
@@ -127,7 +136,8 @@ export class Session {
       this.helloWaiter = resolve;
     });
     const [cols, rows] = this._window();
-    const hello = encodeHello({ version: FRAME_VERSION, role: this.token.role, cols, rows, features: ["deflate"] });
+    const features = ["deflate", ...(this.echo.mode !== "never" ? [ECHO_FEATURE] : [])];
+    const hello = encodeHello({ version: FRAME_VERSION, role: this.token.role, cols, rows, features });
     // Said again while unanswered (after 1 s, then 2, 4...): a message sent the moment a fresh
     // data channel opens now and then never reaches the host (seen in CI; aiortc#1194 reports
     // the same), and a host takes only the first HELLO.
@@ -158,6 +168,7 @@ export class Session {
     this.inputs.ack(this.hello.applied);
     this._sendInput(this.inputs.base, this.inputs.pending);
     link.onLost = (reason) => this._lost(reason);
+    link.onRtt = (ms) => this.echo.roundTrip(ms);
     this.ui.path(link.path);
     this.ui.state("connected");
     const view = this.token.role === "view" ? " (view only: your keystrokes are not sent)" : "";
@@ -174,6 +185,7 @@ export class Session {
   async _lost(reason) {
     if (this.finished) return;
     this.link = null;
+    this.echo.lost();
     this.ui.state("connecting");
     const deadline = Date.now() + RECONNECT_FOR * 1000;
     let delay = 500;
@@ -242,10 +254,14 @@ export class Session {
       if (this.hello.features.includes("deflate")) this.inflater = new Inflater();
       this.term.resize(this.hello.cols, this.hello.rows);
       this.clamp.size(this.hello.cols, this.hello.rows);
+      // Guesses for a read-write joiner only, as the host admitted us (and as our link says).
+      const role = this.token.role === "rw" ? this.hello.role : "view";
+      this.echo.start(this.hello.features, role, this._fits(), this.inputs.end);
       this.helloWaiter();
     } else if (kind === Frame.OUTPUT || kind === Frame.SNAPSHOT) {
       if (kind === Frame.SNAPSHOT) {
         this.awaitingSnapshot = false;
+        this.echo.skipping(false);
         // A fresh screen: nothing of a cut sequence carries over.
         this.clamp = new Clamp(this.term.cols, this.term.rows);
         if (this.inflater !== null) this.inflater = new Inflater();
@@ -257,10 +273,25 @@ export class Session {
     } else if (kind === Frame.ACK) {
       const offset = decodeAck(body); // a BigInt past 2^53: more than was ever typed
       this.inputs.ack(typeof offset === "bigint" ? Number.MAX_SAFE_INTEGER : offset);
+    } else if (kind === Frame.ECHO) {
+      const { offset, flags } = decodeEcho(body); // malformed: a protocol error, as any frame
+      if (this.awaitingSnapshot) return; // the output it covers is being skipped
+      const sent = this.inputs.end;
+      // Judged once xterm.js has parsed the output written before it (the ECHO's covers).
+      this.term.write("", () => {
+        try {
+          this.echo.echo(offset, flags, sent);
+        } catch (exc) {
+          console.warn(`predictive echo: ${exc.message}`);
+          this.echo.reset();
+        }
+      });
     } else if (kind === Frame.RESIZE) {
       const [cols, rows] = decodeResize(body);
       this.term.resize(cols, rows);
       this.clamp.size(cols, rows);
+      this.echo.reset();
+      this.echo.window(this._fits());
     } else if (kind === Frame.EXIT) {
       const { code, signal } = decodeExit(body);
       const reason = exitReason(body); // the host ended the session itself (--max-duration...)
@@ -283,12 +314,13 @@ export class Session {
 
   _resync() {
     this.awaitingSnapshot = true;
+    this.echo.skipping(true);
     if (this.link !== null) this.link.send(encodeSnapshotRequest());
   }
 
   // -- keystrokes and the window ---------------------------------------------------------------
 
-  _typed(data) {
+  _typed(data, text = null) {
     if (this.finished) return;
     if (this.token.role === "view") {
       if (!this.told) {
@@ -300,8 +332,10 @@ export class Session {
     const offset = this.inputs.add(data);
     if (offset === null) {
       this.ui.status("the host is not taking keystrokes; some were dropped");
+      this.echo.reset();
     } else if (this.link !== null) {
       this._sendInput(offset, data);
+      this.echo.key(text, offset + data.length);
     }
   }
 
@@ -315,5 +349,13 @@ export class Session {
     if (this.link === null || this.hello === null) return;
     const [cols, rows] = this._window();
     this.link.send(encodeResize(cols, rows));
+    this.echo.window(this._fits());
+  }
+
+  // The page's window holds the whole PTY (a smaller one cuts it off: no guesses there).
+  _fits() {
+    const dims = this.propose();
+    if (!dims || !Number.isFinite(dims.cols) || !Number.isFinite(dims.rows)) return false;
+    return dims.cols >= this.term.cols && dims.rows >= this.term.rows;
   }
 }

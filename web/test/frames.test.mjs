@@ -40,7 +40,7 @@ const body = (frame, kind) => {
 test('frame codes are those of wire/frames.py', () => {
   assert.deepEqual(
     { ...Frame },
-    { HELLO: 1, OUTPUT: 2, INPUT: 3, RESIZE: 4, EXIT: 5, PING: 6, PONG: 7, NOTICE: 8, SNAPSHOT: 9, ACK: 10 },
+    { HELLO: 1, OUTPUT: 2, INPUT: 3, RESIZE: 4, EXIT: 5, PING: 6, PONG: 7, NOTICE: 8, SNAPSHOT: 9, ACK: 10, ECHO: 11 },
   );
   assert.equal(MAX_FRAME_BYTES, 262_144);
 });
@@ -50,7 +50,7 @@ test('decodeFrame takes binary messages only, of a known type', () => {
   protocol(() => decodeFrame('\x02AB'), /non-empty binary/);
   protocol(() => decodeFrame(new Uint8Array(0)), /non-empty binary/);
   protocol(() => decodeFrame(Uint8Array.of(0)), /^unknown frame type 0$/);
-  protocol(() => decodeFrame(Uint8Array.of(11, 1)), /unknown frame type 11/);
+  protocol(() => decodeFrame(Uint8Array.of(12, 1)), /unknown frame type 12/);
   assert.ok(encodeFrame(Frame.OUTPUT, new Uint8Array(MAX_FRAME_BYTES - 1)));
   protocol(() => encodeFrame(Frame.OUTPUT, new Uint8Array(MAX_FRAME_BYTES)), /frame too large/);
 });
