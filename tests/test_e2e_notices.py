@@ -27,18 +27,22 @@ COLOURS = r"printf '\e[31mred\e[0m \e[1;44mbold on blue\e[0m\n'; echo ready-$((1
 def host_in_tmux(tmp_path: Path, server: str, *flags: str) -> tuple[Tmux, dict]:
     """`beach host` typed into a tmux pane, as a person would; its --info-file."""
     tmux = Tmux(tmp_path, cols=80, rows=24)
-    info = tmp_path / f"info-{time.monotonic_ns()}.json"
-    argv = [BEACH, "host", "--info-file", str(info), "--server", server, *flags, "--", *SHELL]
-    tmux.keys(" ".join(argv), "Enter")
-    tmux.shows("the shell starts below")
-    deadline = time.monotonic() + TIMEOUT
-    while not info.exists():
-        assert time.monotonic() < deadline, "no info file"
-        time.sleep(0.05)
-    tmux.shows("below; exit it to end the session\nbash")
-    tmux.keys("PS1='$ '; " + COLOURS, "Enter")
-    tmux.shows("ready-2\n$")
-    return tmux, json.loads(info.read_text())
+    try:
+        info = tmp_path / f"info-{time.monotonic_ns()}.json"
+        argv = [BEACH, "host", "--info-file", str(info), "--server", server, *flags, "--", *SHELL]
+        tmux.keys(" ".join(argv), "Enter")
+        tmux.shows("the shell starts below")
+        deadline = time.monotonic() + TIMEOUT
+        while not info.exists():
+            assert time.monotonic() < deadline, "no info file"
+            time.sleep(0.05)
+        tmux.shows("below; exit it to end the session\nbash")
+        tmux.keys("PS1='$ '; " + COLOURS, "Enter")
+        tmux.shows("ready-2\n$")
+        return tmux, json.loads(info.read_text())
+    except BaseException:
+        tmux.close()  # (the test's own finally never runs)
+        raise
 
 
 def gone(tmux: Tmux, text: str, want: str) -> None:
