@@ -110,6 +110,29 @@ async def test_the_echo_comes_behind_the_output_the_keystroke_made() -> None:
         stream.close()
 
 
+async def test_a_program_slow_to_echo_is_waited_for_and_one_that_writes_nothing_not_long() -> None:
+    """A busy host's shell can echo tens of milliseconds late: the ECHO waits for what it
+    writes (a guess judged before it would be judged wrong). A program that writes nothing (a
+    password prompt) gets its ECHO after ECHO_WAIT_MAX."""
+    stream, path, session = await started()
+    session.settle_output = lambda: None  # type: ignore[method-assign]  # echoes on its own time
+    try:
+        typed(stream, 0, b"a")
+        await asyncio.sleep(stream_mod.ECHO_WAIT * 2.5)  # (the program's own time)
+        assert not path.echoes()  # past ECHO_WAIT, but nothing written yet
+        stream.output(b"a", 1)  # the late echo
+        await until(lambda: path.echoes() == [(1, 0)], path.changed)
+        kinds = [k for k, _ in path.frames]
+        assert kinds.index(Frame.ECHO) > max(i for i, k in enumerate(kinds) if k == Frame.OUTPUT)
+        loop = asyncio.get_running_loop()
+        typed(stream, 1, b"s")  # nothing is ever written for this one
+        started_at = loop.time()
+        await until(lambda: path.echoes() == [(1, 0), (2, 0)], path.changed)
+        assert loop.time() - started_at >= stream_mod.ECHO_WAIT_MAX * 0.9
+    finally:
+        stream.close()
+
+
 async def test_the_echo_waits_behind_output_still_queued_for_a_slow_path() -> None:
     stream, path, _session = await started()
     try:

@@ -60,10 +60,13 @@ FLOOD_WINDOW = 0.1  # s
 FLOOD_BYTES = 256 * 1024  # of output within a window: 2.6 MB/s, a thousand lines a tenth
 FLOOD_INTERVAL = 0.1  # s: fresh screens of a skip or a flood, at most this often
 FEATURES = (compression.FEATURE, ECHO_FEATURE)
-# Predictive echo: a keystroke's echo is judged this long after it reached the PTY (a program
-# echoes within a millisecond or two; one that takes longer is judged wrong, and the joiner's
-# guess goes, which costs a redraw, never a wrong screen).
+# Predictive echo: a keystroke's echo is judged this long after it reached the PTY, and once
+# the program has written something since (a program echoes within a millisecond or two; a
+# busy host's shell can take tens); with nothing written, ECHO_WAIT_MAX after it (a password
+# prompt writes nothing). A program slower still is judged wrong, and the joiner's guess goes,
+# which costs a redraw, never a wrong screen.
 ECHO_WAIT = 0.02
+ECHO_WAIT_MAX = 0.1
 ECHO_PENDING = 256  # keystroke batches awaiting their ECHO (older ones merge into newer)
 COALESCE_AFTER = 0.005  # a send within this long means output is streaming...
 COALESCE_WAIT = 0.001  # ...so wait this long for more before the next frame
@@ -115,6 +118,7 @@ class Stream:
         self._echo_asked = False
         self._applied: deque[tuple[float, int]] = deque()
         self._echo_timer: asyncio.TimerHandle | None = None
+        self._output_at = 0.0  # the last PTY output, while ECHOs are due
         self._echoed = 0  # the offset the last ECHO named
         self._others = 0  # writes by others when it was sent
         self._echo_held: bytes | None = None
@@ -198,20 +202,35 @@ class Stream:
             self._echo_timer = asyncio.get_running_loop().call_later(ECHO_WAIT, self._echo_due)
 
     def _echo_due(self) -> None:
-        """Keystrokes that reached the PTY ECHO_WAIT ago: what the program made of them is
-        read first, so the ECHO goes behind it."""
+        """Keystrokes that reached the PTY ECHO_WAIT ago, and that the program has answered
+        since (or ECHO_WAIT_MAX ago): what it made of them is read first, so the ECHO goes
+        behind it."""
         self._echo_timer = None
         self.host.settle_output()
         now = time.monotonic()
         offset = None
-        while self._applied and self._applied[0][0] <= now - ECHO_WAIT + 0.001:
+        while self._applied:
+            at = self._applied[0][0]
+            if now < at + ECHO_WAIT - 0.001:
+                break
+            if self._output_at < at and now < at + ECHO_WAIT_MAX - 0.001:
+                break  # nothing written since: output() calls again when something is
             offset = self._applied.popleft()[1]
         if self._applied:
-            wait = self._applied[0][0] + ECHO_WAIT - now
-            self._echo_timer = asyncio.get_running_loop().call_later(wait, self._echo_due)
+            at = self._applied[0][0]
+            due = at + (ECHO_WAIT if self._output_at >= at else ECHO_WAIT_MAX)
+            self._echo_timer = asyncio.get_running_loop().call_later(due - now, self._echo_due)
         if offset is not None:
             self._echoed = offset
             self._send_echo()
+
+    def _answered(self) -> None:
+        """PTY output while ECHOs are due: one that waited for the program is due now."""
+        now = self._output_at = time.monotonic()
+        at = self._applied[0][0]
+        if now >= at + ECHO_WAIT - 0.001 and self._echo_timer is not None:
+            self._echo_timer.cancel()
+            self._echo_timer = asyncio.get_running_loop().call_later(0, self._echo_due)
 
     def echo_state(self) -> None:
         """The PTY's password state changed: said behind the output so far (no new offset)."""
@@ -276,6 +295,8 @@ class Stream:
         """One PTY read for this joiner: a deflate unit, or the raw bytes (no `deflate`)."""
         if self._sender is None or self._exit is not None:
             return
+        if self._applied:  # keystrokes await their ECHO
+            self._answered()
         link = self.link
         if self._flooded(raw_len):
             if not (self._resync and self._skipping):

@@ -34,8 +34,9 @@ class Frame(IntEnum):
     SNAPSHOT = 9  # like OUTPUT, but starts a fresh screen (late join, resync)
     ACK = 10  # u64: the joiner's input up to this offset has reached the PTY
     # u64 offset, u8 flags (ECHO_*), host -> joiner, only with the "echo" feature: the joiner's
-    # input before the offset reached the PTY at least ECHO_WAIT ago, and the output the
-    # program made of it came before this frame (predictive echo is judged against it).
+    # input before the offset reached the PTY at least ECHO_WAIT ago (host/stream.py), and
+    # the output the program made of it came before this frame (predictive echo is judged
+    # against it).
     # Joiner -> host, u8: 1 to be sent ECHOs from now on (it shows guesses), 0 to stop.
     ECHO = 11
     # Both ways, only on the relay of an early-relay join (link/handover.py): the last relayed
