@@ -89,10 +89,11 @@ def test_slow_link_joiner_gets_the_present_not_the_backlog(procs: Procs, tmp_pat
     while not host.read_for(0.1, until="done-42"):
         assert time.monotonic() < deadline, "the host never got through the output"
         assert not joiner.read_for(0.02, until="done-42"), "the joiner was never behind"
-    # The host is through while the joiner, megabytes behind on a 1 Mbit/s link, cannot be:
-    # what it has shown by now (read for a moment longer) stops well short of the end.
-    assert not joiner.read_for(0.5, until="done-42"), "the joiner kept up with the host"
-    assert "done-42" not in joiner.transcript.getvalue()
+    # The host is through while the joiner, megabytes behind on a 1 Mbit/s link, is not: what
+    # it has shown by now stops short of the end. (Not "for a while longer": the fresh screen
+    # that skips the backlog comes about 0.3 s after the output ends, sooner than the host's
+    # own terminal is seen to be through, now and then.)
+    assert "done-42" not in joiner.transcript.getvalue(), "the joiner kept up with the host"
     shell_ready(host)
     # It skips the backlog and lands on the present...
     joiner.expect("done-42", timeout=90)
