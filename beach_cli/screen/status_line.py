@@ -4,9 +4,10 @@ on the bottom row, or the top one while the cursor is on the bottom row (where t
 typing). The shared program never sees it, and the row is put back cell for cell after.
 
 What the row held is known from a model (screen/model.py, pyte) made from the recent output
-(screen/history.py) when the line is drawn, in a worker thread: pyte is slow, and nothing on
-the hot path waits for it. Output that comes while it is being made voids it (busy output gets
-a few tries); output that comes while the line shows takes it down first, so the model is still
+(screen/history.py) when the line is drawn, in a worker thread and only once output has
+paused: pyte is slow, and must not compete with the output. Output that comes while the model
+is made voids it (the work stops within a piece; busy output gets GIVE_UP s of tries); output
+that comes while the line shows takes it down first, so the model is still
 exactly what the terminal had under it. Where the model cannot be exact (the alternate screen,
 an odd character set, attributes past what it can say again, the cursor waiting to wrap, a row
 shown before the output began: history.py's UNKNOWN), there is no line: the caller says it
@@ -16,7 +17,9 @@ another way (the title, a fresh screen).
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
+import time
 from collections.abc import Callable
 
 from ..text import printable
@@ -28,8 +31,9 @@ log = logging.getLogger("beach.screen")
 SHOWN = 5.0  # seconds a line stays (unless output takes it down sooner)
 PRIME = 32 * 1024  # bytes of recent output the model is made from
 MAX_REPLAY = 96 * 1024  # more (a long alternate-screen history): no line, pyte would take long
-TRIES = 4  # models made before giving up on busy output (each voided by output meanwhile)
-QUIET = 0.2  # s to wait after output voided one
+QUIET = 0.2  # s without output before a model is made (pyte would compete with the output)
+GIVE_UP = 3.0  # s of busy output after which the line is not drawn at all
+PIECE = 4096  # bytes fed to the model between checks that no output voided it
 STYLE = b"\x1b[0;7m"  # reverse video, like tmux's status line
 
 
@@ -37,9 +41,16 @@ def _cup(row: int, col: int) -> bytes:
     return b"\x1b[%d;%dH" % (row + 1, col + 1)
 
 
-def _make_model(replay: bytes, cols: int, rows: int) -> ScreenModel:
+def _make_model(
+    replay: bytes, cols: int, rows: int, stale: Callable[[], bool]
+) -> ScreenModel | None:
+    """The model, or None as soon as `stale()` says output voided it (in a worker thread:
+    a piece at a time, so output that comes meanwhile wastes at most one piece of pyte)."""
     model = ScreenModel(cols, rows)
-    model.feed(replay)
+    for at in range(0, len(replay), PIECE):
+        if stale():
+            return None
+        model.feed(replay[at : at + PIECE])
     return model
 
 
@@ -76,6 +87,7 @@ class StatusLine:
         self._replay = replay  # (cols, rows): bytes that make its model (None: not known)
         self.shown = shown
         self._generation = 0  # output seen so far: a model made before it is stale
+        self._output_at = 0.0  # the last output (loop time)
         self._model: ScreenModel | None = None  # the screen under the line, while it shows
         self._row = 0
         self._timer: asyncio.TimerHandle | None = None
@@ -102,19 +114,26 @@ class StatusLine:
 
     async def _make(self, cols: int, rows: int) -> None:
         ok = False
-        for _ in range(TRIES):
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + GIVE_UP
+        while loop.time() < give_up:
+            quiet = self._output_at + QUIET - loop.time()
+            if quiet > 0:  # output is flowing: wait for a pause
+                await asyncio.sleep(quiet)
+                continue
             generation = self._generation
             replay = self._replay(cols, rows)
             if replay is None or len(replay) > MAX_REPLAY:
                 break
             try:
-                model = await asyncio.to_thread(_make_model, replay, cols, rows)
+                model = await asyncio.to_thread(
+                    _make_model, replay, cols, rows, functools.partial(self._stale, generation)
+                )
             except Exception:  # a model that cannot be made is no line, never a crash
                 log.debug("status line: no model", exc_info=True)
                 break
-            if generation != self._generation:  # output came meanwhile: once it pauses
-                await asyncio.sleep(QUIET)
-                continue
+            if model is None or generation != self._generation:
+                continue  # output came meanwhile: after the next pause
             if model.plain and model.at_rest and not model.lost and rows >= 2:
                 # The bottom row, unless the cursor is there (a prompt at the bottom, where
                 # the person is looking and typing): then the top one.
@@ -125,6 +144,9 @@ class StatusLine:
                     ok = True
             break
         self.on_shown(ok)
+
+    def _stale(self, generation: int) -> bool:
+        return generation != self._generation
 
     def _draw(self) -> None:
         line = f" {printable(self._text, self._cols)} ".ljust(self._cols)[: self._cols]
@@ -138,6 +160,7 @@ class StatusLine:
         """Called before shared output is written: the bytes that take the line down first
         (empty when none shows)."""
         self._generation += 1
+        self._output_at = time.monotonic()
         return self._take_down()
 
     def close(self) -> bytes:
