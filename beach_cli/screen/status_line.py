@@ -94,7 +94,6 @@ class StatusLine:
         self._making: asyncio.Task[None] | None = None
         self._text = ""
         self._cols = 0
-        self.drawn = 0  # lines drawn (for tests and the log)
         self.on_shown: Callable[[bool], None] = lambda ok: None
 
     @property
@@ -102,8 +101,8 @@ class StatusLine:
         return self._model is not None
 
     def show(self, text: str, cols: int, rows: int) -> None:
-        """Draw `text` across the bottom row of a cols x rows shared screen for `shown`
-        seconds, as soon as the model under it is made. A line already showing just takes
+        """Draw `text` across the bottom (or top) row of a cols x rows shared screen for
+        `shown` seconds, as soon as the model under it is made. A line already showing just takes
         the new text; the newest text wins while a model is being made. Whether it could be
         drawn exactly is `on_shown(True/False)` (False: say it another way)."""
         self._text = text
@@ -151,7 +150,6 @@ class StatusLine:
     def _draw(self) -> None:
         line = f" {printable(self._text, self._cols)} ".ljust(self._cols)[: self._cols]
         self._write(_cup(self._row, 0) + STYLE + line.encode() + self._back())
-        self.drawn += 1
         if self._timer is not None:
             self._timer.cancel()
         self._timer = asyncio.get_running_loop().call_later(self.shown, self._expire)
@@ -164,7 +162,8 @@ class StatusLine:
         return self._take_down()
 
     def close(self) -> bytes:
-        """Leaving: the line's row as it was, if one shows; no line is drawn after this."""
+        """Leaving (or giving the screen to something else): the line's row as it was, if one
+        shows; a line still being made is dropped."""
         self._generation += 1
         if self._making is not None:
             self._making.cancel()
