@@ -1,7 +1,8 @@
 """A view-only joiner that types is told, once, that its keystrokes go nowhere, across the
 bottom row of its terminal (the title alone is not seen in tmux and many setups) and in its
-title; its keys are never sent, and the row comes back as the host has it. The host's NOTICE
-stays for joiners that do send them (older ones)."""
+title; its keys are never sent, and the row comes back as the host has it: cell for cell from
+the status line's model, or (the alternate screen, where no model is exact) from a fresh
+screen. The host's NOTICE stays for joiners that do send them (older ones)."""
 
 from __future__ import annotations
 
@@ -62,9 +63,10 @@ def test_a_viewer_in_tmux_sees_the_line_and_then_the_hosts_screen_again(
         while "beach: connected" in (before := tmux.screen()):  # how it connected, then not
             assert time.monotonic() < deadline, before
             time.sleep(0.1)
+        before_escapes = tmux.screen(escapes=True)
         tmux.keys("x")
         lines = tmux.shows(VIEW_ONLY_LINE[:40]).splitlines()
-        assert VIEW_ONLY_LINE in lines[23]  # across the bottom row
+        assert lines[23].startswith(" " + VIEW_ONLY_LINE)  # the status line, on the bottom row
         assert lines[:3] == before.splitlines()[:3]  # the rest untouched
         deadline = time.monotonic() + VIEW_ONLY_SHOWN + 10
         while VIEW_ONLY_LINE[:40] in (screen := tmux.screen()):
@@ -72,7 +74,37 @@ def test_a_viewer_in_tmux_sees_the_line_and_then_the_hosts_screen_again(
             time.sleep(0.1)
         assert screen.splitlines()[:4] == ["row-1", "row-2", "row-3", "$"]
         assert screen == before
+        assert tmux.screen(escapes=True) == before_escapes  # cell for cell, colours too
     finally:
         tmux.close()
+    host.send("exit\r")
+    assert host.exit_code() == 0
+
+
+def test_a_viewer_of_the_alternate_screen_sees_the_line_and_then_the_hosts_screen(
+    procs: Procs, server: str, tmp_path
+) -> None:
+    host, info = start_host(procs, tmp_path, server, cols=80, rows=24)
+    shell_ready(host)
+    # A full-screen program's screen, as vim's would be: no model of it is exact.
+    host.send("printf '\\033[?1049h\\033[2J\\033[Halt-screen\\n'; read -r x\r")
+    host.expect("alt-screen")
+    tmux = Tmux(tmp_path, cols=80, rows=24)
+    try:
+        tmux.keys(" ".join([BEACH, *info["view_join_command"][1:]]), "Enter")
+        before = tmux.shows("alt-screen")
+        tmux.keys("x")
+        lines = tmux.shows(VIEW_ONLY_LINE[:40]).splitlines()
+        assert lines[23].startswith(VIEW_ONLY_LINE)  # written over the bottom row
+        assert lines[0] == "alt-screen"
+        deadline = time.monotonic() + VIEW_ONLY_SHOWN + 10
+        while VIEW_ONLY_LINE[:40] in (screen := tmux.screen()):
+            assert time.monotonic() < deadline, screen
+            time.sleep(0.1)
+        assert screen == before  # the fresh screen put the row back
+    finally:
+        tmux.close()
+    host.send("\r")
+    shell_ready(host)
     host.send("exit\r")
     assert host.exit_code() == 0

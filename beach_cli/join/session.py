@@ -145,7 +145,8 @@ class JoinSession:
         self.resume_id: str | None = None
         self.timings: dict[str, float] = {"start": time.monotonic()}
         self._identity: Any = None  # identity.signer.Identity, from -i FILE
-        self._told_view_only: asyncio.TimerHandle | None = None
+        self._told_view_only = False
+        self._resync_later: asyncio.TimerHandle | None = None  # after the viewer's line
         self.echo = PredictiveEcho(opts.predict)
         # A line of our own across the screen (how we are connected), put back cell for cell.
         self.status_line = StatusLine(self.term.write, self._status_replay)
@@ -203,8 +204,8 @@ class JoinSession:
                     return self._done.result()
         finally:
             rtc.cancel()
-            if self._told_view_only is not None:
-                self._told_view_only.cancel()
+            if self._resync_later is not None:
+                self._resync_later.cancel()
             self._stop_drawing()
             if self.link is not None:
                 await self.link.close()
@@ -594,10 +595,28 @@ class JoinSession:
                 self.term.write(self.echo.key(out, offset + len(out), self.link.pace.rtt))
 
     def _tell_viewer(self) -> None:
-        """Once: a line across the bottom row saying keystrokes go nowhere (the title may not
-        show: tmux and many setups never do). The cursor and attributes are saved around it;
-        VIEW_ONLY_SHOWN later a fresh screen puts the row back as the host has it."""
-        if self._told_view_only is not None or not self._drew or self.viewport is None:
+        """Once: a line across the screen saying keystrokes go nowhere (the title may not
+        show: tmux and many setups never do). It is the status line, put back cell for cell;
+        where that cannot be exact (vim, busy output) the bottom row is written over and
+        VIEW_ONLY_SHOWN later a fresh screen puts it back as the host has it."""
+        if self._told_view_only or not self._drew or self.viewport is None:
+            return
+        self._told_view_only = True
+        self._title("beach: view-only: your keystrokes are not sent")
+        if self.term.out_is_tty and self._fits():
+            if not self.status_line.showing:  # (one that shows just takes the new text)
+                self.status_line.on_shown = self._viewer_line_shown
+            self.status_line.show(VIEW_ONLY_LINE, *self.viewport.pty)
+        else:
+            self._viewer_line_over_the_row()
+
+    def _viewer_line_shown(self, ok: bool) -> None:
+        self.status_line.on_shown = lambda ok: None
+        if not ok and self._done is not None and not self._done.done():
+            self._viewer_line_over_the_row()
+
+    def _viewer_line_over_the_row(self) -> None:
+        if self.viewport is None:
             return
         cols = min(self.viewport.window[0], self.viewport.pty[0])
         row = min(self.viewport.window[1], self.viewport.pty[1])
@@ -606,8 +625,7 @@ class JoinSession:
             self.status_line.close()  # (the fresh screen puts back the rest)
             + b"\x1b7\x1b[%d;1H\x1b[0;7m%s\x1b[0m\x1b8" % (row, text)
         )
-        self._title("beach: view-only: your keystrokes are not sent")
-        self._told_view_only = asyncio.get_running_loop().call_later(VIEW_ONLY_SHOWN, self._resync)
+        self._resync_later = asyncio.get_running_loop().call_later(VIEW_ONLY_SHOWN, self._resync)
 
     def _take_answer(self, data: bytes) -> bytes:
         m = CURSOR_REPORT.search(data)
