@@ -45,6 +45,10 @@ class Tmux:
         too (as changes from one cell to the next, from default attributes at `start`)."""
         return self._run("capture-pane", "-p", "-S", str(start), *(("-e",) if escapes else ()))
 
+    def resize(self, cols: int, rows: int) -> None:
+        """The window changes size, as a person dragging it would do (the program gets SIGWINCH)."""
+        self._run("resize-window", "-x", str(cols), "-y", str(rows))
+
     def record(self, path: Path) -> None:
         """From now on, every byte the pane's program writes is appended to `path`."""
         self._run("pipe-pane", "-o", f"cat >> {path}")

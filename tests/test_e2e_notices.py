@@ -116,6 +116,37 @@ def test_typing_while_a_line_shows_takes_it_down_first(server: str, tmp_path: Pa
         host.close()
 
 
+@pytest.mark.parametrize("size", [(90, 24), (70, 24)], ids=["wider", "narrower"])
+def test_a_resize_while_the_line_shows_leaves_nothing_of_it(
+    server: str, tmp_path: Path, size: tuple[int, int]
+) -> None:
+    """The terminal reflows the line with the rest, and a shell redraws only its prompt: the
+    host draws the shared screen again, and the joiner asks for a fresh one (its window may
+    change without the PTY's), instead of leaving the line there for good."""
+    host, info = host_in_tmux(tmp_path, server)
+    joiner = Tmux(tmp_path, cols=80, rows=24)
+    try:
+        joiner.keys(" ".join([BEACH, *info["join_command"][1:]]), "Enter")
+        host.shows("joined (read-write)")
+        joiner.shows("connected, peer-to-peer")
+        host.resize(*size)
+        joiner.resize(*size)
+        for pane, line in ((host, "joined"), (joiner, "connected, peer-to-peer")):
+            deadline = time.monotonic() + SHOWN + TIMEOUT
+            while line in (screen := pane.screen()):
+                assert time.monotonic() < deadline, f"the line was left behind:\n{screen}"
+                time.sleep(0.1)
+            lines = screen.rstrip("\n").splitlines()
+            assert "red bold on blue" in screen and lines[-2:] == ["ready-2", "$"]  # the shell's
+        host.keys("echo after-$((6*7))", "Enter")
+        for pane in (host, joiner):
+            assert "joined" not in pane.shows("after-42\n$")
+            assert "connected" not in pane.screen()
+    finally:
+        joiner.close()
+        host.close()
+
+
 def test_quiet_host_shows_no_line_but_says_it_in_the_title(server: str, tmp_path: Path) -> None:
     host, info = host_in_tmux(tmp_path, server, "--quiet")
     raw = tmp_path / "host-pane.bytes"

@@ -475,9 +475,13 @@ class HostSession:
     # -- sizes -----------------------------------------------------------------------------------
 
     def _resized(self) -> None:
-        """The host's window changed: its terminal reflowed what it shows (a notice line too;
-        the program redraws on SIGWINCH)."""
+        """The host's window changed: its terminal reflowed what it shows, a notice line too,
+        which nothing would put back (a shell redraws only its prompt on SIGWINCH): then the
+        shared screen is drawn again, as after a question."""
+        showing = self.status.showing
         self.status.forget()
+        if showing:
+            self.term.write(self._redraw())
         self.sizes_changed()
 
     def shared_size(self) -> tuple[int, int]:

@@ -657,10 +657,13 @@ class JoinSession:
             self.link.send(encode_input(offset + i, data[i : i + INPUT_CHUNK]))
 
     def _on_resize(self, cols: int, rows: int) -> None:
-        self.status_line.forget()  # the terminal reflowed what it shows
+        showing = self.status_line.showing
+        self.status_line.forget()  # the terminal reflowed what it shows, our line too
         if self.link is not None:
             self.link.send(encode_resize(cols, rows))
         self._fit(window=(cols, rows))
+        if showing and self.link is not None:  # nothing else would put its row back
+            self._resync()
 
 
 async def join_and_report(opts: JoinOptions, terminal: LocalTerminal) -> int:
