@@ -23,6 +23,10 @@ class ServerUnreachable(BeachError):
     exit_code = 4
 
 
+class NotSent(ServerUnreachable):
+    """The connection to the server was closed before a message could go: it never left."""
+
+
 class UnknownSession(BeachError):
     exit_code = 5
 

@@ -9,7 +9,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 
-from .errors import BeachError, ProtocolError, ServerUnreachable
+from .errors import BeachError, NotSent, ProtocolError, ServerUnreachable
 from .wire.signaling import MAX_SERVER_MESSAGE_BYTES, client_message, parse_server_message
 
 CONNECT_TIMEOUT = 10.0
@@ -78,7 +78,7 @@ class SignalingClient:
 
     async def send(self, mtype: str, **fields: Any) -> None:
         if self._ws is None or self._ws.closed:
-            raise ServerUnreachable("the connection to the server is closed")
+            raise NotSent("the connection to the server is closed")
         try:
             await asyncio.wait_for(self._ws.send_str(client_message(mtype, **fields)), 10.0)
         except (ConnectionError, aiohttp.ClientError, TimeoutError) as exc:

@@ -21,12 +21,13 @@ from aiohttp import web
 from conftest import BEACH, Procs, free_port, shell_ready, start_host, start_join, strip_ansi
 from loop_thread import LoopThread
 from serve_process import ServeProcess
-from test_security import EvilServer, ServerThread
+from test_security import EvilServer, ServerThread, evil, kind
 
 from beach_cli.errors import BeachError, WrongToken
 from beach_cli.host.recorder import QUEUE_LIMIT, Recorder
 from beach_cli.keys import KeyExchange
 from beach_cli.rendezvous import SignalingClient
+from beach_cli.server.app import Client, SignalServer
 from beach_cli.wire.keyplane import parse_payload, payload
 
 T = 20.0  # seconds for any one step
@@ -398,6 +399,58 @@ def test_a_right_token_waits_out_the_guess_delay_past_its_own_timeout(
         assert host.exit_code() == 0
     finally:
         loop.stop()
+
+
+# -- a server that drops the host in the middle of a join ---------------------------------------
+
+
+def drop_host_after_pake(srv: EvilServer, client: Client, msg: dict[str, Any]) -> Any:
+    """A tamper hook: the joiner's SPAKE2 message reaches the host, and then the server hangs
+    up on the host, before the host's own SPAKE2 message can go (once)."""
+    if client.peer_id is not None and kind(msg) == "pake" and not srv.state.get("dropped"):
+        srv.state["dropped"] = True
+        SignalServer._on_signal(srv, client, msg)
+        assert client.session is not None and client.session.host is not None
+        client.session.host.close_after_flush()
+        return None
+    return msg
+
+
+@pytest.mark.e2e
+def test_a_join_cut_short_by_the_server_is_no_wrong_guess(procs: Procs, tmp_path: Path) -> None:
+    """The host loses the server between the joiner's SPAKE2 message and its own: the joiner
+    learned nothing, so no guess was spent. With --guess-limit 1 a counted guess would have
+    replaced the token everyone was given."""
+    log = tmp_path / "host.log"
+    with evil(drop_host_after_pake) as st:
+        host, info = start_host(
+            procs,
+            tmp_path,
+            st.url,
+            "--guess-limit",
+            "1",
+            global_opts=("--log-file", str(log), "--log-level", "info"),
+        )
+        shell_ready(host)
+        first = start_join(procs, info)
+        first.expect("the host left before we could connect", timeout=T)
+        assert first.exit_code() == 8
+        host.expect("reconnected to the server", timeout=T)
+        assert st.server.state.get("dropped")
+
+        second = start_join(procs, info)  # the same token, which still works
+        shell_ready(second)
+        second.send("echo still-$((6*7))\r")
+        second.expect("still-42")
+        second.send("exit\r")
+        assert second.exit_code() == 0
+        assert host.exit_code() == 0
+        seen = strip_ansi(host.transcript.getvalue())
+        assert "wrong" not in seen and "new read-write token" not in seen, seen
+        text = log.read_text()
+        assert "wrong" not in text, text
+        assert re.search(r"peer \w+: the handshake lost the server", text), text
+        assert "Traceback" not in text + first.transcript.getvalue()
 
 
 # -- 16: --bind to an address that is not the default ----------------------------------------

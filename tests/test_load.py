@@ -26,6 +26,11 @@ the timings):
   handshake takes as long as the whole batch (data channel open after up to 38 s, median 31 s)
   and the host's same 30 s timeout refused some (1 of 100); 25 at a time keep every handshake
   under ~17 s and the batch takes as long (~90-100 s).
+- (b) A host that imported aiortc on its event loop at its first joiner stalled it for over
+  10 s when starved (`taskset -c 0`: 21 of 100 joins failed, CI on two cores: 4), missed the
+  server's heartbeat pong and was hung up on: "the host left before we could connect". Hosts
+  now import it in a thread (link/loader.py); a failure prints the host's log and what the
+  server logged of its session.
 
 All processes are watched at once through one epoll over their PTYs (no polling, no sleeps),
 every wait has a deadline, and every process is killed at the end, whatever happened.
@@ -185,6 +190,22 @@ def describe_failures(procs: list[Proc], failed: dict[int, str], limit: int = 5)
     return "\n".join(parts)
 
 
+def hosts_of(failed: dict[int, str], infos: list[Path], tmp_path: Path, serve: ServeProcess) -> str:
+    """What the hosts of failed joins logged, and what the server logged of their sessions."""
+    parts = []
+    for i in list(failed)[:3]:
+        try:
+            session = json.loads(infos[i].read_text())["session"]
+        except OSError:  # the host has ended (and removed its info file)
+            session = "(ended)"
+        log = tmp_path / f"host-{i}.log"
+        lines = log.read_text().splitlines()[-15:] if log.exists() else ["(no log)"]
+        said = [line for line in serve.lines if session in line][-10:]
+        parts.append(f"--- host #{i} ({session}) logged:\n" + "\n".join(lines))
+        parts.append(f"--- the server, of {session}:\n" + "\n".join(said))
+    return "\n" + "\n".join(parts)
+
+
 def percentiles(values: list[float]) -> str:
     if not values:
         return "none"
@@ -338,7 +359,8 @@ def test_100_sessions_with_one_joiner_each(
     infos: list[Path] = []
     for i in range(N):
         info = tmp_path / f"host-{i}.json"
-        argv = [BEACH, "host", "--info-file", str(info), "--server", serve.url]
+        log = ["--log-file", str(tmp_path / f"host-{i}.log"), "--log-level", "info"]
+        argv = [BEACH, *log, "host", "--info-file", str(info), "--server", serve.url]
         hosts.append(batch.start([*argv, "--", *session_command(i)], cols=COLS, rows=ROWS))
         infos.append(info)
     # A host starts its program once it has registered (and written its info file).
@@ -380,7 +402,10 @@ def test_100_sessions_with_one_joiner_each(
     )
     print("(b) join steps, from the joiners' logs: " + join_steps(logs))
     assert len(joiners) == N and not watch.failed, (
-        describe_failures(joiners, watch.failed) + "\n" + serve.problems()
+        describe_failures(joiners, watch.failed)
+        + "\n"
+        + serve.problems()
+        + hosts_of(watch.failed, infos, tmp_path, serve)
     )
 
     # All 100 sessions are live at once. End each: its program reads a line and exits 3.

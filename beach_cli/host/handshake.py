@@ -30,11 +30,21 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .. import tasks
-from ..errors import BeachError, ConnectTimeout, ProtocolError, Refused, SecurityError, WrongToken
+from ..errors import (
+    BeachError,
+    ConnectTimeout,
+    NotSent,
+    ProtocolError,
+    Refused,
+    SecurityError,
+    ServerUnreachable,
+    WrongToken,
+)
 from ..identity.proof import ProofRefused
 from ..keys import ROLES, KeyExchange
 from ..link.base import Link
 from ..link.handover import HandoverLink
+from ..link.loader import load_rtc
 from ..link.relay import RelayLink
 from ..resume import ResumeRecord
 from ..wire.frames import Frame
@@ -153,6 +163,8 @@ class Handshake:
         except SecurityError as exc:  # a sealed message that failed to open, or a replay
             log.info("peer %s: %s", self.peer.id, exc)
             await self._reject(R_SECURITY)
+        except ServerUnreachable as exc:  # the server told the joiner we left: nobody to tell
+            log.info("peer %s: the handshake lost the server (%s)", self.peer.id, exc)
         except BeachError as exc:  # a message out of order or malformed
             log.info("peer %s: %s", self.peer.id, exc)
             await self._reject(R_PROTOCOL)
@@ -193,8 +205,12 @@ class Handshake:
                     self._offering = asyncio.create_task(self._make_offer())
                 ours = await asyncio.to_thread(kx.start)
                 await asyncio.to_thread(kx.finish, theirs)
-                turn.spent = True
-                await self.host.signal(self.peer.id, ours)
+                turn.spent = True  # from here the joiner may have it, unless it never left
+                try:
+                    await self.host.signal(self.peer.id, ours)
+                except NotSent:
+                    turn.spent = False  # the server connection dropped: no guess was made
+                    raise
                 await self.host.signal(self.peer.id, kx.confirmation())
                 if self._offering is not None:
                     await self._send_offer(kx, await self._offering, unconfirmed=True)
@@ -297,9 +313,8 @@ class Handshake:
         return link
 
     async def _make_offer(self) -> str:
-        from ..link.rtc import PeerLink
-
-        self._offered = PeerLink(self._ice_servers, self._on_frame, name=f"peer {self.peer.id}")
+        rtc = await load_rtc()
+        self._offered = rtc.PeerLink(self._ice_servers, self._on_frame, name=f"peer {self.peer.id}")
         return await self._offered.make_offer()
 
     async def _send_offer(self, kx: KeyExchange, sdp: str, unconfirmed: bool = False) -> None:

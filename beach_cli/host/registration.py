@@ -14,7 +14,7 @@ import time
 from typing import Any, Protocol
 
 from ..backoff import Backoff
-from ..errors import BeachError, ProtocolError, Refused, ServerUnreachable
+from ..errors import BeachError, NotSent, ProtocolError, Refused, ServerUnreachable
 from ..link.ice import merge
 from ..rendezvous import SignalingClient, short_url
 from ..text import printable
@@ -62,6 +62,7 @@ class ServerEvents(Protocol):
     def peer_signal(self, peer_id: str, data: dict[str, Any]) -> None: ...
     def peer_relay(self, peer_id: str, text: str) -> None: ...
     def peer_left(self, peer_id: str) -> None: ...
+    def server_lost(self) -> None: ...  # and with it every joiner's connection to it
     def new_session(self, old: str) -> None: ...  # the server would not give ours back
     def moved(self) -> None: ...  # the session is on another server of the cluster now
     def notify(self, text: str) -> None: ...
@@ -199,7 +200,8 @@ class Registration:
             try:
                 await self._listen()
             except ServerUnreachable:
-                self._events.notify("lost the server; live joiners stay connected, reconnecting")
+                self._events.server_lost()
+                self._events.notify("lost the server; reconnecting (direct joiners stay connected)")
             await self._reconnect()
 
     async def _listen(self) -> None:
@@ -284,12 +286,12 @@ class Registration:
 
     async def signal(self, peer_id: str, data: dict[str, Any]) -> None:
         if self.sig is None or self.sig.closed:
-            raise ServerUnreachable("not connected to the server")
+            raise NotSent("not connected to the server")
         await self.sig.send("signal", to=peer_id, data=data)
 
     async def relay(self, peer_id: str, text: str) -> None:
         if self.sig is None or self.sig.closed:
-            raise ServerUnreachable("not connected to the server")
+            raise NotSent("not connected to the server")
         await self.sig.send("relay", to=peer_id, data=text)
 
     async def drop(self, peer_id: str, reason: str) -> None:

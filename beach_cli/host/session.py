@@ -26,6 +26,7 @@ from rich.markup import escape
 from ..durations import session_limits
 from ..invite import join_link
 from ..keys import ROLES, Token
+from ..link.loader import load_rtc
 from ..qr import qr_lines
 from ..rendezvous import short_url
 from ..resume import ResumeTable
@@ -237,6 +238,7 @@ class HostSession:
             self._new_secrets()
             self._write_info()
             self._banner()
+            self._spawn(load_rtc())  # for the first joiner, off the loop (link/loader.py)
             ending = await self._share()
         finally:
             await self._shutdown()
@@ -615,6 +617,12 @@ class HostSession:
     def peer_left(self, peer_id: str) -> None:
         peer = self.peers.get(peer_id)
         if peer is not None:
+            peer.left()
+
+    def server_lost(self) -> None:
+        """The server closed every joiner's connection with ours (telling each the host left):
+        a handshake under way cannot go on, nor a link through the server."""
+        for peer in list(self.peers.values()):
             peer.left()
 
     def new_session(self, old: str) -> None:

@@ -31,6 +31,7 @@ from ..errors import (
 )
 from ..keys import parse_token
 from ..link.base import Link
+from ..link.loader import load_rtc
 from ..recent import remember_server
 from ..resume import InputLog
 from ..screen.status_line import PRIME as STATUS_PRIME
@@ -166,10 +167,7 @@ class JoinSession:
         return proof
 
     async def run(self) -> int:
-        # aiortc takes ~0.3 s to import: do it in a thread while we talk to the server.
-        rtc = asyncio.ensure_future(
-            asyncio.to_thread(importlib.import_module, "..link.rtc", __package__)
-        )
+        rtc = asyncio.ensure_future(load_rtc())  # while we talk to the server
         dialer = Dialer(
             self.opts.server,
             self.token,
