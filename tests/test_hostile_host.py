@@ -453,6 +453,43 @@ def test_a_join_cut_short_by_the_server_is_no_wrong_guess(procs: Procs, tmp_path
         assert "Traceback" not in text + first.transcript.getvalue()
 
 
+def drop_host_for_confirm(srv: EvilServer, client: Client, msg: dict[str, Any]) -> Any:
+    """A tamper hook: the joiner's key confirmation never reaches the host; the server hangs
+    up on the host instead (once). The host's handshake was waiting for that confirmation."""
+    if client.peer_id is not None and kind(msg) == "confirm" and not srv.state.get("dropped"):
+        srv.state["dropped"] = True
+        assert client.session is not None and client.session.host is not None
+        client.session.host.close_after_flush()
+        return None
+    return msg
+
+
+@pytest.mark.e2e
+def test_losing_the_server_ends_the_handshakes_under_way_at_once(
+    procs: Procs, tmp_path: Path
+) -> None:
+    """The server told the joiner the host left: the host's handshake, which holds its role's
+    turn, ends then rather than at its 30 s timeout, and the next joiner gets in."""
+    log = tmp_path / "host.log"
+    with evil(drop_host_for_confirm) as st:
+        host, info = start_host(
+            procs, tmp_path, st.url, global_opts=("--log-file", str(log), "--log-level", "info")
+        )
+        shell_ready(host)
+        first = start_join(procs, info)
+        first.expect("the host left before we could connect", timeout=T)
+        assert first.exit_code() == 8
+        host.expect("reconnected to the server", timeout=T)
+        second = start_join(procs, info)
+        shell_ready(second)
+        second.send("exit\r")
+        assert second.exit_code() == 0
+        assert host.exit_code() == 0
+        text = log.read_text()
+        assert re.search(r"peer \w+: the joiner left during the handshake", text), text
+        assert "timed out" not in text, text
+
+
 # -- 16: --bind to an address that is not the default ----------------------------------------
 
 

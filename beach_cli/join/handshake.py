@@ -45,6 +45,8 @@ from ..wire.keyplane import HOLD_MAX, R_NO_KEY, R_WRONG_TOKEN, parse_payload, pa
 from .refusals import rejected, server_error
 from .relayed import relay_through
 
+LAST_WORD_WAIT = 1.0  # s: for what the server said before it hung up (see _last_word)
+HOST_LEFT = "the host left before we could connect"
 APPROVAL_WAIT = 130.0  # the host answers within 120 s or the answer is no
 # How long a direct or TURN path may take to open before frames go through the server...
 P2P_WAIT = 10.0
@@ -159,6 +161,10 @@ class Handshake:
                 self.step = step
                 self._wait(self._limit(step))
                 step = await self._steps[step]()
+        except ServerUnreachable as exc:
+            if self._link is not None:
+                await self._link.close()
+            raise await self._last_word(exc) from exc
         except BaseException:
             if self._link is not None:
                 await self._link.close()
@@ -201,7 +207,7 @@ class Handshake:
             except TimeoutError:
                 continue  # _left() names what is late
             if msg["type"] == "host_left":
-                raise HostGone("the host left before we could connect")
+                raise HostGone(HOST_LEFT)
             if msg["type"] == "error":
                 raise server_error(msg)
             if msg["type"] != "signal":
@@ -210,6 +216,20 @@ class Handshake:
             if data["k"] == "reject":
                 raise rejected(data["reason"])
             return data
+
+    async def _last_word(self, exc: ServerUnreachable) -> BeachError:
+        """A send failed as the server hung up: what it said first (the host left, an error)
+        is the reason to give, if it came; else the failure itself."""
+        if self.sig.closed:  # nothing more to read
+            return exc
+        with contextlib.suppress(BeachError, TimeoutError):
+            while True:
+                msg = await self.sig.recv(LAST_WORD_WAIT)
+                if msg["type"] == "host_left":
+                    return HostGone(HOST_LEFT)
+                if msg["type"] == "error":
+                    return server_error(msg)
+        return exc
 
     def _sealed(self, data: dict[str, Any]) -> dict[str, Any]:
         """Once the key is confirmed only sealed messages may come: opened here."""
