@@ -206,30 +206,39 @@ class Handshake:
                 msg = await self.sig.recv(self._left())
             except TimeoutError:
                 continue  # _left() names what is late
-            if msg["type"] == "host_left":
-                raise HostGone(HOST_LEFT)
-            if msg["type"] == "error":
-                raise server_error(msg)
-            if msg["type"] != "signal":
-                continue
-            data = parse_payload(msg["data"])
-            if data["k"] == "reject":
-                raise rejected(data["reason"])
-            return data
+            data = self._read(msg)
+            if data is not None:
+                return data
+
+    @staticmethod
+    def _read(msg: dict[str, Any]) -> dict[str, Any] | None:
+        """A server message: the host's signal, or None for one that is not; the attempt's
+        end raised (the host left, the server's error, the host's reject)."""
+        if msg["type"] == "host_left":
+            raise HostGone(HOST_LEFT)
+        if msg["type"] == "error":
+            raise server_error(msg)
+        if msg["type"] != "signal":
+            return None
+        data = parse_payload(msg["data"])
+        if data["k"] == "reject":
+            raise rejected(data["reason"])
+        return data
 
     async def _last_word(self, exc: ServerUnreachable) -> BeachError:
-        """A send failed as the server hung up: what it said first (the host left, an error)
-        is the reason to give, if it came; else the failure itself."""
+        """A send failed as the server hung up: what came before that (the host's reject, the
+        host left, the server's error) is the reason to give, if it came; else the failure."""
         if self.sig.closed:  # nothing more to read
             return exc
-        with contextlib.suppress(BeachError, TimeoutError):
+        try:
             while True:
-                msg = await self.sig.recv(LAST_WORD_WAIT)
-                if msg["type"] == "host_left":
-                    return HostGone(HOST_LEFT)
-                if msg["type"] == "error":
-                    return server_error(msg)
-        return exc
+                try:
+                    msg = await self.sig.recv(LAST_WORD_WAIT)
+                except (BeachError, TimeoutError):
+                    return exc
+                self._read(msg)
+        except BeachError as end:
+            return end
 
     def _sealed(self, data: dict[str, Any]) -> dict[str, Any]:
         """Once the key is confirmed only sealed messages may come: opened here."""
