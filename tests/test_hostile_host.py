@@ -21,7 +21,7 @@ from aiohttp import web
 from conftest import BEACH, Procs, free_port, shell_ready, start_host, start_join, strip_ansi
 from loop_thread import LoopThread
 from serve_process import ServeProcess
-from test_security import EvilServer, ServerThread, evil, kind
+from test_security import EvilServer, ServerThread, Tamper, evil, kind
 
 from beach_cli.errors import BeachError, WrongToken
 from beach_cli.host.recorder import QUEUE_LIMIT, Recorder
@@ -404,37 +404,43 @@ def test_a_right_token_waits_out_the_guess_delay_past_its_own_timeout(
 # -- a server that drops the host in the middle of a join ---------------------------------------
 
 
-def drop_host_after_pake(srv: EvilServer, client: Client, msg: dict[str, Any]) -> Any:
-    """A tamper hook: the joiner's SPAKE2 message reaches the host, and then the server hangs
-    up on the host, before the host's own SPAKE2 message can go (once)."""
-    if client.peer_id is not None and kind(msg) == "pake" and not srv.state.get("dropped"):
-        srv.state["dropped"] = True
-        SignalServer._on_signal(srv, client, msg)
-        assert client.session is not None and client.session.host is not None
-        client.session.host.close_after_flush()
-        return None
-    return msg
+def drop_host_on(what: str, deliver: bool) -> Tamper:
+    """A tamper hook: at the joiner's first `what` signal the server hangs up on the host
+    (once), after delivering that signal to it if `deliver`, else swallowing it."""
+
+    def hook(srv: EvilServer, client: Client, msg: dict[str, Any]) -> Any:
+        if client.peer_id is not None and kind(msg) == what and not srv.state.get("dropped"):
+            srv.state["dropped"] = True
+            if deliver:
+                SignalServer._on_signal(srv, client, msg)
+            assert client.session is not None and client.session.host is not None
+            client.session.host.close_after_flush()
+            return None
+        return msg
+
+    return hook
 
 
-@pytest.mark.e2e
-def test_a_join_cut_short_by_the_server_is_no_wrong_guess(procs: Procs, tmp_path: Path) -> None:
-    """The host loses the server between the joiner's SPAKE2 message and its own: the joiner
-    learned nothing, so no guess was spent. With --guess-limit 1 a counted guess would have
-    replaced the token everyone was given."""
+def join_across_a_drop(
+    procs: Procs, tmp_path: Path, hook: Tamper, *host_args: str
+) -> tuple[str, str]:
+    """A host on a server that drops it as `hook` says: the first joiner is cut off (one
+    line, exit 8), the host reconnects, and a second joiner with the same token gets the
+    shell and leaves, then the host exits. The host's log, and what its terminal showed."""
     log = tmp_path / "host.log"
-    with evil(drop_host_after_pake) as st:
+    with evil(hook) as st:
         host, info = start_host(
             procs,
             tmp_path,
             st.url,
-            "--guess-limit",
-            "1",
+            *host_args,
             global_opts=("--log-file", str(log), "--log-level", "info"),
         )
         shell_ready(host)
         first = start_join(procs, info)
         first.expect("the host left before we could connect", timeout=T)
         assert first.exit_code() == 8
+        assert "Traceback" not in first.transcript.getvalue()
         host.expect("reconnected to the server", timeout=T)
         assert st.server.state.get("dropped")
 
@@ -445,49 +451,33 @@ def test_a_join_cut_short_by_the_server_is_no_wrong_guess(procs: Procs, tmp_path
         second.send("exit\r")
         assert second.exit_code() == 0
         assert host.exit_code() == 0
-        seen = strip_ansi(host.transcript.getvalue())
-        assert "wrong" not in seen and "new read-write token" not in seen, seen
-        text = log.read_text()
-        assert "wrong" not in text, text
-        assert re.search(r"peer \w+: the handshake lost the server", text), text
-        assert "Traceback" not in text + first.transcript.getvalue()
+        return log.read_text(), strip_ansi(host.transcript.getvalue())
 
 
-def drop_host_for_confirm(srv: EvilServer, client: Client, msg: dict[str, Any]) -> Any:
-    """A tamper hook: the joiner's key confirmation never reaches the host; the server hangs
-    up on the host instead (once). The host's handshake was waiting for that confirmation."""
-    if client.peer_id is not None and kind(msg) == "confirm" and not srv.state.get("dropped"):
-        srv.state["dropped"] = True
-        assert client.session is not None and client.session.host is not None
-        client.session.host.close_after_flush()
-        return None
-    return msg
+@pytest.mark.e2e
+def test_a_join_cut_short_by_the_server_is_no_wrong_guess(procs: Procs, tmp_path: Path) -> None:
+    """The host loses the server between the joiner's SPAKE2 message and its own: the joiner
+    learned nothing, so no guess was spent. With --guess-limit 1 a counted guess would have
+    replaced the token everyone was given."""
+    text, seen = join_across_a_drop(
+        procs, tmp_path, drop_host_on("pake", True), "--guess-limit", "1"
+    )
+    assert "wrong" not in seen and "new read-write token" not in seen, seen
+    assert "wrong" not in text, text
+    assert re.search(r"peer \w+: the handshake lost the server", text), text
+    assert "Traceback" not in text
 
 
 @pytest.mark.e2e
 def test_losing_the_server_ends_the_handshakes_under_way_at_once(
     procs: Procs, tmp_path: Path
 ) -> None:
-    """The server told the joiner the host left: the host's handshake, which holds its role's
-    turn, ends then rather than at its 30 s timeout, and the next joiner gets in."""
-    log = tmp_path / "host.log"
-    with evil(drop_host_for_confirm) as st:
-        host, info = start_host(
-            procs, tmp_path, st.url, global_opts=("--log-file", str(log), "--log-level", "info")
-        )
-        shell_ready(host)
-        first = start_join(procs, info)
-        first.expect("the host left before we could connect", timeout=T)
-        assert first.exit_code() == 8
-        host.expect("reconnected to the server", timeout=T)
-        second = start_join(procs, info)
-        shell_ready(second)
-        second.send("exit\r")
-        assert second.exit_code() == 0
-        assert host.exit_code() == 0
-        text = log.read_text()
-        assert re.search(r"peer \w+: the joiner left during the handshake", text), text
-        assert "timed out" not in text, text
+    """The joiner's key confirmation never reaches the host, which the server drops instead:
+    the host's handshake, holding its role's turn, ends then rather than at its 30 s timeout,
+    and the next joiner gets in."""
+    text, _ = join_across_a_drop(procs, tmp_path, drop_host_on("confirm", False))
+    assert re.search(r"peer \w+: the joiner left during the handshake", text), text
+    assert "timed out" not in text, text
 
 
 # -- 16: --bind to an address that is not the default ----------------------------------------

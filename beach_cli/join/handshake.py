@@ -161,13 +161,11 @@ class Handshake:
                 self.step = step
                 self._wait(self._limit(step))
                 step = await self._steps[step]()
-        except ServerUnreachable as exc:
+        except BaseException as exc:
             if self._link is not None:
                 await self._link.close()
-            raise await self._last_word(exc) from exc
-        except BaseException:
-            if self._link is not None:
-                await self._link.close()
+            if isinstance(exc, ServerUnreachable):
+                raise await self._last_word(exc) from exc
             raise
         link: Link = self._link
         self.marks["open"] = time.monotonic()
